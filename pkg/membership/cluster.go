@@ -1,0 +1,198 @@
+// Package membership is Herd's view of the gossip cluster. It is the only
+// package that imports Serf: it turns members and their tags into validated,
+// typed Nodes and Events, and offers join, leave, tag updates and queries.
+package membership
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/serf/serf"
+)
+
+// Cluster is this process's membership in a Herd gossip cluster.
+type Cluster struct {
+	serf   *serf.Serf
+	logger hclog.Logger
+	cfg    Config
+
+	serfEvents chan serf.Event
+	loopDone   chan struct{}
+
+	mu   sync.Mutex // guards tags
+	tags Tags
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// New starts a gossip member that is alone until Join. It binds the gossip
+// port at once, so a port in use or a bad key fails here.
+func New(cfg *Config) (*Cluster, error) {
+	if cfg.NodeName == "" {
+		return nil, errors.New("node name is required")
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = hclog.Default()
+	}
+	logger = logger.Named("membership")
+	tagMap, err := cfg.Tags.Encode()
+	if err != nil {
+		return nil, fmt.Errorf("local tags: %w", err)
+	}
+	mc, err := cfg.memberlistConfig()
+	if err != nil {
+		return nil, err
+	}
+	std := logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true, InferLevelsWithTimestamp: true})
+	mc.Logger = std
+
+	c := &Cluster{
+		logger:     logger,
+		cfg:        *cfg,
+		serfEvents: make(chan serf.Event, 256),
+		loopDone:   make(chan struct{}),
+		tags:       cfg.Tags,
+	}
+	sc := serf.DefaultConfig()
+	sc.NodeName = cfg.NodeName
+	sc.MemberlistConfig = mc
+	sc.Tags = tagMap
+	sc.EventCh = c.serfEvents
+	sc.Logger = std
+	sc.ValidateNodeNames = true
+	s, err := serf.Create(sc)
+	if err != nil {
+		return nil, fmt.Errorf("start gossip on %s: %w", cfg.BindAddr, err)
+	}
+	c.serf = s
+	go c.loop()
+	return c, nil
+}
+
+// Join contacts the given "ip:port" addresses and joins their cluster. It
+// succeeds if at least one answered.
+func (c *Cluster) Join(addrs []string) (int, error) {
+	n, err := c.serf.Join(addrs, true)
+	if n > 0 {
+		return n, nil
+	}
+	if err == nil {
+		err = errors.New("no address answered")
+	}
+	return 0, fmt.Errorf("join %v: %w", addrs, err)
+}
+
+// LocalNode returns this member as others see it.
+func (c *Cluster) LocalNode() Node {
+	return nodeFromMember(c.serf.LocalMember())
+}
+
+// AdvertiseAddr is the address this member gossips from.
+func (c *Cluster) AdvertiseAddr() netip.Addr {
+	return c.LocalNode().Addr.Addr()
+}
+
+// Members returns every known member, including failed and left ones that
+// are not yet reaped, and those with malformed tags (Err set).
+func (c *Cluster) Members() []Node {
+	ms := c.serf.Members()
+	out := make([]Node, len(ms))
+	for i, m := range ms {
+		out[i] = nodeFromMember(m)
+	}
+	return out
+}
+
+// Tags returns the tags this member announces.
+func (c *Cluster) Tags() Tags {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tags
+}
+
+// SetTags validates and announces new tags. They reach every member within a
+// few gossip rounds and show there as a member-update event.
+func (c *Cluster) SetTags(t Tags) error {
+	m, err := t.Encode()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.serf.SetTags(m); err != nil {
+		return fmt.Errorf("announce tags: %w", err)
+	}
+	c.tags = t
+	return nil
+}
+
+// Leave announces that this member leaves on purpose, so others remove it at
+// once instead of after failure detection. Call Shutdown afterwards.
+func (c *Cluster) Leave() error {
+	if err := c.serf.Leave(); err != nil {
+		return fmt.Errorf("leave cluster: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops gossip without a leave message (others will see a failure
+// unless Leave was called first). Safe to call more than once.
+func (c *Cluster) Shutdown() error {
+	c.shutdownOnce.Do(func() {
+		c.shutdownErr = c.serf.Shutdown()
+		<-c.loopDone
+	})
+	return c.shutdownErr
+}
+
+// loop translates Serf events into Herd's typed values. It never blocks
+// Serf for longer than the consumers take to read.
+func (c *Cluster) loop() {
+	defer close(c.loopDone)
+	shutdown := c.serf.ShutdownCh()
+	for {
+		select {
+		case e := <-c.serfEvents:
+			c.dispatch(e, shutdown)
+		case <-shutdown:
+			return
+		}
+	}
+}
+
+func (c *Cluster) dispatch(e serf.Event, shutdown <-chan struct{}) {
+	switch e := e.(type) {
+	case serf.MemberEvent:
+		typ, ok := eventTypeOf(e.Type)
+		if !ok {
+			return
+		}
+		ev := Event{Type: typ, Nodes: make([]Node, len(e.Members))}
+		for i, m := range e.Members {
+			n := nodeFromMember(m)
+			if n.Err != nil && !errors.Is(n.Err, ErrNotHerd) && typ != EventLeave && typ != EventReap {
+				c.logger.Warn("ignoring member with malformed tags", "node", n.Name, "addr", n.Addr, "error", n.Err)
+			}
+			ev.Nodes[i] = n
+		}
+		if c.cfg.EventCh != nil {
+			select {
+			case c.cfg.EventCh <- ev:
+			case <-shutdown:
+			}
+		}
+	case *serf.Query:
+		if c.cfg.QueryCh == nil {
+			return
+		}
+		select {
+		case c.cfg.QueryCh <- &Query{q: e}:
+		case <-shutdown:
+		}
+	}
+}

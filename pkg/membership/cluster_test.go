@@ -1,0 +1,177 @@
+package membership
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type testMember struct {
+	*Cluster
+	events  chan Event
+	queries chan *Query
+}
+
+func startMember(t *testing.T, name string, tags Tags) *testMember {
+	t.Helper()
+	m := &testMember{events: make(chan Event, 1024), queries: make(chan *Query, 16)}
+	cfg := DefaultConfig()
+	cfg.NodeName = name
+	cfg.BindAddr = "127.0.0.1:0"
+	cfg.Profile = ProfileLocal
+	cfg.Tags = tags
+	cfg.EventCh = m.events
+	cfg.QueryCh = m.queries
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn})
+	c, err := New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Shutdown() })
+	m.Cluster = c
+	return m
+}
+
+func (m *testMember) gossipAddr() string { return m.LocalNode().Addr.String() }
+
+// waitEvent reads events until one of type typ concerns node, or fails.
+func (m *testMember) waitEvent(t *testing.T, typ EventType, node string, within time.Duration) Node {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		select {
+		case e := <-m.events:
+			for _, n := range e.Nodes {
+				if e.Type == typ && n.Name == node {
+					return n
+				}
+			}
+		case <-deadline:
+			t.Fatalf("no %s event for %s within %s", typ, node, within)
+		}
+	}
+}
+
+func agentTagsOn(ports ...uint16) Tags {
+	tags := agentTags()
+	tags.Ports = ports
+	return tags
+}
+
+func TestClusterEventsReachOtherMembers(t *testing.T) {
+	gw := startMember(t, "gw", Tags{Role: RoleGateway, Gen: 1})
+	a1 := startMember(t, "a1", agentTagsOn(8000, 8001))
+	a2 := startMember(t, "a2", agentTagsOn(9000))
+
+	_, err := a1.Join([]string{gw.gossipAddr()})
+	require.NoError(t, err)
+	_, err = a2.Join([]string{gw.gossipAddr()})
+	require.NoError(t, err)
+	n := gw.waitEvent(t, EventJoin, "a1", 5*time.Second)
+	require.NoError(t, n.Err)
+	assert.Equal(t, []netip.AddrPort{
+		netip.MustParseAddrPort("127.0.0.2:8000"), netip.MustParseAddrPort("127.0.0.2:8001"),
+	}, n.Backends("predictor"))
+	assert.Empty(t, n.Backends("other-service"))
+	gw.waitEvent(t, EventJoin, "a2", 5*time.Second)
+
+	tags := agentTagsOn(8000)
+	tags.Gen = 8
+	require.NoError(t, a1.SetTags(tags))
+	n = gw.waitEvent(t, EventUpdate, "a1", 5*time.Second)
+	assert.Equal(t, uint64(8), n.Tags.Gen)
+	assert.Len(t, n.Backends("predictor"), 1)
+
+	require.NoError(t, a1.Leave())
+	n = gw.waitEvent(t, EventLeave, "a1", 5*time.Second)
+	assert.Empty(t, n.Backends("predictor"), "a leaving node has no backends")
+
+	require.NoError(t, a2.Shutdown()) // a crash: no leave message
+	n = gw.waitEvent(t, EventFailed, "a2", 15*time.Second)
+	assert.Equal(t, StatusFailed, n.Status)
+}
+
+func TestClusterMalformedMemberIsReportedNotTrusted(t *testing.T) {
+	gw := startMember(t, "gw", Tags{Role: RoleGateway, Gen: 1})
+	rogue := startMember(t, "rogue", agentTagsOn(8000))
+	// Bypass Encode's validation the way a foreign serf agent would.
+	require.NoError(t, rogue.serf.SetTags(map[string]string{
+		"role": "agent", "svc": "predictor", "img": "predictor:1.0.0", "ip": "127.0.0.9",
+		"ports": "1-99999", "gen": "1", "state": "active",
+	}))
+	_, err := rogue.Join([]string{gw.gossipAddr()})
+	require.NoError(t, err)
+	n := gw.waitEvent(t, EventJoin, "rogue", 5*time.Second)
+	require.Error(t, n.Err)
+	assert.Empty(t, n.Backends("predictor"))
+}
+
+func TestClusterQueryCollectsEveryAnswer(t *testing.T) {
+	asker := startMember(t, "asker", agentTagsOn(8000))
+	var gws []*testMember
+	for i := range 3 {
+		gw := startMember(t, fmt.Sprintf("gw%d", i), Tags{Role: RoleGateway, Gen: 1})
+		_, err := gw.Join([]string{asker.gossipAddr()})
+		require.NoError(t, err)
+		gws = append(gws, gw)
+	}
+	require.Eventually(t, func() bool { return len(asker.Members()) == 4 }, 5*time.Second, 10*time.Millisecond,
+		"asker sees all 4 members")
+	for _, gw := range gws {
+		go func() {
+			q := <-gw.queries
+			_ = q.Respond(append([]byte("ack:"), q.Payload()...))
+		}()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	answers, err := asker.Query(ctx, "herd-test", []byte("x"), QueryParams{Role: RoleGateway})
+	require.NoError(t, err)
+	assert.Len(t, answers, 3)
+	for _, a := range answers {
+		assert.Equal(t, "ack:x", string(a))
+	}
+}
+
+func TestClusterQueryNamesSilentMembers(t *testing.T) {
+	asker := startMember(t, "asker", agentTagsOn(8000))
+	gw := startMember(t, "silent", Tags{Role: RoleGateway, Gen: 1})
+	_, err := gw.Join([]string{asker.gossipAddr()})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(asker.Members()) == 2 }, 5*time.Second, 10*time.Millisecond)
+	_, err = asker.Query(context.Background(), "herd-test", nil, QueryParams{Role: RoleGateway, Timeout: 300 * time.Millisecond})
+	require.ErrorIs(t, err, ErrIncomplete)
+	assert.Contains(t, err.Error(), "silent")
+}
+
+func TestClusterWrongKeyCannotJoin(t *testing.T) {
+	key1, err := ParseKey("T9jncgl9mbLus+baTTa7q7nPSUrXwbDi2dhbtqir37s=")
+	require.NoError(t, err)
+	key2, err := ParseKey("5K9OtfP7efFrNKe5WCQvXvnaXJ5cWP0SvXiwe0kkjM4=")
+	require.NoError(t, err)
+	start := func(name string, key []byte) *Cluster {
+		cfg := DefaultConfig()
+		cfg.NodeName, cfg.BindAddr, cfg.Profile, cfg.EncryptKey = name, "127.0.0.1:0", ProfileLocal, key
+		cfg.Tags = Tags{Role: RoleGateway, Gen: 1}
+		cfg.Logger = hclog.NewNullLogger()
+		c, err := New(cfg)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Shutdown() })
+		return c
+	}
+	a := start("a", key1)
+	b := start("b", key2)
+	plain := start("plain", nil)
+	_, err = b.Join([]string{a.LocalNode().Addr.String()})
+	assert.Error(t, err, "a wrong key must not join")
+	_, err = plain.Join([]string{a.LocalNode().Addr.String()})
+	assert.Error(t, err, "no key must not join an encrypted cluster")
+	assert.Len(t, a.Members(), 1)
+
+	_, err = ParseKey("c2hvcnQ=")
+	assert.ErrorContains(t, err, "16, 24 or 32")
+}

@@ -1,0 +1,130 @@
+package membership
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net"
+	"strconv"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
+)
+
+// Gossip timing profiles, as in memberlist.
+const (
+	// ProfileLAN suits hosts on one network: probe every 1 s, failure detected
+	// in about 5 s on a small cluster. The default.
+	ProfileLAN = "lan"
+	// ProfileLocal suits one machine (tests, the demo): probe every 1 s with a
+	// shorter suspicion time, failures detected in about 3 s.
+	ProfileLocal = "local"
+	// ProfileWAN suits hosts across data centres: slower, more tolerant.
+	ProfileWAN = "wan"
+)
+
+// Config configures a Cluster member.
+type Config struct {
+	// NodeName must be unique in the cluster. Required.
+	NodeName string
+	// BindAddr is the "ip:port" gossip listens on (TCP and UDP). Port 0 picks
+	// a free port. Default "0.0.0.0:7946".
+	BindAddr string
+	// AdvertiseAddr is the "ip" or "ip:port" other members reach this one at.
+	// Empty: the bind address, or a private address of this host when binding
+	// to all interfaces.
+	AdvertiseAddr string
+	// EncryptKey enables gossip encryption (AES, 16, 24 or 32 bytes; see
+	// ParseKey). Nil: gossip is plain text and encrypted peers reject it.
+	EncryptKey []byte
+	// Tags are announced at start; SetTags replaces them.
+	Tags Tags
+	// Profile selects gossip timings: ProfileLAN (default), ProfileLocal or
+	// ProfileWAN.
+	Profile string
+	// EventCh, if set, receives every membership event. The consumer must keep
+	// it drained: a full channel stalls gossip processing.
+	EventCh chan<- Event
+	// QueryCh, if set, receives queries addressed to this node. Queries not
+	// answered before their deadline are dropped by the asker.
+	QueryCh chan<- *Query
+	// Logger receives the member's logs, and Serf's and memberlist's.
+	// Default: hclog's default logger.
+	Logger hclog.Logger
+}
+
+// DefaultConfig returns a Config with the defaults documented on each field.
+func DefaultConfig() *Config {
+	return &Config{
+		BindAddr: "0.0.0.0:7946",
+		Profile:  ProfileLAN,
+		Logger:   hclog.Default(),
+	}
+}
+
+// ParseKey decodes a base64 gossip key and checks its length.
+func ParseKey(s string) ([]byte, error) {
+	key, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("gossip key is not valid base64: %w", err)
+	}
+	switch len(key) {
+	case 16, 24, 32:
+		return key, nil
+	default:
+		return nil, fmt.Errorf("gossip key is %d bytes; it must be 16, 24 or 32 (use 'clusterctl keygen')", len(key))
+	}
+}
+
+func (c *Config) memberlistConfig() (*memberlist.Config, error) {
+	var mc *memberlist.Config
+	switch c.Profile {
+	case ProfileLAN, "":
+		mc = memberlist.DefaultLANConfig()
+	case ProfileLocal:
+		mc = memberlist.DefaultLANConfig()
+		mc.SuspicionMult = 2
+		mc.ProbeTimeout = 200e6 // 200 ms: loopback round trips take microseconds
+		mc.GossipInterval = 100e6
+	case ProfileWAN:
+		mc = memberlist.DefaultWANConfig()
+	default:
+		return nil, fmt.Errorf("unknown gossip profile %q (want lan, local or wan)", c.Profile)
+	}
+	host, port, err := splitHostPort(c.BindAddr, 7946)
+	if err != nil {
+		return nil, fmt.Errorf("bind address %q: %w", c.BindAddr, err)
+	}
+	mc.BindAddr, mc.BindPort = host, port
+	mc.AdvertisePort = port
+	if c.AdvertiseAddr != "" {
+		host, aport, err := splitHostPort(c.AdvertiseAddr, port)
+		if err != nil {
+			return nil, fmt.Errorf("advertise address %q: %w", c.AdvertiseAddr, err)
+		}
+		mc.AdvertiseAddr, mc.AdvertisePort = host, aport
+	}
+	if c.EncryptKey != nil {
+		mc.SecretKey = c.EncryptKey
+	}
+	mc.Name = c.NodeName
+	return mc, nil
+}
+
+// splitHostPort accepts "ip:port" or a bare "ip", which gets defPort.
+func splitHostPort(s string, defPort int) (string, int, error) {
+	host, portStr, err := net.SplitHostPort(s)
+	if err != nil {
+		if ip := net.ParseIP(s); ip != nil {
+			return s, defPort, nil
+		}
+		return "", 0, err
+	}
+	if net.ParseIP(host) == nil {
+		return "", 0, fmt.Errorf("%q is not an IP address", host)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", portStr)
+	}
+	return host, port, nil
+}

@@ -1,0 +1,242 @@
+package membership
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+)
+
+// Tag keys as they appear in Serf. They are short on purpose: memberlist
+// limits all of a node's tags together to 512 bytes.
+const (
+	tagRole    = "role"
+	tagService = "svc"
+	tagImage   = "img"
+	tagHostIP  = "ip"
+	tagPorts   = "ports"
+	tagGen     = "gen"
+	tagState   = "state"
+)
+
+// MaxTagBytes is the encoded size limit of one node's tags (memberlist's
+// MetaMaxSize). Encode refuses tags that would not fit.
+const MaxTagBytes = 512
+
+// MaxPorts bounds how many backend ports one node may announce. It matches the
+// agent's replica limit; a member announcing more is treated as malformed.
+const MaxPorts = 1000
+
+// Role is what a node does in the cluster.
+type Role string
+
+// Roles a Herd node can have.
+const (
+	RoleGateway Role = "gateway"
+	RoleAgent   Role = "agent"
+)
+
+// State is an agent's announced serving state.
+type State string
+
+// States an agent announces.
+const (
+	// StateActive means the announced ports may receive traffic.
+	StateActive State = "active"
+	// StateDraining means the node is going away: route nothing new to it.
+	StateDraining State = "draining"
+)
+
+// ErrNotHerd is returned by DecodeTags for a member that carries no Herd role
+// tag at all, such as a stock serf agent sharing the gossip pool.
+var ErrNotHerd = errors.New("not a herd node: no role tag")
+
+var (
+	serviceRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	imageRe   = regexp.MustCompile(`^[a-z0-9][a-z0-9._/-]{0,127}:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+)
+
+// Tags is the typed form of the Serf tags a Herd node announces.
+type Tags struct {
+	Role    Role
+	Service string // agents: the service their replicas run
+	Image   string // agents: the image their replicas run, "name:tag"
+	HostIP  netip.Addr
+	// Ports are the healthy replicas' ports on HostIP, ascending, unique.
+	Ports []uint16
+	// Gen increases with every tag change a node makes. Gateways acknowledge a
+	// sync query only once they have applied at least that generation.
+	Gen   uint64
+	State State
+}
+
+// Encode validates t and returns the Serf tag map.
+func (t Tags) Encode() (map[string]string, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	m := map[string]string{
+		tagRole: string(t.Role),
+		tagGen:  strconv.FormatUint(t.Gen, 10),
+	}
+	if t.Role == RoleAgent {
+		m[tagService] = t.Service
+		m[tagImage] = t.Image
+		m[tagHostIP] = t.HostIP.String()
+		m[tagPorts] = EncodePorts(t.Ports)
+		m[tagState] = string(t.State)
+	}
+	if n := encodedSize(m); n > MaxTagBytes {
+		return nil, fmt.Errorf("tags take %d bytes, more than the %d gossip allows", n, MaxTagBytes)
+	}
+	return m, nil
+}
+
+func encodedSize(m map[string]string) int {
+	n := 0
+	for k, v := range m {
+		n += len(k) + len(v) + 4 // msgpack framing, roughly
+	}
+	return n
+}
+
+// Validate reports the first problem with t.
+func (t Tags) Validate() error {
+	switch t.Role {
+	case RoleGateway:
+		return nil
+	case RoleAgent:
+	default:
+		return fmt.Errorf("unknown role %q", t.Role)
+	}
+	if !serviceRe.MatchString(t.Service) {
+		return fmt.Errorf("invalid service name %q", t.Service)
+	}
+	if !imageRe.MatchString(t.Image) {
+		return fmt.Errorf("invalid image %q", t.Image)
+	}
+	if !t.HostIP.IsValid() || t.HostIP.IsUnspecified() {
+		return fmt.Errorf("invalid host ip %q", t.HostIP)
+	}
+	if t.State != StateActive && t.State != StateDraining {
+		return fmt.Errorf("invalid state %q", t.State)
+	}
+	if len(t.Ports) > MaxPorts {
+		return fmt.Errorf("%d ports announced, more than %d", len(t.Ports), MaxPorts)
+	}
+	for i, p := range t.Ports {
+		if p == 0 {
+			return errors.New("port 0 announced")
+		}
+		if i > 0 && p <= t.Ports[i-1] {
+			return fmt.Errorf("ports not ascending at %d", p)
+		}
+	}
+	return nil
+}
+
+// DecodeTags parses and validates the tags of a member. Anything malformed is
+// an error: callers log it and route nothing to that member.
+func DecodeTags(m map[string]string) (Tags, error) {
+	role, ok := m[tagRole]
+	if !ok {
+		return Tags{}, ErrNotHerd
+	}
+	t := Tags{Role: Role(role)}
+	gen, err := strconv.ParseUint(m[tagGen], 10, 64)
+	if err != nil {
+		return Tags{}, fmt.Errorf("tag %s=%q: not a generation number", tagGen, m[tagGen])
+	}
+	t.Gen = gen
+	if t.Role == RoleAgent {
+		t.Service = m[tagService]
+		t.Image = m[tagImage]
+		t.State = State(m[tagState])
+		ip, err := netip.ParseAddr(m[tagHostIP])
+		if err != nil {
+			return Tags{}, fmt.Errorf("tag %s=%q: %w", tagHostIP, m[tagHostIP], err)
+		}
+		t.HostIP = ip
+		ports, err := DecodePorts(m[tagPorts])
+		if err != nil {
+			return Tags{}, fmt.Errorf("tag %s=%q: %w", tagPorts, truncate(m[tagPorts], 40), err)
+		}
+		t.Ports = ports
+	}
+	if err := t.Validate(); err != nil {
+		return Tags{}, err
+	}
+	return t, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// EncodePorts writes ascending unique ports as compact ranges: "8000-8003,8005".
+func EncodePorts(ports []uint16) string {
+	var b strings.Builder
+	for i := 0; i < len(ports); {
+		j := i
+		for j+1 < len(ports) && ports[j+1] == ports[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.Itoa(int(ports[i])))
+		if j > i {
+			b.WriteByte('-')
+			b.WriteString(strconv.Itoa(int(ports[j])))
+		}
+		i = j + 1
+	}
+	return b.String()
+}
+
+// DecodePorts parses the form EncodePorts writes. It rejects ports outside
+// 1-65535, descending or overlapping ranges, and more than MaxPorts ports.
+func DecodePorts(s string) ([]uint16, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var ports []uint16
+	last := 0
+	for part := range strings.SplitSeq(s, ",") {
+		lo, hi, isRange := strings.Cut(part, "-")
+		from, err := parsePort(lo)
+		if err != nil {
+			return nil, err
+		}
+		to := from
+		if isRange {
+			if to, err = parsePort(hi); err != nil {
+				return nil, err
+			}
+		}
+		if from <= last || to < from {
+			return nil, fmt.Errorf("range %q out of order", part)
+		}
+		if len(ports)+to-from+1 > MaxPorts {
+			return nil, fmt.Errorf("more than %d ports", MaxPorts)
+		}
+		for p := from; p <= to; p++ {
+			ports = append(ports, uint16(p))
+		}
+		last = to
+	}
+	return ports, nil
+}
+
+func parsePort(s string) (int, error) {
+	p, err := strconv.Atoi(s)
+	if err != nil || p < 1 || p > 65535 || len(s) > 5 {
+		return 0, fmt.Errorf("bad port %q", truncate(s, 10))
+	}
+	return p, nil
+}

@@ -1,0 +1,112 @@
+package membership
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func agentTags() Tags {
+	return Tags{
+		Role: RoleAgent, Service: "predictor", Image: "predictor:1.0.0",
+		HostIP: netip.MustParseAddr("127.0.0.2"), Ports: []uint16{8000, 8001, 8002, 8005},
+		Gen: 7, State: StateActive,
+	}
+}
+
+func TestTagsRoundTrip(t *testing.T) {
+	for _, tags := range []Tags{agentTags(), {Role: RoleGateway, Gen: 1}} {
+		m, err := tags.Encode()
+		require.NoError(t, err)
+		got, err := DecodeTags(m)
+		require.NoError(t, err)
+		assert.Equal(t, tags, got)
+	}
+	m, err := agentTags().Encode()
+	require.NoError(t, err)
+	assert.Equal(t, "8000-8002,8005", m["ports"])
+}
+
+func TestDecodeTagsRejectsMalformed(t *testing.T) {
+	good, err := agentTags().Encode()
+	require.NoError(t, err)
+	cases := map[string]map[string]string{
+		"unknown role":      {"role": "boss"},
+		"bad gen":           {"gen": "x"},
+		"negative gen":      {"gen": "-1"},
+		"bad ip":            {"ip": "300.1.1.1"},
+		"unspecified ip":    {"ip": "0.0.0.0"},
+		"port zero":         {"ports": "0"},
+		"port too big":      {"ports": "70000"},
+		"port range back":   {"ports": "8005-8001"},
+		"ports unordered":   {"ports": "8005,8001"},
+		"ports overlapping": {"ports": "8000-8005,8003"},
+		"too many ports":    {"ports": "1-2000"},
+		"port junk":         {"ports": "80a"},
+		"port long":         {"ports": "0000000080"},
+		"empty part":        {"ports": "8000,,8001"},
+		"bad service":       {"svc": "Has Spaces"},
+		"bad image":         {"img": "predictor"},
+		"bad state":         {"state": "dancing"},
+	}
+	for name, override := range cases {
+		t.Run(name, func(t *testing.T) {
+			m := map[string]string{}
+			for k, v := range good {
+				m[k] = v
+			}
+			for k, v := range override {
+				m[k] = v
+			}
+			_, err := DecodeTags(m)
+			assert.Error(t, err)
+		})
+	}
+	_, err = DecodeTags(map[string]string{"foo": "bar"})
+	assert.ErrorIs(t, err, ErrNotHerd)
+}
+
+func TestEncodeRefusesOversizedTags(t *testing.T) {
+	tags := agentTags()
+	tags.Ports = nil
+	for p := uint16(1000); p < 1400; p += 2 { // no ranges: every port spelled out
+		tags.Ports = append(tags.Ports, p)
+	}
+	_, err := tags.Encode()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "bytes")
+}
+
+func TestPortsCodec(t *testing.T) {
+	for _, s := range []string{"", "1", "8000-8011", "1,3,5-9,65535"} {
+		ports, err := DecodePorts(s)
+		require.NoError(t, err, s)
+		assert.Equal(t, s, EncodePorts(ports))
+	}
+}
+
+func FuzzDecodeTags(f *testing.F) {
+	f.Add("agent", "predictor", "predictor:1.0.0", "127.0.0.2", "8000-8011", "3", "active")
+	f.Add("gateway", "", "", "", "", "1", "")
+	f.Add("agent", "x", "a:b", "::1", "1-1000", "18446744073709551615", "draining")
+	f.Fuzz(func(t *testing.T, role, svc, img, ip, ports, gen, state string) {
+		m := map[string]string{"role": role, "svc": svc, "img": img, "ip": ip, "ports": ports, "gen": gen, "state": state}
+		tags, err := DecodeTags(m)
+		if err != nil {
+			return
+		}
+		// Whatever decodes must be valid and encode back to the same meaning.
+		require.NoError(t, tags.Validate())
+		if len(EncodePorts(tags.Ports))+len(strings.Join([]string{role, svc, img, ip, gen, state}, "")) > MaxTagBytes-64 {
+			return
+		}
+		m2, err := tags.Encode()
+		require.NoError(t, err)
+		again, err := DecodeTags(m2)
+		require.NoError(t, err)
+		require.Equal(t, tags, again)
+	})
+}
