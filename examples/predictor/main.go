@@ -1,0 +1,166 @@
+// Command predictor is Herd's example service: it scores the tone of text.
+//
+//	predictor [serve]     serve HTTP on $HOST:$PORT (default :8080)
+//	predictor healthcheck exit 0 if the local server's /healthz answers 200
+//	predictor version     print the version
+//
+// Endpoints: POST /predict {"text": "..."}, GET /healthz, GET /version.
+// HERD_INSTANCE names this replica in answers (Herd's agents set it).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/herd-cluster/herd/examples/predictor/tone"
+)
+
+// Set at build time: -ldflags "-X main.version=1.1.0".
+var (
+	version = "dev"
+	// broken, when "true", makes /healthz fail: a bad release for testing
+	// automatic rollout revert.
+	broken = "false"
+)
+
+const (
+	maxBody         = 64 << 10
+	shutdownTimeout = 30 * time.Second
+)
+
+func main() {
+	cmd := "serve"
+	if len(os.Args) > 1 {
+		cmd = os.Args[1]
+	}
+	switch cmd {
+	case "serve":
+		if err := serve(); err != nil {
+			log.Fatalf("predictor: %v", err)
+		}
+	case "healthcheck":
+		os.Exit(healthcheck())
+	case "version", "--version", "-v":
+		fmt.Println(version)
+	default:
+		fmt.Fprintf(os.Stderr, "predictor: unknown command %q (want serve, healthcheck or version)\n", cmd)
+		os.Exit(2)
+	}
+}
+
+func listenAddr() string {
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	return net.JoinHostPort(os.Getenv("HOST"), port)
+}
+
+func instance() string {
+	if v := os.Getenv("HERD_INSTANCE"); v != "" {
+		return v
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
+func serve() error {
+	srv := &http.Server{
+		Addr:              listenAddr(),
+		Handler:           newHandler(version, instance(), broken == "true"),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	ln, err := net.Listen("tcp", srv.Addr)
+	if err != nil {
+		return err
+	}
+	log.Printf("predictor %s serving on %s as %s", version, ln.Addr(), instance())
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// Finish in-flight requests, then exit.
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Printf("predictor stopped")
+	return nil
+}
+
+func healthcheck() int {
+	addr := listenAddr()
+	if strings.HasPrefix(addr, ":") {
+		addr = "127.0.0.1" + addr
+	}
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://" + addr + "/healthz")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, resp.Status)
+		return 1
+	}
+	return 0
+}
+
+func newHandler(version, instance string, broken bool) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if broken {
+			http.Error(w, "unhealthy: broken build", http.StatusInternalServerError)
+			return
+		}
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"version": version, "instance": instance})
+	})
+	mux.HandleFunc("POST /predict", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Text string `json:"text"`
+		}
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": "body larger than 64 KiB"})
+				return
+			}
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want a JSON body {\"text\": \"...\"}: " + err.Error()})
+			return
+		}
+		res := tone.Predict(req.Text)
+		writeJSON(w, http.StatusOK, map[string]any{
+			"label": res.Label, "scores": res.Scores, "version": version, "instance": instance,
+		})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestHandler(t *testing.T) {
+	srv := httptest.NewServer(newHandler("1.1.0", "node-a/3", false))
+	defer srv.Close()
+
+	resp, err := http.Post(srv.URL+"/predict", "application/json", strings.NewReader(`{"text":"I love it"}`))
+	require.NoError(t, err)
+	var out struct {
+		Label, Version, Instance string
+		Scores                   map[string]float64
+	}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	resp.Body.Close()
+	assert.Equal(t, "joy", out.Label)
+	assert.Equal(t, "1.1.0", out.Version)
+	assert.Equal(t, "node-a/3", out.Instance)
+	assert.Len(t, out.Scores, 5)
+
+	for _, body := range []string{`{"txt":"x"}`, `not json`, `{"text": 3}`} {
+		resp, err = http.Post(srv.URL+"/predict", "application/json", strings.NewReader(body))
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, body)
+	}
+	resp, err = http.Post(srv.URL+"/predict", "application/json", strings.NewReader(`{"text":"`+strings.Repeat("a", 70<<10)+`"}`))
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+
+	resp, err = http.Get(srv.URL + "/version")
+	require.NoError(t, err)
+	var v map[string]string
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&v))
+	resp.Body.Close()
+	assert.Equal(t, map[string]string{"version": "1.1.0", "instance": "node-a/3"}, v)
+}
+
+func TestBrokenBuildFailsHealth(t *testing.T) {
+	for broken, want := range map[bool]int{false: 200, true: 500} {
+		srv := httptest.NewServer(newHandler("9.9.9", "x", broken))
+		resp, err := http.Get(srv.URL + "/healthz")
+		require.NoError(t, err)
+		resp.Body.Close()
+		srv.Close()
+		assert.Equal(t, want, resp.StatusCode)
+	}
+}
