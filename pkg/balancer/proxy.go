@@ -115,11 +115,10 @@ func (g *bodyGuard) Close() error { return nil }
 // trackBody calls done once, when the response body is closed. Upgraded
 // (101) responses keep their io.ReadWriteCloser for the proxy's tunnel.
 func trackBody(body io.ReadCloser, done func()) io.ReadCloser {
-	t := trackedBody{ReadCloser: body, done: done}
 	if rw, ok := body.(io.ReadWriteCloser); ok {
-		return &trackedRWBody{trackedBody: t, w: rw}
+		return &trackedRWBody{trackedBody: trackedBody{ReadCloser: body, done: done}, w: rw}
 	}
-	return &t
+	return &trackedBody{ReadCloser: body, done: done}
 }
 
 type trackedBody struct {

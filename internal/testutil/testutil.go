@@ -1,0 +1,109 @@
+// Package testutil builds Herd's binaries for tests and finds free loopback
+// ports. It is for tests only.
+package testutil
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+)
+
+// RepoRoot is the module's root directory.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("cannot locate the repository")
+	}
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+var buildMu sync.Mutex
+
+// GoBuild builds pkg (relative to the repo root, like "./cmd/agent") into
+// out with the given -ldflags -X settings.
+func GoBuild(t testing.TB, pkg, out string, xflags ...string) {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	args := []string{"build", "-o", out}
+	if len(xflags) > 0 {
+		ld := ""
+		for _, x := range xflags {
+			ld += " -X " + x
+		}
+		args = append(args, "-ldflags", ld)
+	}
+	args = append(args, pkg)
+	cmd := exec.Command("go", args...)
+	cmd.Dir = RepoRoot(t)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+}
+
+// BuildPredictorImages lays out predictor versions as the process runtime
+// expects: <dir>/predictor/<version>. A version ending in "-broken" builds
+// one whose health check fails.
+func BuildPredictorImages(t testing.TB, dir string, versions ...string) {
+	t.Helper()
+	for _, v := range versions {
+		out := filepath.Join(dir, "predictor", v)
+		broken := "false"
+		if len(v) > 7 && v[len(v)-7:] == "-broken" {
+			broken = "true"
+		}
+		GoBuild(t, "./examples/predictor", out, "main.version="+v, "main.broken="+broken)
+	}
+}
+
+// FreePort returns a TCP port free on ip at the time of the call.
+func FreePort(t testing.TB, ip string) uint16 {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatalf("free port on %s: %v", ip, err)
+	}
+	defer l.Close()
+	return netip.MustParseAddrPort(l.Addr().String()).Port()
+}
+
+// FreePortRange returns a base port such that base … base+n-1 are free on
+// every ip, for both TCP and UDP (gossip needs both).
+func FreePortRange(t testing.TB, n int, ips ...string) uint16 {
+	t.Helper()
+	for try := 0; try < 200; try++ {
+		base := 20000 + (os.Getpid()*7+try*97)%30000
+		if rangeFree(base, n, ips) {
+			return uint16(base)
+		}
+	}
+	t.Fatalf("no %d free consecutive ports", n)
+	return 0
+}
+
+func rangeFree(base, n int, ips []string) bool {
+	for p := base; p < base+n; p++ {
+		for _, ip := range ips {
+			addr := net.JoinHostPort(ip, fmt.Sprint(p))
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				return false
+			}
+			l.Close()
+			u, err := net.ListenPacket("udp", addr)
+			if err != nil {
+				return false
+			}
+			u.Close()
+		}
+	}
+	return true
+}

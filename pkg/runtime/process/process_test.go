@@ -1,0 +1,126 @@
+package process
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/herd-cluster/herd/internal/testutil"
+	"github.com/herd-cluster/herd/pkg/runtime"
+)
+
+var imagesDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "herd-process-images-")
+	if err != nil {
+		panic(err)
+	}
+	imagesDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func newDriver(t *testing.T, stateDir string) *Driver {
+	t.Helper()
+	d, err := New(Config{ImagesDir: imagesDir, StateDir: stateDir, Logger: hclog.NewNullLogger()})
+	require.NoError(t, err)
+	return d
+}
+
+func waitVersion(t *testing.T, addr netip.AddrPort) string {
+	t.Helper()
+	var body string
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr.String() + "/version")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return resp.StatusCode == 200
+	}, 10*time.Second, 20*time.Millisecond, "replica at %s answers /version", addr)
+	return body
+}
+
+func pidGone(pid int) bool {
+	return syscall.Kill(pid, 0) != nil
+}
+
+func TestStartListAdoptStop(t *testing.T) {
+	testutil.BuildPredictorImages(t, imagesDir, "1.0.0")
+	img, err := runtime.ParseImage("predictor:1.0.0")
+	require.NoError(t, err)
+	stateDir := t.TempDir()
+	d := newDriver(t, stateDir)
+	ctx := context.Background()
+	port := testutil.FreePort(t, "127.0.0.1")
+	spec := runtime.Spec{Service: "predictor", Node: "n1", Index: 2, Image: img, HostIP: netip.MustParseAddr("127.0.0.1"), Port: port}
+	r, err := d.Start(ctx, spec)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = syscall.Kill(-r.PID, syscall.SIGKILL) })
+	assert.Equal(t, fmt.Sprintf(`{"instance":"n1/2","version":"1.0.0"}`+"\n"), waitVersion(t, r.Addr()))
+
+	// A second driver over the same state dir is an agent restarted after a
+	// crash: it finds the replica running and can stop it.
+	adopter := newDriver(t, stateDir)
+	list, err := adopter.List(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.True(t, list[0].Running)
+	assert.Equal(t, r.PID, list[0].PID)
+	assert.Equal(t, img, list[0].Image)
+	assert.Equal(t, port, list[0].Port)
+
+	require.NoError(t, adopter.Stop(ctx, list[0], 5*time.Second))
+	require.Eventually(t, func() bool { return pidGone(r.PID) }, 5*time.Second, 10*time.Millisecond)
+	list, err = d.List(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, list)
+	logs, err := os.ReadFile(filepath.Join(stateDir, "predictor-2.log"))
+	require.NoError(t, err)
+	assert.Contains(t, string(logs), "predictor stopped", "SIGTERM gave a graceful shutdown")
+}
+
+func TestExitedReplicaIsReportedNotRunning(t *testing.T) {
+	testutil.BuildPredictorImages(t, imagesDir, "1.0.0")
+	img, _ := runtime.ParseImage("predictor:1.0.0")
+	d := newDriver(t, t.TempDir())
+	r, err := d.Start(context.Background(), runtime.Spec{Service: "predictor", Node: "n", Index: 0, Image: img,
+		HostIP: netip.MustParseAddr("127.0.0.1"), Port: testutil.FreePort(t, "127.0.0.1")})
+	require.NoError(t, err)
+	waitVersion(t, r.Addr())
+	require.NoError(t, syscall.Kill(r.PID, syscall.SIGKILL))
+	require.Eventually(t, func() bool {
+		list, err := d.List(context.Background())
+		return err == nil && len(list) == 1 && !list[0].Running
+	}, 5*time.Second, 10*time.Millisecond)
+}
+
+func TestUnknownImageAndCorruptState(t *testing.T) {
+	stateDir := t.TempDir()
+	d := newDriver(t, stateDir)
+	err := d.Resolve(context.Background(), runtime.Image{Name: "predictor", Tag: "9.9.9"})
+	require.ErrorIs(t, err, runtime.ErrImageNotFound)
+	assert.Contains(t, err.Error(), "predictor:9.9.9")
+
+	require.NoError(t, os.WriteFile(filepath.Join(stateDir, "predictor-0.json"), []byte(`{"pid":`), 0o644))
+	list, err := d.List(context.Background())
+	require.NoError(t, err, "a corrupt file is reported in the log and skipped")
+	assert.Empty(t, list)
+	_, err = readState(filepath.Join(stateDir, "predictor-0.json"))
+	assert.ErrorContains(t, err, "corrupt state file")
+}
