@@ -124,12 +124,21 @@ func (c *Cluster) SetTags(t Tags) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.serf.SetTags(m); err != nil {
-		return fmt.Errorf("announce tags: %w", err)
-	}
+	err = c.serf.SetTags(m)
+	// Encode bounds the size, so Serf's only remaining error is a timeout
+	// waiting for the broadcast to go out: the tags are in effect locally
+	// and keep spreading by gossip.
 	c.tags = t
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrTagsUnconfirmed, err)
+	}
 	return nil
 }
+
+// ErrTagsUnconfirmed is returned by SetTags when the new tags are in effect
+// but their broadcast was not confirmed in time. They still spread; callers
+// that must know (draining) confirm with SyncGateways.
+var ErrTagsUnconfirmed = errors.New("tags set; broadcast not confirmed yet")
 
 // Leave announces that this member leaves on purpose, so others remove it at
 // once instead of after failure detection. Call Shutdown afterwards.

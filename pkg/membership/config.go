@@ -4,9 +4,11 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-sockaddr"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -127,4 +129,27 @@ func splitHostPort(s string, defPort int) (string, int, error) {
 		return "", 0, fmt.Errorf("bad port %q", portStr)
 	}
 	return host, port, nil
+}
+
+// AdvertiseIP returns the address other members will reach this one at, as
+// memberlist chooses it: the advertise address, else the bind address, else
+// (binding to all interfaces) this host's private address.
+func (c *Config) AdvertiseIP() (netip.Addr, error) {
+	for _, s := range []string{c.AdvertiseAddr, c.BindAddr} {
+		if s == "" {
+			continue
+		}
+		host, _, err := splitHostPort(s, 0)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("address %q: %w", s, err)
+		}
+		if ip := netip.MustParseAddr(host); !ip.IsUnspecified() {
+			return ip.Unmap(), nil
+		}
+	}
+	s, err := sockaddr.GetPrivateIP()
+	if err != nil || s == "" {
+		return netip.Addr{}, fmt.Errorf("no private address to advertise; set --advertise: %v", err)
+	}
+	return netip.ParseAddr(s)
 }

@@ -94,10 +94,12 @@ func (t Tags) Encode() (map[string]string, error) {
 	return m, nil
 }
 
+// encodedSize bounds the size Serf's encoding takes: a magic byte, a map
+// header, and at most 3 bytes of header per string.
 func encodedSize(m map[string]string) int {
-	n := 0
+	n := 1 + 3
 	for k, v := range m {
-		n += len(k) + len(v) + 4 // msgpack framing, roughly
+		n += len(k) + len(v) + 6
 	}
 	return n
 }

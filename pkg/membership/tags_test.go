@@ -110,3 +110,17 @@ func FuzzDecodeTags(f *testing.F) {
 		require.Equal(t, tags, again)
 	})
 }
+
+func FuzzDecodeSyncRequest(f *testing.F) {
+	f.Add([]byte(`{"node":"host-1","gen":17}`))
+	f.Add([]byte(`{"node":"","gen":1}`))
+	f.Add([]byte(`{"node":"x","gen":1,"extra":true}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeSyncRequest(b)
+		if err != nil {
+			return
+		}
+		require.NotEmpty(t, r.Node)
+		require.LessOrEqual(t, len(b), maxSyncPayload)
+	})
+}

@@ -1,0 +1,54 @@
+# Herd. The README's two commands: `make demo` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X github.com/herd-cluster/herd/internal/cliutil.Version=$(VERSION)
+BIN := bin
+PREDICTOR_VERSIONS := 1.0.0 1.1.0
+export CGO_ENABLED := 0
+
+.PHONY: all build binaries images-process demo test test-deps vet fmt-check fuzz clean
+
+all: build
+
+## build: the three binaries and the predictor versions for the process runtime
+build: binaries images-process
+
+binaries:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/gateway ./cmd/agent ./cmd/clusterctl
+
+images-process:
+	@for v in $(PREDICTOR_VERSIONS); do \
+	  mkdir -p $(BIN)/images/predictor && \
+	  $(GO) build -trimpath -ldflags "-s -w -X main.version=$$v" -o $(BIN)/images/predictor/$$v ./examples/predictor || exit 1; \
+	done
+
+## demo: a gateway and three agents × 4 replicas on loopback (process runtime)
+demo: build
+	./scripts/demo.sh
+
+## test: install what the tests need, then vet, format check and every test with -race
+test: test-deps vet fmt-check
+	$(GO) test -race -count=1 -timeout 15m ./...
+	$(MAKE) fuzz FUZZTIME=5s
+
+test-deps:
+	@command -v $(GO) >/dev/null || { echo "Go is required: https://go.dev/dl"; exit 1; }
+	$(GO) mod download
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+FUZZTIME ?= 60s
+## fuzz: every fuzz target for FUZZTIME each
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeTags$$' -fuzztime $(FUZZTIME) ./pkg/membership
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSyncRequest$$' -fuzztime $(FUZZTIME) ./pkg/membership
+	$(GO) test -run '^$$' -fuzz '^FuzzParseImage$$' -fuzztime $(FUZZTIME) ./pkg/runtime
+
+clean:
+	rm -rf $(BIN) dist .demo

@@ -1,0 +1,153 @@
+// Command agent runs on every host: it starts the service's replicas, joins
+// the cluster once they are healthy, announces them, and supervises them.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/herd-cluster/herd/internal/cliutil"
+	"github.com/herd-cluster/herd/pkg/agent"
+	"github.com/herd-cluster/herd/pkg/api"
+	"github.com/herd-cluster/herd/pkg/runtime"
+	"github.com/herd-cluster/herd/pkg/runtime/process"
+)
+
+func main() {
+	d := agent.DefaultConfig()
+	cliutil.Main(&cli.App{
+		Name:  "agent",
+		Usage: "run a service's replicas on this host and announce them to the cluster",
+		Commands: []*cli.Command{{
+			Name:  "join",
+			Usage: "start the replicas, join the cluster once they are healthy, supervise them",
+			Flags: append(append([]cli.Flag{
+				&cli.IntFlag{Name: "replicas", Value: d.Replicas, EnvVars: []string{"HERD_REPLICAS"},
+					Usage: fmt.Sprintf("how many replicas to run (1-%d)", agent.MaxReplicas)},
+				&cli.StringFlag{Name: "image", Value: "predictor:1.0.0", EnvVars: []string{"HERD_IMAGE"},
+					Usage: "what the replicas run, name:tag"},
+				&cli.StringFlag{Name: "service", Value: d.Service, EnvVars: []string{"HERD_SERVICE"},
+					Usage: "the service the replicas serve"},
+				&cli.IntFlag{Name: "base-port", Value: int(d.BasePort), EnvVars: []string{"HERD_BASE_PORT"},
+					Usage: "replica i listens on base-port+i"},
+				&cli.StringFlag{Name: "host-ip", EnvVars: []string{"HERD_HOST_IP"},
+					Usage: "address the replicas are reachable at (default: the advertise address)"},
+				&cli.StringFlag{Name: "runtime", Value: "docker", EnvVars: []string{"HERD_RUNTIME"},
+					Usage: "docker or process"},
+				&cli.StringFlag{Name: "images-dir", EnvVars: []string{"HERD_IMAGES_DIR"},
+					Usage: "process runtime: name:tag runs <images-dir>/<name>/<tag>"},
+				&cli.StringFlag{Name: "health-path", Value: d.HealthPath, EnvVars: []string{"HERD_HEALTH_PATH"},
+					Usage: "replicas' HTTP health endpoint"},
+				&cli.DurationFlag{Name: "health-interval", Value: d.HealthInterval, EnvVars: []string{"HERD_HEALTH_INTERVAL"},
+					Usage: "how often each replica is checked"},
+				&cli.DurationFlag{Name: "start-timeout", Value: d.StartTimeout, EnvVars: []string{"HERD_START_TIMEOUT"},
+					Usage: "how long a new replica has to pass its first health check"},
+				&cli.DurationFlag{Name: "stop-grace", Value: d.StopGrace, EnvVars: []string{"HERD_STOP_GRACE"},
+					Usage: "time between SIGTERM and SIGKILL for a replica to finish its requests"},
+			}, cliutil.GossipFlags("127.0.0.1:7071")...), cliutil.LogFlags()...),
+			Action: join,
+		}},
+	})
+}
+
+func join(c *cli.Context) error {
+	logger, err := cliutil.Logger(c, "agent")
+	if err != nil {
+		return err
+	}
+	mcfg, err := cliutil.MembershipConfig(c, logger)
+	if err != nil {
+		return err
+	}
+	cfg := agent.DefaultConfig()
+	cfg.Logger = logger
+	cfg.Node = c.String("node")
+	cfg.Service = c.String("service")
+	cfg.Replicas = c.Int("replicas")
+	cfg.Join = c.StringSlice("join")
+	cfg.HealthPath = c.String("health-path")
+	cfg.HealthInterval = c.Duration("health-interval")
+	cfg.StartTimeout = c.Duration("start-timeout")
+	cfg.StopGrace = c.Duration("stop-grace")
+	if bp := c.Int("base-port"); bp < 1 || bp > 65535 {
+		return fmt.Errorf("--base-port %d: must be between 1 and 65535", bp)
+	}
+	cfg.BasePort = uint16(c.Int("base-port"))
+	if cfg.Image, err = runtime.ParseImage(c.String("image")); err != nil {
+		return fmt.Errorf("--image: %w", err)
+	}
+	if cfg.HostIP, err = hostIP(c, mcfg.AdvertiseIP); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	rt, err := newRuntime(c, logger)
+	if err != nil {
+		return err
+	}
+	admin, err := cliutil.ListenAdmin(c)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+
+	a, err := agent.New(cfg, rt, mcfg)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	srv := api.NewServer(c.String("token"), logger)
+	srv.HandleJSON("/v1/members", func(*http.Request) (any, error) { return api.MembersOf(a.Cluster().Members()), nil })
+	srv.HandleJSON("/v1/replicas", func(*http.Request) (any, error) { return a.Replicas(), nil })
+	adminCtx, stopAdmin := context.WithCancel(context.Background())
+	defer stopAdmin()
+	go func() {
+		if err := cliutil.Serve(adminCtx, admin, srv, time.Second, logger); err != nil {
+			logger.Error("admin API", "error", err)
+		}
+	}()
+
+	ctx, stop := cliutil.SignalContext()
+	defer stop()
+	return a.Run(ctx)
+}
+
+func hostIP(c *cli.Context, advertise func() (netip.Addr, error)) (netip.Addr, error) {
+	if s := c.String("host-ip"); s != "" {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return ip, fmt.Errorf("--host-ip %q: %w", s, err)
+		}
+		return ip, nil
+	}
+	return advertise()
+}
+
+func newRuntime(c *cli.Context, logger hclog.Logger) (agent.Runtime, error) {
+	dataDir := c.String("data-dir")
+	if dataDir == "" {
+		dataDir = "/var/lib/herd"
+	}
+	switch c.String("runtime") {
+	case "process":
+		return process.New(process.Config{
+			ImagesDir: c.String("images-dir"),
+			StateDir:  filepath.Join(dataDir, "replicas"),
+			LogDir:    filepath.Join(dataDir, "logs"),
+			Logger:    logger,
+		})
+	case "docker":
+		return nil, errors.New("--runtime docker: not available yet in this build; use --runtime process")
+	default:
+		return nil, fmt.Errorf("--runtime %q: want docker or process", c.String("runtime"))
+	}
+}

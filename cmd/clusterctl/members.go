@@ -1,0 +1,88 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/herd-cluster/herd/pkg/api"
+)
+
+var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON for scripts"}
+
+func client(c *cli.Context) *api.Client {
+	return api.NewClient(c.String("addr"), c.String("token"))
+}
+
+func membersCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "members",
+		Usage: "list the cluster's members",
+		Flags: []cli.Flag{jsonFlag},
+		Action: func(c *cli.Context) error {
+			members, err := client(c).Members(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, members)
+			}
+			rows := [][]string{{"NAME", "ADDRESS", "STATUS", "ROLE", "IMAGE", "STATE", "BACKENDS", "PROBLEM"}}
+			for _, m := range members {
+				rows = append(rows, []string{m.Name, m.Addr, m.Status, dash(m.Role), dash(m.Image), dash(m.State),
+					fmt.Sprint(m.Backends), dash(m.Problem)})
+			}
+			return printTable(c.App.Writer, rows)
+		},
+	}
+}
+
+func backendsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "backends",
+		Usage: "list the gateway's backends with their state",
+		Flags: []cli.Flag{jsonFlag},
+		Action: func(c *cli.Context) error {
+			backends, err := client(c).Backends(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, backends)
+			}
+			rows := [][]string{{"ADDRESS", "NODE", "STATE", "IN-FLIGHT", "REQUESTS", "FAILURES"}}
+			for _, b := range backends {
+				rows = append(rows, []string{b.Addr.String(), b.Node, b.State, fmt.Sprint(b.InFlight),
+					fmt.Sprint(b.Requests), fmt.Sprint(b.Failures)})
+			}
+			return printTable(c.App.Writer, rows)
+		},
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printTable(w io.Writer, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, r := range rows {
+		if _, err := fmt.Fprintln(tw, strings.Join(r, "\t")); err != nil {
+			return err
+		}
+	}
+	return tw.Flush()
+}

@@ -1,0 +1,102 @@
+// Command gateway is Herd's HTTP load balancer: a gossip cluster member that
+// routes to the backends the agents announce.
+package main
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/herd-cluster/herd/internal/cliutil"
+	"github.com/herd-cluster/herd/pkg/api"
+	"github.com/herd-cluster/herd/pkg/gateway"
+	"github.com/herd-cluster/herd/pkg/membership"
+)
+
+func main() {
+	cliutil.Main(&cli.App{
+		Name:  "gateway",
+		Usage: "HTTP load balancer fed by cluster membership",
+		Commands: []*cli.Command{{
+			Name:  "run",
+			Usage: "join the cluster and route traffic to its backends",
+			Flags: append(append([]cli.Flag{
+				&cli.StringFlag{Name: "listen", Value: ":80", EnvVars: []string{"HERD_LISTEN"},
+					Usage: "client traffic address"},
+				&cli.StringFlag{Name: "service", Value: "predictor", EnvVars: []string{"HERD_SERVICE"},
+					Usage: "the service to route"},
+				&cli.DurationFlag{Name: "shutdown-grace", Value: 30 * time.Second, EnvVars: []string{"HERD_SHUTDOWN_GRACE"},
+					Usage: "on SIGTERM, how long in-flight requests may take to finish"},
+			}, cliutil.GossipFlags("127.0.0.1:7070")...), cliutil.LogFlags()...),
+			Action: run,
+		}},
+	})
+}
+
+func run(c *cli.Context) error {
+	logger, err := cliutil.Logger(c, "gateway")
+	if err != nil {
+		return err
+	}
+	mcfg, err := cliutil.MembershipConfig(c, logger)
+	if err != nil {
+		return err
+	}
+	gcfg := gateway.DefaultConfig()
+	gcfg.Service = c.String("service")
+	gcfg.Logger = logger
+	gw := gateway.New(gcfg)
+
+	traffic, err := cliutil.Listen("--listen", c.String("listen"))
+	if err != nil {
+		return err
+	}
+	defer traffic.Close()
+	admin, err := cliutil.ListenAdmin(c)
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+
+	mcfg.Tags = membership.Tags{Role: membership.RoleGateway, Gen: uint64(time.Now().UnixMilli())}
+	mcfg.EventCh, mcfg.QueryCh = gw.EventCh(), gw.QueryCh()
+	cluster, err := membership.New(mcfg)
+	if err != nil {
+		return err
+	}
+	defer cluster.Shutdown()
+	if joins := c.StringSlice("join"); len(joins) > 0 {
+		if _, err := cluster.Join(joins); err != nil {
+			return err
+		}
+	}
+
+	ctx, stop := cliutil.SignalContext()
+	defer stop()
+	gwCtx, stopGateway := context.WithCancel(context.Background())
+	gwDone := make(chan struct{})
+	go func() { gw.Run(gwCtx); close(gwDone) }()
+
+	srv := api.NewServer(c.String("token"), logger)
+	srv.HandleJSON("/v1/members", func(*http.Request) (any, error) { return api.MembersOf(cluster.Members()), nil })
+	srv.HandleJSON("/v1/backends", func(*http.Request) (any, error) { return gw.Balancer().Backends(), nil })
+	go func() {
+		if err := cliutil.Serve(ctx, admin, srv, 5*time.Second, logger); err != nil {
+			logger.Error("admin API", "error", err)
+		}
+	}()
+	logger.Info("gateway ready", "listen", traffic.Addr(), "admin", admin.Addr(), "gossip", cluster.LocalNode().Addr,
+		"service", gcfg.Service)
+
+	serveErr := cliutil.Serve(ctx, traffic, gw.Handler(), c.Duration("shutdown-grace"), logger)
+	// In-flight requests have finished: leave, then stop following events.
+	if err := cluster.Leave(); err != nil {
+		logger.Warn("leave", "error", err)
+	}
+	stopGateway()
+	<-gwDone
+	logger.Info("gateway stopped")
+	return serveErr
+}

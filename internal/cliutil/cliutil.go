@@ -1,0 +1,157 @@
+// Package cliutil is the flag wiring the three commands share: logging,
+// gossip, the admin listener, signals, and how errors reach the terminal.
+package cliutil
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/herd-cluster/herd/pkg/membership"
+)
+
+// Version is set at build time: -ldflags "-X .../internal/cliutil.Version=1.2.3".
+var Version = "dev"
+
+// LogFlags are --log-level and --log-json.
+func LogFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"HERD_LOG_LEVEL"},
+			Usage: "trace, debug, info, warn or error"},
+		&cli.BoolFlag{Name: "log-json", EnvVars: []string{"HERD_LOG_JSON"}, Usage: "log JSON lines"},
+	}
+}
+
+// Logger builds the process's logger from LogFlags.
+func Logger(c *cli.Context, name string) (hclog.Logger, error) {
+	level := hclog.LevelFromString(c.String("log-level"))
+	if level == hclog.NoLevel {
+		return nil, fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", c.String("log-level"))
+	}
+	return hclog.New(&hclog.LoggerOptions{
+		Name: name, Level: level, JSONFormat: c.Bool("log-json"), Output: os.Stderr,
+	}), nil
+}
+
+// GossipFlags are the flags every cluster member takes. adminDefault is the
+// default of --admin.
+func GossipFlags(adminDefault string) []cli.Flag {
+	host, _ := os.Hostname()
+	return []cli.Flag{
+		&cli.StringFlag{Name: "bind", Value: "0.0.0.0:7946", EnvVars: []string{"HERD_BIND"},
+			Usage: "gossip address, ip:port (TCP and UDP)"},
+		&cli.StringFlag{Name: "advertise", EnvVars: []string{"HERD_ADVERTISE"},
+			Usage: "address other members reach this one at (default: the bind address or a private IP)"},
+		&cli.StringSliceFlag{Name: "join", EnvVars: []string{"HERD_JOIN"},
+			Usage: "gossip address of a member to join; repeatable, or comma-separated in HERD_JOIN"},
+		&cli.StringFlag{Name: "node", Value: host, EnvVars: []string{"HERD_NODE"}, Usage: "unique node name"},
+		&cli.StringFlag{Name: "encrypt", EnvVars: []string{"HERD_ENCRYPT"},
+			Usage: "base64 gossip encryption key, the same on every member"},
+		&cli.StringFlag{Name: "gossip-profile", Value: membership.ProfileLAN, EnvVars: []string{"HERD_GOSSIP_PROFILE"},
+			Usage: "gossip timings: lan, local (one machine: faster failure detection) or wan"},
+		&cli.StringFlag{Name: "admin", Value: adminDefault, EnvVars: []string{"HERD_ADMIN"},
+			Usage: "admin API address, ip:port"},
+		&cli.StringFlag{Name: "token", EnvVars: []string{"HERD_TOKEN"},
+			Usage: "admin API bearer token (required when --admin is not loopback)"},
+		&cli.StringFlag{Name: "data-dir", EnvVars: []string{"HERD_DATA_DIR"}, Usage: "where state is kept"},
+	}
+}
+
+// MembershipConfig fills a membership Config from GossipFlags.
+func MembershipConfig(c *cli.Context, logger hclog.Logger) (*membership.Config, error) {
+	cfg := membership.DefaultConfig()
+	cfg.NodeName = c.String("node")
+	cfg.BindAddr = c.String("bind")
+	cfg.AdvertiseAddr = c.String("advertise")
+	cfg.Profile = c.String("gossip-profile")
+	cfg.Logger = logger
+	if k := c.String("encrypt"); k != "" {
+		key, err := membership.ParseKey(k)
+		if err != nil {
+			return nil, fmt.Errorf("--encrypt: %w", err)
+		}
+		cfg.EncryptKey = key
+	}
+	return cfg, nil
+}
+
+// ListenAdmin opens the admin listener, refusing a non-loopback address
+// without a token: anyone who can reach the admin API can deploy.
+func ListenAdmin(c *cli.Context) (net.Listener, error) {
+	addr := c.String("admin")
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("--admin %q: want ip:port: %w", addr, err)
+	}
+	if !ap.Addr().IsLoopback() && c.String("token") == "" {
+		return nil, fmt.Errorf("--admin %s is reachable from other hosts: set --token (HERD_TOKEN) too", addr)
+	}
+	return Listen("admin API", addr)
+}
+
+// Listen opens a TCP listener, naming the address and what it is for in the
+// error.
+func Listen(what, addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("%s: address %s already in use", what, addr)
+		}
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return l, nil
+}
+
+// Serve serves h on l until ctx ends, then shuts down, letting in-flight
+// requests finish for up to grace.
+func Serve(ctx context.Context, l net.Listener, h http.Handler, grace time.Duration, logger hclog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          logger.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown %s: %w", l.Addr(), err)
+	}
+	return nil
+}
+
+// SignalContext ends on SIGTERM or SIGINT.
+func SignalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+}
+
+// Main runs app and turns an error into one line on stderr and exit code 1
+// (2 for usage errors, which urfave/cli reports itself).
+func Main(app *cli.App) {
+	app.Version = Version
+	app.EnableBashCompletion = true
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			os.Exit(ec.ExitCode())
+		}
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,307 @@
+// Package agent runs on every host: it keeps the configured number of
+// replicas running and healthy, announces the healthy ones in its gossip
+// tags, and withdraws them from every gateway before stopping them.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/herd-cluster/herd/pkg/membership"
+	"github.com/herd-cluster/herd/pkg/runtime"
+)
+
+// Runtime starts and stops replicas: the docker or the process driver.
+type Runtime interface {
+	// Resolve fails with runtime.ErrImageNotFound when img is absent.
+	Resolve(ctx context.Context, img runtime.Image) error
+	Start(ctx context.Context, spec runtime.Spec) (runtime.Replica, error)
+	// Stop asks the replica to exit, kills it after grace, and forgets it.
+	Stop(ctx context.Context, r runtime.Replica, grace time.Duration) error
+	// List returns the replicas the driver knows of, running or not.
+	List(ctx context.Context) ([]runtime.Replica, error)
+}
+
+// Agent supervises one host's replicas.
+type Agent struct {
+	cfg     Config
+	rt      Runtime
+	cluster *membership.Cluster
+	logger  hclog.Logger
+	health  *http.Client
+
+	// Owned by the Run goroutine.
+	slots     []*slot
+	tags      membership.Tags
+	announced bool
+
+	results  chan startResult
+	starts   sync.WaitGroup
+	startCtx context.Context
+	stopAll  context.CancelFunc
+
+	status atomic.Pointer[[]ReplicaStatus]
+}
+
+// New validates cfg and starts gossip on mcfg's address (so a port in use or
+// a bad key fails here, before any replica starts). The agent joins the
+// cluster only once its replicas are healthy; mcfg.Tags is set by the agent.
+func New(cfg Config, rt Runtime, mcfg *membership.Config) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.Default()
+	}
+	a := &Agent{
+		cfg:    cfg,
+		rt:     rt,
+		logger: cfg.Logger.Named("agent"),
+		health: &http.Client{
+			Timeout:   cfg.HealthTimeout,
+			Transport: &http.Transport{DisableKeepAlives: true},
+		},
+		results: make(chan startResult, cfg.Replicas),
+		tags: membership.Tags{
+			Role: membership.RoleAgent, Service: cfg.Service, Image: cfg.Image.String(),
+			HostIP: cfg.HostIP, State: membership.StateActive,
+			// Wall-clock start keeps generations increasing across restarts.
+			Gen: uint64(time.Now().UnixMilli()),
+		},
+	}
+	for i := range cfg.Replicas {
+		a.slots = append(a.slots, &slot{index: i, port: cfg.port(i), state: stateStarting})
+	}
+	a.startCtx, a.stopAll = context.WithCancel(context.Background())
+	a.publishStatus()
+	mc := *mcfg
+	mc.NodeName = cfg.Node
+	mc.Tags = a.tags
+	cluster, err := membership.New(&mc)
+	if err != nil {
+		return nil, err
+	}
+	a.cluster = cluster
+	return a, nil
+}
+
+// Cluster is the agent's membership, for the admin API.
+func (a *Agent) Cluster() *membership.Cluster { return a.cluster }
+
+// Close stops gossip at once, without leaving (Run leaves on its own way
+// out). Safe to call more than once.
+func (a *Agent) Close() error { return a.cluster.Shutdown() }
+
+// Run starts or adopts the replicas, waits until all are healthy, joins the
+// cluster announcing them, and supervises them until ctx ends. Then it
+// withdraws them from every gateway, leaves, and stops them. An error means
+// the agent could not start; nothing it started is left running.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.start(ctx); err != nil {
+		a.stopReplicas()
+		return err
+	}
+	a.supervise(ctx)
+	a.shutdown()
+	return nil
+}
+
+func (a *Agent) start(ctx context.Context) error {
+	if err := a.rt.Resolve(ctx, a.cfg.Image); err != nil {
+		return err
+	}
+	if err := a.adopt(ctx); err != nil {
+		return err
+	}
+	var missing []*slot
+	for _, s := range a.slots {
+		if s.replica == nil {
+			if err := runtime.CheckPortFree(a.cfg.HostIP, s.port); err != nil {
+				return fmt.Errorf("replica %d: %w", s.index, err)
+			}
+			missing = append(missing, s)
+		}
+	}
+	began := time.Now()
+	for _, s := range missing {
+		a.launch(s, nil)
+	}
+	var firstErr error
+	for range missing {
+		res := <-a.results
+		a.applyStart(res)
+		if res.err != nil && firstErr == nil {
+			firstErr = res.err
+		}
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	a.logger.Info("replicas healthy", "started", len(missing), "adopted", len(a.slots)-len(missing),
+		"took", time.Since(began).Round(time.Millisecond))
+	if err := a.announce(); err != nil {
+		return err
+	}
+	n, err := a.cluster.Join(a.cfg.Join)
+	if err != nil {
+		return err
+	}
+	a.logger.Info("joined cluster", "contacted", n, "backends", len(a.tags.Ports))
+	return nil
+}
+
+// adopt keeps replicas a previous run left serving, and stops the others
+// (stale, surplus, or of another image).
+func (a *Agent) adopt(ctx context.Context) error {
+	existing, err := a.rt.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range existing {
+		if r.Service != a.cfg.Service {
+			continue
+		}
+		if r.Running && r.Index < len(a.slots) && r.Port == a.cfg.port(r.Index) && r.Image == a.cfg.Image &&
+			r.HostIP == a.cfg.HostIP && a.check(ctx, r) == nil {
+			s := a.slots[r.Index]
+			s.replica, s.state, s.healthySince = &r, stateHealthy, time.Now()
+			a.logger.Info("adopted running replica", "index", r.Index, "addr", r.Addr(), "id", r.ID)
+			continue
+		}
+		a.logger.Info("removing replica left from an earlier run", "index", r.Index, "addr", r.Addr(), "running", r.Running)
+		if err := a.rt.Stop(ctx, r, a.cfg.StopGrace); err != nil {
+			return fmt.Errorf("remove old replica %d: %w", r.Index, err)
+		}
+	}
+	return nil
+}
+
+// announce publishes the healthy replicas' ports if they changed.
+func (a *Agent) announce() error {
+	var ports []uint16
+	for _, s := range a.slots {
+		if s.state == stateHealthy {
+			ports = append(ports, s.port)
+		}
+	}
+	if a.announced && slices.Equal(ports, a.tags.Ports) {
+		return nil
+	}
+	next := a.tags
+	next.Ports = ports
+	next.Gen++
+	if err := a.setTags(next); err != nil {
+		return err
+	}
+	a.announced = true
+	return nil
+}
+
+// setTags announces t. An unconfirmed broadcast is not an error: the tags
+// are in effect and spreading.
+func (a *Agent) setTags(t membership.Tags) error {
+	err := a.cluster.SetTags(t)
+	if errors.Is(err, membership.ErrTagsUnconfirmed) {
+		a.logger.Debug("tag broadcast not confirmed yet", "gen", t.Gen)
+		err = nil
+	}
+	if err == nil {
+		a.tags = t
+	}
+	return err
+}
+
+// shutdown withdraws every replica, waits for the gateways to acknowledge,
+// leaves, then stops the replicas, which finish their in-flight requests.
+func (a *Agent) shutdown() {
+	began := time.Now()
+	next := a.tags
+	next.State, next.Gen = membership.StateDraining, next.Gen+1
+	if err := a.setTags(next); err != nil {
+		a.logger.Error("could not announce draining", "error", err)
+	} else if err := a.cluster.SyncGateways(context.Background(), a.cfg.SyncTimeout); err != nil {
+		a.logger.Warn("not every gateway acknowledged the drain; stopping anyway", "error", err)
+	}
+	if err := a.cluster.Leave(); err != nil {
+		a.logger.Error("leave", "error", err)
+	}
+	a.logger.Info("left cluster; stopping replicas", "drain", time.Since(began).Round(time.Millisecond))
+	a.stopReplicas()
+	a.logger.Info("agent stopped", "took", time.Since(began).Round(time.Millisecond))
+}
+
+// stopReplicas cancels starts in progress and stops every replica.
+func (a *Agent) stopReplicas() {
+	a.stopAll()
+	a.starts.Wait()
+	for len(a.results) > 0 { // starts that ended meanwhile: stop what they started
+		a.applyStart(<-a.results)
+	}
+	var wg sync.WaitGroup
+	for _, s := range a.slots {
+		if s.replica == nil {
+			continue
+		}
+		r := *s.replica
+		wg.Go(func() {
+			if err := a.rt.Stop(context.Background(), r, a.cfg.StopGrace); err != nil {
+				a.logger.Error("stop replica", "index", r.Index, "error", err)
+			}
+		})
+		s.replica, s.state = nil, stateStopped
+	}
+	wg.Wait()
+	a.publishStatus()
+}
+
+// check runs one health check against r.
+func (a *Agent) check(ctx context.Context, r runtime.Replica) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.Addr().String()+a.cfg.HealthPath, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := a.health.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 399 {
+		return fmt.Errorf("health check answered %s", resp.Status)
+	}
+	return nil
+}
+
+// waitHealthy polls r until it passes a check, or StartTimeout passes.
+func (a *Agent) waitHealthy(ctx context.Context, r runtime.Replica) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.StartTimeout)
+	defer cancel()
+	poll := time.NewTicker(startPollInterval)
+	defer poll.Stop()
+	var last error
+	for {
+		if last = a.check(ctx, r); last == nil {
+			return nil
+		}
+		select {
+		case <-poll.C:
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("replica %d on port %d did not pass its health check within %s: %w",
+					r.Index, r.Port, a.cfg.StartTimeout, last)
+			}
+			return ctx.Err()
+		}
+	}
+}
+
+// startPollInterval is how often a starting replica is checked: short, since
+// time to first traffic is what users wait on.
+const startPollInterval = 25 * time.Millisecond

@@ -1,0 +1,227 @@
+package agent
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/herd-cluster/herd/pkg/runtime"
+)
+
+// Replica states, as the admin API shows them.
+const (
+	stateStarting  = "starting"  // being started, not yet healthy
+	stateHealthy   = "healthy"   // announced to the gateways
+	stateUnhealthy = "unhealthy" // running but failing checks: withdrawn
+	stateBackoff   = "backoff"   // failed; waiting to be restarted
+	stateStopped   = "stopped"
+)
+
+// slot is replica index i's place: port base+i, and whatever runs there.
+type slot struct {
+	index        int
+	port         uint16
+	replica      *runtime.Replica
+	state        string
+	failedChecks int // consecutive
+	failures     int // consecutive crashes or failed starts, for backoff
+	restarts     int
+	retryAt      time.Time
+	healthySince time.Time
+}
+
+type startResult struct {
+	index   int
+	replica *runtime.Replica // set even on a failed health check, to stop it
+	err     error
+}
+
+// launch (re)starts slot s in the background: stop old, start new, wait for
+// its first passing check. The result arrives on a.results.
+func (a *Agent) launch(s *slot, old *runtime.Replica) {
+	s.state = stateStarting
+	spec := runtime.Spec{
+		Service: a.cfg.Service, Node: a.cfg.Node, Index: s.index, Image: a.cfg.Image,
+		HostIP: a.cfg.HostIP, Port: s.port,
+	}
+	a.starts.Go(func() {
+		ctx := a.startCtx
+		if old != nil {
+			if err := a.rt.Stop(ctx, *old, a.cfg.StopGrace); err != nil {
+				a.results <- startResult{index: spec.Index, err: err}
+				return
+			}
+		}
+		r, err := a.rt.Start(ctx, spec)
+		if err != nil {
+			a.results <- startResult{index: spec.Index, err: err}
+			return
+		}
+		a.results <- startResult{index: spec.Index, replica: &r, err: a.waitHealthy(ctx, r)}
+	})
+}
+
+func (a *Agent) applyStart(res startResult) {
+	s := a.slots[res.index]
+	s.replica = res.replica
+	if res.err != nil {
+		s.failures++
+		s.state = stateBackoff
+		s.retryAt = time.Now().Add(a.backoff(s.failures))
+		a.logger.Error("replica failed to start", "index", s.index, "port", s.port, "error", res.err,
+			"retry_in", time.Until(s.retryAt).Round(time.Millisecond))
+		return
+	}
+	s.state, s.failedChecks, s.healthySince = stateHealthy, 0, time.Now()
+	a.logger.Debug("replica healthy", "index", s.index, "addr", res.replica.Addr())
+}
+
+// backoff is the wait before the next start after n failures in a row: none
+// for the first, then RestartBackoff doubling up to MaxRestartBackoff.
+func (a *Agent) backoff(n int) time.Duration {
+	if n <= 1 {
+		return 0
+	}
+	d := a.cfg.RestartBackoff
+	for i := 2; i < n && d < a.cfg.MaxRestartBackoff; i++ {
+		d *= 2
+	}
+	return min(d, a.cfg.MaxRestartBackoff)
+}
+
+// supervise checks the replicas every HealthInterval and restarts failed
+// ones, until ctx ends.
+func (a *Agent) supervise(ctx context.Context) {
+	tick := time.NewTicker(a.cfg.HealthInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case res := <-a.results:
+			a.applyStart(res)
+		case <-tick.C:
+			a.checkAll(ctx)
+		}
+		if err := a.announce(); err != nil {
+			a.logger.Error("announce replicas", "error", err)
+		}
+		a.publishStatus()
+	}
+}
+
+// checkAll runs one round of checks, all replicas at once.
+func (a *Agent) checkAll(ctx context.Context) {
+	running := a.runningByIndex(ctx)
+	errs := make([]error, len(a.slots))
+	var wg sync.WaitGroup
+	for i, s := range a.slots {
+		if s.replica == nil || (s.state != stateHealthy && s.state != stateUnhealthy) {
+			continue
+		}
+		r := *s.replica
+		wg.Go(func() { errs[i] = a.check(ctx, r) })
+	}
+	wg.Wait()
+	now := time.Now()
+	for i, s := range a.slots {
+		switch s.state {
+		case stateHealthy, stateUnhealthy:
+			a.judge(s, errs[i], running)
+		case stateBackoff:
+			if !now.Before(s.retryAt) {
+				a.restart(s, "retrying after backoff")
+			}
+		}
+		if s.state == stateHealthy && s.failures > 0 && now.Sub(s.healthySince) >= a.cfg.MaxRestartBackoff {
+			s.failures = 0 // stable again: the next crash restarts at once
+		}
+	}
+}
+
+// judge acts on one replica's check result.
+func (a *Agent) judge(s *slot, checkErr error, running map[int]bool) {
+	if isRunning, known := running[s.index]; known && !isRunning {
+		s.failures++
+		a.logger.Warn("replica exited; replacing", "index", s.index, "port", s.port)
+		a.restartAfterBackoff(s)
+		return
+	}
+	if checkErr == nil {
+		if s.state == stateUnhealthy {
+			a.logger.Info("replica healthy again", "index", s.index, "port", s.port)
+			s.healthySince = time.Now()
+		}
+		s.state, s.failedChecks = stateHealthy, 0
+		return
+	}
+	s.failedChecks++
+	s.state = stateUnhealthy
+	a.logger.Warn("replica failed its health check; withdrawn", "index", s.index, "port", s.port,
+		"failed_checks", s.failedChecks, "error", checkErr)
+	if s.failedChecks >= a.cfg.ReplaceAfter {
+		s.failures++
+		a.restartAfterBackoff(s)
+	}
+}
+
+func (a *Agent) restartAfterBackoff(s *slot) {
+	if wait := a.backoff(s.failures); wait > 0 {
+		s.state, s.retryAt = stateBackoff, time.Now().Add(wait)
+		a.logger.Warn("replica in backoff", "index", s.index, "retry_in", wait)
+		return
+	}
+	a.restart(s, "replacing")
+}
+
+func (a *Agent) restart(s *slot, why string) {
+	a.logger.Info(why, "index", s.index, "port", s.port)
+	s.restarts++
+	old := s.replica
+	s.replica = nil
+	a.launch(s, old)
+}
+
+// runningByIndex asks the driver which replicas run. When the driver cannot
+// tell (a Docker daemon away), it returns nothing and health checks decide.
+func (a *Agent) runningByIndex(ctx context.Context) map[int]bool {
+	list, err := a.rt.List(ctx)
+	if err != nil {
+		a.logger.Warn("cannot list replicas; relying on health checks", "error", err)
+		return nil
+	}
+	out := make(map[int]bool, len(list))
+	for _, r := range list {
+		if r.Service == a.cfg.Service {
+			out[r.Index] = r.Running
+		}
+	}
+	return out
+}
+
+// ReplicaStatus is one replica as the admin API shows it.
+type ReplicaStatus struct {
+	Index    int    `json:"index"`
+	Addr     string `json:"addr"`
+	Image    string `json:"image"`
+	State    string `json:"state"`
+	ID       string `json:"id,omitempty"`
+	PID      int    `json:"pid,omitempty"`
+	Restarts int    `json:"restarts"`
+}
+
+func (a *Agent) publishStatus() {
+	out := make([]ReplicaStatus, len(a.slots))
+	for i, s := range a.slots {
+		st := ReplicaStatus{Index: s.index, State: s.state, Restarts: s.restarts, Image: a.cfg.Image.String()}
+		st.Addr = runtime.Replica{HostIP: a.cfg.HostIP, Port: s.port}.Addr().String()
+		if s.replica != nil {
+			st.ID, st.PID, st.Image = s.replica.ID, s.replica.PID, s.replica.Image.String()
+		}
+		out[i] = st
+	}
+	a.status.Store(&out)
+}
+
+// Replicas returns the replicas' current states. Safe from any goroutine.
+func (a *Agent) Replicas() []ReplicaStatus { return *a.status.Load() }

@@ -1,0 +1,86 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// ErrUnauthorized is returned when the server rejects the token.
+var ErrUnauthorized = errors.New("unauthorized: wrong or missing token (--token, HERD_TOKEN)")
+
+// Client talks to a gateway's or agent's admin API.
+type Client struct {
+	// Addr is the base URL, such as "http://127.0.0.1:7070".
+	Addr  string
+	Token string
+	HTTP  *http.Client
+}
+
+// NewClient returns a Client with a 10 s request timeout.
+func NewClient(addr, token string) *Client {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	return &Client{Addr: strings.TrimRight(addr, "/"), Token: token, HTTP: &http.Client{Timeout: 10 * time.Second}}
+}
+
+// Members lists the cluster's members.
+func (c *Client) Members(ctx context.Context) ([]Member, error) {
+	var out []Member
+	return out, c.get(ctx, "/v1/members", &out)
+}
+
+// Backends lists the gateway's backends.
+func (c *Client) Backends(ctx context.Context) ([]Backend, error) {
+	var out []Backend
+	return out, c.get(ctx, "/v1/backends", &out)
+}
+
+func (c *Client) get(ctx context.Context, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Addr+path, nil)
+	if err != nil {
+		return err
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach %s: %w", c.Addr, unwrapURLError(err))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read answer from %s: %w", c.Addr, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return ErrUnauthorized
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e Error
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s %s: %s", resp.Status, path, e.Error)
+		}
+		return fmt.Errorf("%s %s", resp.Status, path)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("%s%s answered something that is not Herd's API: %w", c.Addr, path, err)
+	}
+	return nil
+}
+
+func unwrapURLError(err error) error {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			return inner
+		}
+	}
+	return err
+}

@@ -1,0 +1,179 @@
+// Package gateway feeds the balancer from cluster membership: every member
+// event becomes a new backend set, swapped in whole. It also answers the
+// agents' sync queries once the swap they wait for has happened.
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/herd-cluster/herd/pkg/balancer"
+	"github.com/herd-cluster/herd/pkg/membership"
+)
+
+// Config configures a Gateway.
+type Config struct {
+	// Service is the service whose backends are routed. Default "predictor".
+	Service string
+	// Balancer configures the proxy; its Service is set from Service.
+	Balancer balancer.Config
+	// EventBuffer is the length of the membership event queue. Default 1024.
+	EventBuffer int
+	Logger      hclog.Logger
+}
+
+// DefaultConfig returns a Config with the defaults documented on each field.
+func DefaultConfig() Config {
+	return Config{Service: "predictor", Balancer: balancer.DefaultConfig(), EventBuffer: 1024, Logger: hclog.Default()}
+}
+
+// Gateway routes a service's requests to the backends its members announce.
+type Gateway struct {
+	cfg     Config
+	logger  hclog.Logger
+	bal     *balancer.Balancer
+	events  chan membership.Event
+	queries chan *membership.Query
+
+	// nodes is the latest view of each member; owned by Run's goroutine.
+	nodes map[string]membership.Node
+
+	mu      sync.Mutex
+	applied map[string]uint64 // node → tag generation the balancer reflects
+	present map[string]bool   // nodes in the view
+	changed chan struct{}     // closed and replaced on every swap
+}
+
+// New returns a Gateway. Pass EventCh and QueryCh into the membership
+// Config, then call Run with the cluster.
+func New(cfg Config) *Gateway {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.Default()
+	}
+	if cfg.EventBuffer <= 0 {
+		cfg.EventBuffer = 1024
+	}
+	cfg.Balancer.Service = cfg.Service
+	if cfg.Balancer.Logger == nil {
+		cfg.Balancer.Logger = cfg.Logger
+	}
+	return &Gateway{
+		cfg:     cfg,
+		logger:  cfg.Logger.Named("gateway"),
+		bal:     balancer.New(cfg.Balancer),
+		events:  make(chan membership.Event, cfg.EventBuffer),
+		queries: make(chan *membership.Query, 64),
+		nodes:   make(map[string]membership.Node),
+		applied: make(map[string]uint64),
+		present: make(map[string]bool),
+		changed: make(chan struct{}),
+	}
+}
+
+// EventCh is where membership must deliver events.
+func (g *Gateway) EventCh() chan<- membership.Event { return g.events }
+
+// QueryCh is where membership must deliver queries.
+func (g *Gateway) QueryCh() chan<- *membership.Query { return g.queries }
+
+// Handler is the proxy to serve client traffic with.
+func (g *Gateway) Handler() http.Handler { return g.bal }
+
+// Balancer exposes the balancer's state, for the admin API.
+func (g *Gateway) Balancer() *balancer.Balancer { return g.bal }
+
+// Run applies membership events and answers queries until ctx ends.
+func (g *Gateway) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			g.bal.Close()
+			return
+		case e := <-g.events:
+			g.apply(e)
+		case q := <-g.queries:
+			wg.Go(func() { g.answer(ctx, q) })
+		}
+	}
+}
+
+// apply folds one event into the view and swaps in the new backend set.
+func (g *Gateway) apply(e membership.Event) {
+	began := time.Now()
+	for _, n := range e.Nodes {
+		switch e.Type {
+		case membership.EventJoin, membership.EventUpdate:
+			g.nodes[n.Name] = n
+		default: // leave, failed, reap: nothing of it is routed
+			delete(g.nodes, n.Name)
+		}
+	}
+	var backends []balancer.Backend
+	for _, n := range g.nodes {
+		for _, addr := range n.Backends(g.cfg.Service) {
+			backends = append(backends, balancer.Backend{Addr: addr, Node: n.Name})
+		}
+	}
+	g.bal.Update(backends)
+	g.mu.Lock()
+	for _, n := range e.Nodes {
+		_, g.present[n.Name] = g.nodes[n.Name]
+		if n.Err == nil && n.Tags.Gen > g.applied[n.Name] {
+			g.applied[n.Name] = n.Tags.Gen
+		}
+		if e.Type == membership.EventReap {
+			delete(g.applied, n.Name)
+			delete(g.present, n.Name)
+		}
+	}
+	close(g.changed)
+	g.changed = make(chan struct{})
+	g.mu.Unlock()
+	for _, n := range e.Nodes {
+		g.logger.Info(e.Type.String(), "node", n.Name, "status", n.Status, "backends", len(n.Backends(g.cfg.Service)),
+			"total", len(backends), "took", time.Since(began))
+	}
+}
+
+// answer acknowledges a sync query once the balancer reflects the asking
+// node's tags at the requested generation, or that node is gone. Without
+// that, it stays silent and the agent sees it did not answer.
+func (g *Gateway) answer(ctx context.Context, q *membership.Query) {
+	if q.Name() != membership.QuerySync {
+		g.logger.Debug("ignoring unknown query", "name", q.Name(), "from", q.From())
+		return
+	}
+	req, err := membership.DecodeSyncRequest(q.Payload())
+	if err != nil {
+		g.logger.Warn("ignoring malformed sync query", "from", q.From(), "error", err)
+		return
+	}
+	deadline := time.NewTimer(time.Until(q.Deadline()))
+	defer deadline.Stop()
+	for {
+		g.mu.Lock()
+		done := g.applied[req.Node] >= req.Gen || !g.present[req.Node]
+		changed := g.changed
+		g.mu.Unlock()
+		if done {
+			if err := q.Respond([]byte("ok")); err != nil {
+				g.logger.Warn("sync answer", "error", err)
+			}
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			g.logger.Warn("sync query timed out waiting for the node's update", "node", req.Node, "gen", req.Gen)
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
