@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -24,7 +25,10 @@ func RepoRoot(t testing.TB) string {
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-var buildMu sync.Mutex
+var (
+	buildMu  sync.Mutex
+	nextPort atomic.Int64
+)
 
 // GoBuild builds pkg (relative to the repo root, like "./cmd/agent") into
 // out with the given -ldflags -X settings.
@@ -80,8 +84,10 @@ func FreePort(t testing.TB, ip string) uint16 {
 func FreePortRange(t testing.TB, n int, ips ...string) uint16 {
 	t.Helper()
 	for try := 0; try < 200; try++ {
-		base := 20000 + (os.Getpid()*7+try*97)%30000
-		if rangeFree(base, n, ips) {
+		// Successive calls walk forward so that two ranges handed out before
+		// either is bound never overlap.
+		base := 20000 + int((int64(os.Getpid())*97+nextPort.Add(int64(n)+1)-int64(n)-1)%30000)
+		if base+n <= 50000 && rangeFree(base, n, ips) {
 			return uint16(base)
 		}
 	}

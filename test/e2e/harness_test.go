@@ -1,0 +1,329 @@
+// Package e2e runs Herd's real binaries as processes on loopback: a gateway
+// on 127.0.0.1 and agents on 127.0.0.2, .3, … as distinct hosts.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herd-cluster/herd/internal/testutil"
+	"github.com/herd-cluster/herd/pkg/agent"
+	"github.com/herd-cluster/herd/pkg/api"
+)
+
+// binDir holds the binaries built once for the whole package.
+var binDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "herd-e2e-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+var buildOnce sync.Once
+
+func buildAll(t *testing.T) {
+	t.Helper()
+	buildOnce.Do(func() {
+		for _, cmd := range []string{"gateway", "agent", "clusterctl"} {
+			testutil.GoBuild(t, "./cmd/"+cmd, filepath.Join(binDir, cmd))
+		}
+		testutil.BuildPredictorImages(t, filepath.Join(binDir, "images"), "1.0.0", "1.1.0")
+	})
+}
+
+// proc is a process the test started. Stop and Kill are idempotent; Cleanup
+// kills whatever is left.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  string
+}
+
+func startProc(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	logFile, err := os.Create(logPath)
+	require.NoError(t, err)
+	cmd := exec.Command(filepath.Join(binDir, args[0]), args[1:]...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Env = os.Environ()
+	require.NoError(t, cmd.Start())
+	logFile.Close()
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: logPath}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.signal(syscall.SIGKILL)
+		<-p.done
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("--- log of %s ---\n%s", name, tail(string(b), 4000))
+		}
+	})
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}
+
+func (p *proc) signal(sig syscall.Signal) {
+	select {
+	case <-p.done:
+	default:
+		_ = p.cmd.Process.Signal(sig)
+	}
+}
+
+// stop sends SIGTERM and waits for the exit.
+func (p *proc) stop(t *testing.T, within time.Duration) {
+	t.Helper()
+	p.signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(within):
+		t.Fatalf("%s did not exit within %s of SIGTERM", p.name, within)
+	}
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// gatewayProc is a running gateway.
+type gatewayProc struct {
+	*proc
+	url, admin, gossip string
+}
+
+func startGateway(t *testing.T, extra ...string) *gatewayProc {
+	t.Helper()
+	buildAll(t)
+	g := &gatewayProc{
+		url:    fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t, "127.0.0.1")),
+		admin:  fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "127.0.0.1")),
+		gossip: fmt.Sprintf("127.0.0.1:%d", testutil.FreePortRange(t, 1, "127.0.0.1")),
+	}
+	args := append([]string{"gateway", "run", "--node", "gateway", "--listen", g.url[len("http://"):],
+		"--admin", g.admin, "--bind", g.gossip, "--gossip-profile", "local", "--data-dir", t.TempDir()}, extra...)
+	g.proc = startProc(t, "gateway", args...)
+	g.waitReady(t)
+	return g
+}
+
+func (g *gatewayProc) waitReady(t *testing.T) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + g.admin + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil && resp.StatusCode == 200
+	}, 10*time.Second, 20*time.Millisecond, "gateway admin API answers")
+}
+
+func (g *gatewayProc) client() *api.Client { return api.NewClient(g.admin, "") }
+
+func (g *gatewayProc) backends(t *testing.T) []api.Backend {
+	t.Helper()
+	bs, err := g.client().Backends(context.Background())
+	require.NoError(t, err)
+	return bs
+}
+
+// waitBackends waits until the gateway routes to exactly n backends and
+// returns how long that took.
+func (g *gatewayProc) waitBackends(t *testing.T, n int, within time.Duration) time.Duration {
+	t.Helper()
+	began := time.Now()
+	var last int
+	for time.Since(began) < within {
+		bs, err := g.client().Backends(context.Background())
+		if err == nil {
+			if last = len(bs); last == n {
+				return time.Since(began)
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("gateway has %d backends, want %d, after %s", last, n, within)
+	return 0
+}
+
+// agentProc is a running agent on its own loopback "host".
+type agentProc struct {
+	*proc
+	node, ip, admin string
+	basePort        uint16
+	dataDir         string
+	args            []string
+}
+
+func startAgent(t *testing.T, g *gatewayProc, node, ip string, replicas int, extra ...string) *agentProc {
+	t.Helper()
+	a := &agentProc{
+		node: node, ip: ip,
+		admin:    fmt.Sprintf("%s:%d", ip, testutil.FreePort(t, ip)),
+		basePort: testutil.FreePortRange(t, replicas, ip),
+		dataDir:  t.TempDir(),
+	}
+	gossip := fmt.Sprintf("%s:%d", ip, testutil.FreePortRange(t, 1, ip))
+	a.args = append([]string{"agent", "join", "--node", node, "--join", g.gossip, "--bind", gossip,
+		"--admin", a.admin, "--runtime", "process", "--images-dir", filepath.Join(binDir, "images"),
+		"--replicas", strconv.Itoa(replicas), "--base-port", strconv.Itoa(int(a.basePort)),
+		"--data-dir", a.dataDir, "--gossip-profile", "local", "--health-interval", "200ms"}, extra...)
+	a.proc = startProc(t, node, a.args...)
+	return a
+}
+
+// restart starts the agent again with the same flags.
+func (a *agentProc) restart(t *testing.T) {
+	t.Helper()
+	a.proc = startProc(t, a.node, a.args...)
+}
+
+func (a *agentProc) replicas(t *testing.T) []agent.ReplicaStatus {
+	t.Helper()
+	var out []agent.ReplicaStatus
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + a.admin + "/v1/replicas")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		return json.NewDecoder(resp.Body).Decode(&out) == nil
+	}, 10*time.Second, 20*time.Millisecond, "agent %s admin API answers", a.node)
+	return out
+}
+
+// crash kills the agent and its replicas with SIGKILL, as a host crash would.
+func (a *agentProc) crash(t *testing.T) []int {
+	t.Helper()
+	var pids []int
+	for _, r := range a.replicas(t) {
+		pids = append(pids, r.PID)
+	}
+	a.signal(syscall.SIGKILL)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	<-a.done
+	return pids
+}
+
+func pidAlive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err == nil && !containsState(stat, 'Z')
+}
+
+func containsState(stat []byte, state byte) bool {
+	for i := len(stat) - 1; i > 0; i-- {
+		if stat[i] == ')' {
+			return i+2 < len(stat) && stat[i+2] == state
+		}
+	}
+	return false
+}
+
+// load is a constant-rate (open-loop) GET load through the gateway: one
+// request every interval whatever the latency, each counted.
+type load struct {
+	sent, failed atomic.Int64
+	errs         sync.Map // first few failure descriptions
+	stop         chan struct{}
+	done         sync.WaitGroup
+}
+
+func startLoad(t *testing.T, url string, rate int, keepAlive bool) *load {
+	t.Helper()
+	l := &load{stop: make(chan struct{})}
+	client := &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{DisableKeepAlives: !keepAlive, MaxIdleConnsPerHost: 64},
+	}
+	interval := time.Second / time.Duration(rate)
+	deadline := time.Now().Add(5 * time.Minute) // bounded even if the test forgets to stop it
+	l.done.Go(func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		var inflight sync.WaitGroup
+		defer inflight.Wait()
+		for time.Now().Before(deadline) {
+			select {
+			case <-l.stop:
+				return
+			case <-tick.C:
+			}
+			inflight.Go(func() { l.one(client, url) })
+		}
+	})
+	t.Cleanup(l.finish)
+	return l
+}
+
+func (l *load) one(client *http.Client, url string) {
+	n := l.sent.Add(1)
+	resp, err := client.Get(url + "/version")
+	if err != nil {
+		l.fail(n, err.Error())
+		return
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		l.fail(n, resp.Status)
+	}
+}
+
+func (l *load) fail(n int64, why string) {
+	if l.failed.Add(1) <= 5 {
+		l.errs.Store(n, why)
+	}
+}
+
+var finishOnce sync.Map
+
+// finish stops the load and waits for its requests. Idempotent.
+func (l *load) finish() {
+	if _, loaded := finishOnce.LoadOrStore(l, true); !loaded {
+		close(l.stop)
+	}
+	l.done.Wait()
+}
+
+func (l *load) failures() string {
+	s := ""
+	l.errs.Range(func(k, v any) bool { s += fmt.Sprintf("request %v: %v\n", k, v); return true })
+	return s
+}
