@@ -105,7 +105,9 @@ func (a *Agent) Close() error { return a.cluster.Shutdown() }
 // withdraws them from every gateway, leaves, and stops them. An error means
 // the agent could not start; nothing it started is left running.
 func (a *Agent) Run(ctx context.Context) error {
-	if err := a.start(ctx); err != nil {
+	err := a.start(ctx)
+	a.publishStatus()
+	if err != nil {
 		a.stopReplicas()
 		return err
 	}
@@ -121,22 +123,34 @@ func (a *Agent) start(ctx context.Context) error {
 	if err := a.adopt(ctx); err != nil {
 		return err
 	}
-	var missing []*slot
 	for _, s := range a.slots {
 		if s.replica == nil {
 			if err := runtime.CheckPortFree(a.cfg.HostIP, s.port); err != nil {
 				return fmt.Errorf("replica %d: %w", s.index, err)
 			}
-			missing = append(missing, s)
 		}
 	}
 	began := time.Now()
-	for _, s := range missing {
-		a.launch(s, nil)
+	adopted := 0
+	for _, s := range a.slots {
+		if s.replica != nil {
+			adopted++
+			a.adoptWait(s)
+		} else {
+			a.launch(s, nil)
+		}
 	}
 	var firstErr error
-	for range missing {
+	for pending := len(a.slots); pending > 0; pending-- {
 		res := <-a.results
+		if res.adopted && res.err != nil {
+			// Adopted but not healthy in time: replace it like any failed replica.
+			a.logger.Warn("adopted replica unhealthy; replacing", "index", res.index, "error", res.err)
+			adopted--
+			a.launch(a.slots[res.index], res.replica)
+			pending++
+			continue
+		}
 		a.applyStart(res)
 		if res.err != nil && firstErr == nil {
 			firstErr = res.err
@@ -145,7 +159,7 @@ func (a *Agent) start(ctx context.Context) error {
 	if firstErr != nil {
 		return firstErr
 	}
-	a.logger.Info("replicas healthy", "started", len(missing), "adopted", len(a.slots)-len(missing),
+	a.logger.Info("replicas healthy", "started", len(a.slots)-adopted, "adopted", adopted,
 		"took", time.Since(began).Round(time.Millisecond))
 	if err := a.announce(); err != nil {
 		return err
@@ -170,10 +184,9 @@ func (a *Agent) adopt(ctx context.Context) error {
 			continue
 		}
 		if r.Running && r.Index < len(a.slots) && r.Port == a.cfg.port(r.Index) && r.Image == a.cfg.Image &&
-			r.HostIP == a.cfg.HostIP && a.check(ctx, r) == nil {
-			s := a.slots[r.Index]
-			s.replica, s.state, s.healthySince = &r, stateHealthy, time.Now()
-			a.logger.Info("adopted running replica", "index", r.Index, "addr", r.Addr(), "id", r.ID)
+			r.HostIP == a.cfg.HostIP && a.slots[r.Index].replica == nil {
+			a.slots[r.Index].replica = &r
+			a.logger.Info("adopting running replica", "index", r.Index, "addr", r.Addr(), "id", r.ID)
 			continue
 		}
 		a.logger.Info("removing replica left from an earlier run", "index", r.Index, "addr", r.Addr(), "running", r.Running)

@@ -33,7 +33,18 @@ type slot struct {
 type startResult struct {
 	index   int
 	replica *runtime.Replica // set even on a failed health check, to stop it
+	adopted bool             // the replica was found running, not started
 	err     error
+}
+
+// adoptWait gives a replica found running the same time a new one has to
+// pass its health check: a slow replica is not a dead one.
+func (a *Agent) adoptWait(s *slot) {
+	s.state = stateStarting
+	r := *s.replica
+	a.starts.Go(func() {
+		a.results <- startResult{index: s.index, replica: &r, adopted: true, err: a.waitHealthy(a.startCtx, r)}
+	})
 }
 
 // launch (re)starts slot s in the background: stop old, start new, wait for

@@ -1,0 +1,311 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/herd-cluster/herd/internal/testutil"
+	"github.com/herd-cluster/herd/pkg/gateway"
+	"github.com/herd-cluster/herd/pkg/membership"
+	"github.com/herd-cluster/herd/pkg/runtime"
+	"github.com/herd-cluster/herd/pkg/runtime/process"
+)
+
+var imagesDir string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "herd-agent-images-")
+	if err != nil {
+		panic(err)
+	}
+	imagesDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func quietLogger(name string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn})
+}
+
+// testGateway is an in-process gateway: real gossip, real proxy.
+type testGateway struct {
+	gw     *gateway.Gateway
+	gossip string
+	url    string
+}
+
+func startGateway(t *testing.T) *testGateway {
+	t.Helper()
+	gcfg := gateway.DefaultConfig()
+	gcfg.Logger = quietLogger("gw")
+	gw := gateway.New(gcfg)
+	mc := membership.DefaultConfig()
+	mc.NodeName, mc.BindAddr, mc.Profile = "gw", "127.0.0.1:0", membership.ProfileLocal
+	mc.Tags = membership.Tags{Role: membership.RoleGateway, Gen: 1}
+	mc.EventCh, mc.QueryCh, mc.Logger = gw.EventCh(), gw.QueryCh(), quietLogger("gw")
+	cluster, err := membership.New(mc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { gw.Run(ctx); close(done) }()
+	srv := httptest.NewServer(gw.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		cancel()
+		<-done
+		_ = cluster.Shutdown()
+	})
+	return &testGateway{gw: gw, gossip: cluster.LocalNode().Addr.String(), url: srv.URL}
+}
+
+func (g *testGateway) waitBackends(t *testing.T, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return g.gw.Balancer().Len() == n }, 20*time.Second, 5*time.Millisecond,
+		"gateway routes to %d backends", n)
+}
+
+type testAgent struct {
+	*Agent
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func agentConfig(t *testing.T, g *testGateway, replicas int) Config {
+	cfg := DefaultConfig()
+	cfg.Node = fmt.Sprintf("agent-%d", time.Now().UnixNano())
+	cfg.Image = runtime.Image{Name: "predictor", Tag: "1.0.0"}
+	cfg.Replicas = replicas
+	cfg.BasePort = testutil.FreePortRange(t, replicas, "127.0.0.1")
+	cfg.HostIP = netip.MustParseAddr("127.0.0.1")
+	cfg.Join = []string{g.gossip}
+	cfg.HealthInterval = 100 * time.Millisecond
+	cfg.StartTimeout = 5 * time.Second
+	cfg.StopGrace = 5 * time.Second
+	cfg.Logger = quietLogger(cfg.Node)
+	return cfg
+}
+
+func newDriver(t *testing.T, stateDir string) *process.Driver {
+	t.Helper()
+	d, err := process.New(process.Config{ImagesDir: imagesDir, StateDir: stateDir, Logger: quietLogger("rt")})
+	require.NoError(t, err)
+	return d
+}
+
+func memberConfig() *membership.Config {
+	mc := membership.DefaultConfig()
+	mc.BindAddr, mc.Profile, mc.Logger = "127.0.0.1:0", membership.ProfileLocal, quietLogger("m")
+	return mc
+}
+
+func runAgent(t *testing.T, cfg Config, rt Runtime) *testAgent {
+	t.Helper()
+	a, err := New(cfg, rt, memberConfig())
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	ta := &testAgent{Agent: a, cancel: cancel, done: make(chan error, 1)}
+	go func() { ta.done <- a.Run(ctx) }()
+	t.Cleanup(func() { ta.stop(t) })
+	require.Eventually(t, func() bool {
+		for _, r := range a.Replicas() {
+			if r.State != stateHealthy {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, 5*time.Millisecond, "all replicas healthy")
+	return ta
+}
+
+func (ta *testAgent) stop(t *testing.T) {
+	ta.cancel()
+	select {
+	case err := <-ta.done:
+		assert.NoError(t, err)
+		ta.done <- nil
+	case <-time.After(30 * time.Second):
+		t.Error("agent did not stop")
+	}
+	_ = ta.Close()
+}
+
+func TestAgentReplacesDeadReplicaWithoutFailedRequests(t *testing.T) {
+	testutil.BuildPredictorImages(t, imagesDir, "1.0.0")
+	g := startGateway(t)
+	cfg := agentConfig(t, g, 3)
+	a := runAgent(t, cfg, newDriver(t, t.TempDir()))
+	g.waitBackends(t, 3)
+
+	var sent, failed atomic.Int64
+	stop := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			sent.Add(1)
+			resp, err := http.Get(g.url + "/version")
+			if err != nil || resp.StatusCode != 200 {
+				failed.Add(1)
+			}
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}
+	}()
+
+	victim := a.Replicas()[1]
+	require.NotZero(t, victim.PID)
+	require.NoError(t, syscall.Kill(victim.PID, syscall.SIGKILL))
+	require.Eventually(t, func() bool {
+		r := a.Replicas()[1]
+		return r.State == stateHealthy && r.PID != victim.PID && r.Restarts == 1
+	}, 15*time.Second, 10*time.Millisecond, "replica 1 replaced")
+	g.waitBackends(t, 3)
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	<-loadDone
+	assert.Zero(t, failed.Load(), "of %d requests", sent.Load())
+	assert.Greater(t, sent.Load(), int64(20))
+}
+
+func TestAgentStartErrorsLeaveNothingRunning(t *testing.T) {
+	testutil.BuildPredictorImages(t, imagesDir, "1.0.0", "1.2.0-broken")
+	g := startGateway(t)
+
+	t.Run("port in use", func(t *testing.T) {
+		cfg := agentConfig(t, g, 3)
+		taken := cfg.BasePort + 1
+		l, err := netListen(fmt.Sprintf("127.0.0.1:%d", taken))
+		require.NoError(t, err)
+		defer l.Close()
+		stateDir := t.TempDir()
+		err = runToError(t, cfg, newDriver(t, stateDir))
+		require.ErrorIs(t, err, runtime.ErrPortInUse)
+		assert.Contains(t, err.Error(), fmt.Sprintf("port %d", taken))
+		assertNoReplicas(t, stateDir)
+	})
+	t.Run("unknown image", func(t *testing.T) {
+		cfg := agentConfig(t, g, 2)
+		cfg.Image.Tag = "7.7.7"
+		stateDir := t.TempDir()
+		err := runToError(t, cfg, newDriver(t, stateDir))
+		require.ErrorIs(t, err, runtime.ErrImageNotFound)
+		assert.Contains(t, err.Error(), "predictor:7.7.7")
+		assertNoReplicas(t, stateDir)
+	})
+	t.Run("never healthy", func(t *testing.T) {
+		cfg := agentConfig(t, g, 2)
+		cfg.Image.Tag = "1.2.0-broken"
+		cfg.StartTimeout = 500 * time.Millisecond
+		stateDir := t.TempDir()
+		err := runToError(t, cfg, newDriver(t, stateDir))
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "did not pass its health check within 500ms")
+		assertNoReplicas(t, stateDir)
+	})
+	assert.Zero(t, g.gw.Balancer().Len(), "nothing was announced")
+}
+
+func netListen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+
+func runToError(t *testing.T, cfg Config, rt Runtime) error {
+	t.Helper()
+	a, err := New(cfg, rt, memberConfig())
+	require.NoError(t, err)
+	defer a.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return a.Run(ctx)
+}
+
+func assertNoReplicas(t *testing.T, stateDir string) {
+	t.Helper()
+	list, err := newDriver(t, stateDir).List(context.Background())
+	require.NoError(t, err)
+	assert.Empty(t, list, "no replica left behind")
+	matches, _ := filepath.Glob(filepath.Join(stateDir, "*.json"))
+	assert.Empty(t, matches)
+}
+
+func TestAgentAdoptsRunningReplicas(t *testing.T) {
+	testutil.BuildPredictorImages(t, imagesDir, "1.0.0")
+	g := startGateway(t)
+	cfg := agentConfig(t, g, 2)
+	stateDir := t.TempDir()
+	// Replicas a previous run of this agent left serving.
+	d := newDriver(t, stateDir)
+	var pids []int
+	for i := range 2 {
+		r, err := d.Start(context.Background(), runtime.Spec{Service: cfg.Service, Node: cfg.Node, Index: i,
+			Image: cfg.Image, HostIP: cfg.HostIP, Port: cfg.BasePort + uint16(i)})
+		require.NoError(t, err)
+		pids = append(pids, r.PID)
+	}
+	a := runAgent(t, cfg, newDriver(t, stateDir))
+	g.waitBackends(t, 2)
+	for i, r := range a.Replicas() {
+		assert.Equal(t, pids[i], r.PID, "replica %d adopted, not restarted", i)
+		assert.Equal(t, stateHealthy, r.State)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	base := func() Config {
+		c := DefaultConfig()
+		c.Node, c.Image, c.HostIP, c.Join = "n", runtime.Image{Name: "p", Tag: "1"}, netip.MustParseAddr("10.0.0.1"), []string{"x"}
+		return c
+	}
+	ok := base()
+	require.NoError(t, ok.Validate())
+	cases := map[string]func(*Config){
+		"no replicas":  func(c *Config) { c.Replicas = 0 },
+		"too many":     func(c *Config) { c.Replicas = 1001 },
+		"ports beyond": func(c *Config) { c.BasePort, c.Replicas = 65530, 10 },
+		"no join":      func(c *Config) { c.Join = nil },
+		"no host ip":   func(c *Config) { c.HostIP = netip.Addr{} },
+		"unspecified":  func(c *Config) { c.HostIP = netip.MustParseAddr("0.0.0.0") },
+		"no image":     func(c *Config) { c.Image = runtime.Image{} },
+		"no node":      func(c *Config) { c.Node = "" },
+		"base port 0":  func(c *Config) { c.BasePort = 0 },
+	}
+	for name, mutate := range cases {
+		c := base()
+		mutate(&c)
+		assert.Error(t, c.Validate(), name)
+	}
+	c := base()
+	c.BasePort, c.Replicas = 65530, 10
+	assert.ErrorContains(t, c.Validate(), "beyond 65535")
+}
+
+func TestBackoff(t *testing.T) {
+	a := &Agent{cfg: Config{RestartBackoff: time.Second, MaxRestartBackoff: 10 * time.Second}}
+	var got []time.Duration
+	for n := 1; n <= 7; n++ {
+		got = append(got, a.backoff(n))
+	}
+	assert.Equal(t, []time.Duration{0, 1 * time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second,
+		10 * time.Second, 10 * time.Second}, got)
+}
