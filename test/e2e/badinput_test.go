@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/herd-cluster/herd/internal/testutil"
+)
+
+// runBinary runs a binary to completion and returns its exit code and the
+// last line of its output.
+func runBinary(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, args[0]), args[1:]...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	return code, lines[len(lines)-1]
+}
+
+func TestAgentBadInput(t *testing.T) {
+	buildAll(t)
+	busy, err := net.Listen("tcp", "127.0.0.5:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	busyPort := busy.Addr().(*net.TCPAddr).Port
+
+	gossip := fmt.Sprintf("127.0.0.5:%d", testutil.FreePortRange(t, 1, "127.0.0.5"))
+	base := []string{"agent", "join", "--node", "bad", "--bind", gossip, "--join", "127.0.0.1:1",
+		"--admin", "127.0.0.5:0", "--runtime", "process", "--images-dir", filepath.Join(binDir, "images"),
+		"--data-dir", t.TempDir()}
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown runtime", []string{"--runtime", "lxc"}, `--runtime "lxc": want docker or process`},
+		{"no replicas", []string{"--replicas", "0"}, "--replicas 0: must be between 1 and 1000"},
+		{"too many replicas", []string{"--replicas", "1001"}, "--replicas 1001: must be between 1 and 1000"},
+		{"ports beyond 65535", []string{"--base-port", "65530", "--replicas", "10"}, "needs ports up to 65539, beyond 65535"},
+		{"image not in images dir", []string{"--image", "predictor:9.9.9"}, "predictor:9.9.9 has no executable at"},
+		{"malformed image", []string{"--image", "predictor"}, "want name:tag"},
+		{"port in use", []string{"--base-port", fmt.Sprint(busyPort), "--host-ip", "127.0.0.5"},
+			fmt.Sprintf("port %d on 127.0.0.5: port already in use", busyPort)},
+		{"bad gossip key", []string{"--encrypt", "c2hvcnQ="}, "gossip key is 5 bytes"},
+		{"bad log level", []string{"--log-level", "loud"}, "--log-level"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, last := runBinary(t, append(base, c.args...)...)
+			assert.NotZero(t, code)
+			assert.True(t, strings.HasPrefix(last, "agent: "), "one clear line, got %q", last)
+			assert.Contains(t, last, c.want)
+		})
+	}
+
+	// No join address at all (HERD_JOIN unset).
+	code, last := runBinary(t, "agent", "join", "--node", "bad", "--runtime", "process",
+		"--images-dir", filepath.Join(binDir, "images"), "--host-ip", "127.0.0.5")
+	assert.NotZero(t, code)
+	assert.Contains(t, last, "no join address: give --join or HERD_JOIN")
+}
+
+func TestGatewayBadInput(t *testing.T) {
+	buildAll(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	code, last := runBinary(t, "gateway", "run", "--listen", busy.Addr().String(), "--bind", "127.0.0.1:0")
+	assert.NotZero(t, code)
+	assert.Equal(t, fmt.Sprintf("gateway: --listen: address %s already in use", busy.Addr()), last)
+
+	code, last = runBinary(t, "gateway", "run", "--listen", "127.0.0.1:0", "--admin", "0.0.0.0:0", "--bind", "127.0.0.1:0")
+	assert.NotZero(t, code)
+	assert.Contains(t, last, "set --token")
+}
+
+func TestClusterctlErrors(t *testing.T) {
+	buildAll(t)
+	code, last := runBinary(t, "clusterctl", "--addr", "127.0.0.1:1", "members")
+	assert.NotZero(t, code)
+	assert.Contains(t, last, "cannot reach http://127.0.0.1:1")
+
+	g := startGateway(t, "--token", "s3cret")
+	code, last = runBinary(t, "clusterctl", "--addr", g.admin, "--token", "wrong", "backends")
+	assert.NotZero(t, code)
+	assert.Contains(t, last, "unauthorized")
+	code, last = runBinary(t, "clusterctl", "--addr", g.admin, "--token", "s3cret", "backends")
+	assert.Zero(t, code)
+	assert.Contains(t, last, "ADDRESS")
+}
