@@ -5,7 +5,10 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/herd-cluster/herd/internal/cliutil.Version=$(VERSION)
 BIN := bin
 PREDICTOR_VERSIONS := 1.0.0 1.1.0
-export CGO_ENABLED := 0
+# Binaries are static; the race detector needs cgo, so tests run with CGO_ENABLED=1.
+STATIC := CGO_ENABLED=0
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL = $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
 
 .PHONY: all build binaries images-process demo test test-deps vet fmt-check fuzz clean
 
@@ -15,12 +18,12 @@ all: build
 build: binaries images-process
 
 binaries:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/gateway ./cmd/agent ./cmd/clusterctl
+	$(STATIC) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/gateway ./cmd/agent ./cmd/clusterctl
 
 images-process:
 	@for v in $(PREDICTOR_VERSIONS); do \
 	  mkdir -p $(BIN)/images/predictor && \
-	  $(GO) build -trimpath -ldflags "-s -w -X main.version=$$v" -o $(BIN)/images/predictor/$$v ./examples/predictor || exit 1; \
+	  $(STATIC) $(GO) build -trimpath -ldflags "-s -w -X main.version=$$v" -o $(BIN)/images/predictor/$$v ./examples/predictor || exit 1; \
 	done
 
 ## demo: a gateway and three agents × 4 replicas on loopback (process runtime)
@@ -29,11 +32,12 @@ demo: build
 
 ## test: install what the tests need, then vet, format check and every test with -race
 test: test-deps vet fmt-check
-	$(GO) test -race -count=1 -timeout 15m ./...
+	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) fuzz FUZZTIME=5s
 
 test-deps:
 	@command -v $(GO) >/dev/null || { echo "Go is required: https://go.dev/dl"; exit 1; }
+	@command -v gcc >/dev/null || $(APT_INSTALL) gcc libc6-dev
 	$(GO) mod download
 
 vet:
