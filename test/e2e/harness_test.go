@@ -133,7 +133,7 @@ func startGateway(t *testing.T, extra ...string) *gatewayProc {
 		gossip: fmt.Sprintf("127.0.0.1:%d", testutil.FreePortRange(t, 1, "127.0.0.1")),
 	}
 	args := append([]string{"gateway", "run", "--node", "gateway", "--listen", g.url[len("http://"):],
-		"--admin", g.admin, "--bind", g.gossip, "--gossip-profile", "local", "--data-dir", t.TempDir()}, extra...)
+		"--admin", g.admin, "--bind", g.gossip, "--gossip-profile", gossipProfile(), "--data-dir", t.TempDir()}, extra...)
 	g.proc = startProc(t, "gateway", args...)
 	g.waitReady(t)
 	return g
@@ -199,7 +199,7 @@ func startAgent(t *testing.T, g *gatewayProc, node, ip string, replicas int, ext
 	a.args = append([]string{"agent", "join", "--node", node, "--join", g.gossip, "--bind", gossip,
 		"--admin", a.admin, "--runtime", "process", "--images-dir", filepath.Join(binDir, "images"),
 		"--replicas", strconv.Itoa(replicas), "--base-port", strconv.Itoa(int(a.basePort)),
-		"--data-dir", a.dataDir, "--gossip-profile", "local", "--health-interval", "200ms"}, extra...)
+		"--data-dir", a.dataDir, "--gossip-profile", gossipProfile(), "--health-interval", "200ms"}, extra...)
 	a.proc = startProc(t, node, a.args...)
 	return a
 }
@@ -326,4 +326,14 @@ func (l *load) failures() string {
 	s := ""
 	l.errs.Range(func(k, v any) bool { s += fmt.Sprintf("request %v: %v\n", k, v); return true })
 	return s
+}
+
+// gossipProfile is the gossip timing profile of every process the tests
+// start: "local" unless HERD_E2E_GOSSIP_PROFILE says otherwise (to measure
+// failure detection with the production "lan" timings).
+func gossipProfile() string {
+	if p := os.Getenv("HERD_E2E_GOSSIP_PROFILE"); p != "" {
+		return p
+	}
+	return "local"
 }

@@ -109,7 +109,7 @@ func TestSkeleton(t *testing.T) {
 	// SIGKILL host-2 with its replicas: gone after failure detection.
 	a2Pids := a2.crash(t)
 	took = g.waitBackends(t, 4, 30*time.Second)
-	t.Logf("MEASURE SIGKILL (host crash) to backends leaving the gateway: %s (gossip profile local)", took.Round(time.Millisecond))
+	t.Logf("MEASURE SIGKILL (host crash) to backends leaving the gateway: %s (gossip profile %s)", took.Round(time.Millisecond), gossipProfile())
 	for range 8 {
 		v, err := getVersion(t, g.url)
 		require.NoError(t, err)
