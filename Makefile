@@ -10,7 +10,7 @@ STATIC := CGO_ENABLED=0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL = $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
 
-.PHONY: all build binaries images-process demo test test-deps vet fmt-check fuzz clean
+.PHONY: all build binaries images-process images demo test test-deps vet fmt-check fuzz clean dockerd-start dockerd-stop
 
 all: build
 
@@ -26,13 +26,29 @@ images-process:
 	  $(STATIC) $(GO) build -trimpath -ldflags "-s -w -X main.version=$$v" -o $(BIN)/images/predictor/$$v ./examples/predictor || exit 1; \
 	done
 
+## images: predictor:1.0.0 and predictor:1.1.0 as Docker images FROM scratch (nothing is pulled)
+images:
+	@for v in $(PREDICTOR_VERSIONS); do \
+	  ctx=$$(mktemp -d) && cp examples/predictor/Dockerfile $$ctx/ && \
+	  $(STATIC) $(GO) build -trimpath -ldflags "-s -w -X main.version=$$v" -o $$ctx/predictor ./examples/predictor && \
+	  DOCKER_BUILDKIT=0 docker build -q -t predictor:$$v $$ctx >/dev/null && echo "built image predictor:$$v"; \
+	  rc=$$?; rm -rf $$ctx; [ $$rc = 0 ] || exit $$rc; \
+	done
+
 ## demo: a gateway and three agents × 4 replicas on loopback (process runtime)
 demo: build
 	./scripts/demo.sh
 
 ## test: install what the tests need, then vet, format check and every test with -race
+# The tests' own Docker engine (scripts/test-dockerd.sh); the Docker tests use it
+# through DOCKER_HOST. Without an engine they skip, or fail when CI=true.
+DOCKERD_DIR ?= /tmp/herd-test-dockerd
 test: test-deps vet fmt-check
-	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...
+	@if ! ./scripts/test-dockerd.sh start $(DOCKERD_DIR); then \
+	  if [ "$$CI" = true ]; then echo "CI=true: the Docker engine for the tests must start"; exit 1; fi; \
+	  echo "no Docker engine for the tests: the Docker tests will skip"; fi
+	@DOCKER_HOST=unix://$(DOCKERD_DIR)/docker.sock CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...; \
+	  rc=$$?; ./scripts/test-dockerd.sh stop $(DOCKERD_DIR); exit $$rc
 	$(MAKE) fuzz FUZZTIME=5s
 
 test-deps:
@@ -53,6 +69,11 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeTags$$' -fuzztime $(FUZZTIME) ./pkg/membership
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSyncRequest$$' -fuzztime $(FUZZTIME) ./pkg/membership
 	$(GO) test -run '^$$' -fuzz '^FuzzParseImage$$' -fuzztime $(FUZZTIME) ./pkg/runtime
+
+dockerd-start:
+	./scripts/test-dockerd.sh start $(DOCKERD_DIR)
+dockerd-stop:
+	./scripts/test-dockerd.sh stop $(DOCKERD_DIR)
 
 clean:
 	rm -rf $(BIN) dist .demo

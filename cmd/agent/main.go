@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -18,6 +17,7 @@ import (
 	"github.com/herd-cluster/herd/pkg/agent"
 	"github.com/herd-cluster/herd/pkg/api"
 	"github.com/herd-cluster/herd/pkg/runtime"
+	"github.com/herd-cluster/herd/pkg/runtime/docker"
 	"github.com/herd-cluster/herd/pkg/runtime/process"
 )
 
@@ -42,6 +42,9 @@ func main() {
 					Usage: "address the replicas are reachable at (default: the advertise address)"},
 				&cli.StringFlag{Name: "runtime", Value: "docker", EnvVars: []string{"HERD_RUNTIME"},
 					Usage: "docker or process"},
+				&cli.StringFlag{Name: "docker-network", Value: "bridge", EnvVars: []string{"HERD_DOCKER_NETWORK"},
+					Usage: "docker runtime: bridge (publish container port 8080 on host-ip:port) or host " +
+						"(the service listens on host-ip:port in the host's network)"},
 				&cli.StringFlag{Name: "images-dir", EnvVars: []string{"HERD_IMAGES_DIR"},
 					Usage: "process runtime: name:tag runs <images-dir>/<name>/<tag>"},
 				&cli.StringFlag{Name: "health-path", Value: d.HealthPath, EnvVars: []string{"HERD_HEALTH_PATH"},
@@ -50,6 +53,9 @@ func main() {
 					Usage: "how often each replica is checked"},
 				&cli.DurationFlag{Name: "start-timeout", Value: d.StartTimeout, EnvVars: []string{"HERD_START_TIMEOUT"},
 					Usage: "how long a new replica has to pass its first health check"},
+				&cli.BoolFlag{Name: "keep-replicas", EnvVars: []string{"HERD_KEEP_REPLICAS"},
+					Usage: "on SIGTERM, drain and leave but leave the replicas running for the next agent to adopt " +
+						"(default: true with --runtime docker, false with --runtime process)"},
 				&cli.DurationFlag{Name: "stop-grace", Value: d.StopGrace, EnvVars: []string{"HERD_STOP_GRACE"},
 					Usage: "time between SIGTERM and SIGKILL for a replica to finish its requests"},
 			}, cliutil.GossipFlags("127.0.0.1:7071")...), cliutil.LogFlags()...),
@@ -77,6 +83,10 @@ func join(c *cli.Context) error {
 	cfg.HealthInterval = c.Duration("health-interval")
 	cfg.StartTimeout = c.Duration("start-timeout")
 	cfg.StopGrace = c.Duration("stop-grace")
+	cfg.KeepReplicas = c.String("runtime") == "docker"
+	if c.IsSet("keep-replicas") {
+		cfg.KeepReplicas = c.Bool("keep-replicas")
+	}
 	if bp := c.Int("base-port"); bp < 1 || bp > 65535 {
 		return fmt.Errorf("--base-port %d: must be between 1 and 65535", bp)
 	}
@@ -90,7 +100,7 @@ func join(c *cli.Context) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	rt, err := newRuntime(c, logger)
+	rt, err := newRuntime(c, cfg.Node, logger)
 	if err != nil {
 		return err
 	}
@@ -132,7 +142,7 @@ func hostIP(c *cli.Context, advertise func() (netip.Addr, error)) (netip.Addr, e
 	return advertise()
 }
 
-func newRuntime(c *cli.Context, logger hclog.Logger) (agent.Runtime, error) {
+func newRuntime(c *cli.Context, node string, logger hclog.Logger) (agent.Runtime, error) {
 	dataDir := c.String("data-dir")
 	if dataDir == "" {
 		dataDir = "/var/lib/herd"
@@ -146,7 +156,7 @@ func newRuntime(c *cli.Context, logger hclog.Logger) (agent.Runtime, error) {
 			Logger:    logger,
 		})
 	case "docker":
-		return nil, errors.New("--runtime docker: not available yet in this build; use --runtime process")
+		return docker.New(c.Context, docker.Config{Node: node, Network: c.String("docker-network"), Timeout: 30 * time.Second, Logger: logger})
 	default:
 		return nil, fmt.Errorf("--runtime %q: want docker or process", c.String("runtime"))
 	}

@@ -4,7 +4,9 @@ package testutil
 
 import (
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -13,6 +15,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // RepoRoot is the module's root directory.
@@ -112,4 +117,22 @@ func rangeFree(base, n int, ips []string) bool {
 		}
 	}
 	return true
+}
+
+// WaitOK polls GET http://addr+path until it answers 200 (within the given
+// time) and returns the body.
+func WaitOK(t testing.TB, addr, path string, within time.Duration) string {
+	t.Helper()
+	var body string
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		body = string(b)
+		return resp.StatusCode == http.StatusOK
+	}, within, 20*time.Millisecond, "%s answers %s", addr, path)
+	return body
 }

@@ -246,18 +246,29 @@ func (a *Agent) shutdown() {
 	if err := a.cluster.Leave(); err != nil {
 		a.logger.Error("leave", "error", err)
 	}
+	if a.cfg.KeepReplicas {
+		a.cancelStarts()
+		a.logger.Info("left cluster; replicas keep running for the next agent to adopt",
+			"drain", time.Since(began).Round(time.Millisecond))
+		return
+	}
 	a.logger.Info("left cluster; stopping replicas", "drain", time.Since(began).Round(time.Millisecond))
 	a.stopReplicas()
 	a.logger.Info("agent stopped", "took", time.Since(began).Round(time.Millisecond))
 }
 
-// stopReplicas cancels starts in progress and stops every replica.
-func (a *Agent) stopReplicas() {
+// cancelStarts cancels starts in progress and records what they started.
+func (a *Agent) cancelStarts() {
 	a.stopAll()
 	a.starts.Wait()
-	for len(a.results) > 0 { // starts that ended meanwhile: stop what they started
+	for len(a.results) > 0 {
 		a.applyStart(<-a.results)
 	}
+}
+
+// stopReplicas cancels starts in progress and stops every replica.
+func (a *Agent) stopReplicas() {
+	a.cancelStarts()
 	var wg sync.WaitGroup
 	for _, s := range a.slots {
 		if s.replica == nil {

@@ -47,6 +47,11 @@ type Config struct {
 	// StopGrace is how long a replica has between SIGTERM and SIGKILL to
 	// finish in-flight requests. Default 30 s.
 	StopGrace time.Duration
+	// KeepReplicas: on shutdown, drain and leave the cluster but leave the
+	// replicas running, for the next agent on this host to adopt (an agent
+	// upgrade or restart does not restart the service). Otherwise shutdown
+	// stops them after the drain.
+	KeepReplicas bool
 	// SyncTimeout bounds the wait for every gateway to acknowledge that it
 	// stopped routing to replicas being withdrawn. Default 5 s.
 	SyncTimeout time.Duration

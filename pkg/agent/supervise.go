@@ -171,6 +171,13 @@ func (a *Agent) judge(s *slot, checkErr error, running map[int]bool) {
 	a.logger.Warn("replica failed its health check; withdrawn", "index", s.index, "port", s.port,
 		"failed_checks", s.failedChecks, "error", checkErr)
 	if s.failedChecks >= a.cfg.ReplaceAfter {
+		if running == nil {
+			// The driver cannot tell what runs (a Docker engine away): a
+			// replacement could not start either, and the replica may serve
+			// again when the engine is back. Wait for it.
+			a.logger.Warn("runtime unreachable; not replacing until it answers", "index", s.index)
+			return
+		}
 		s.failures++
 		a.restartAfterBackoff(s)
 	}

@@ -62,19 +62,31 @@ type proc struct {
 
 func startProc(t *testing.T, name string, args ...string) *proc {
 	t.Helper()
+	return startProcEnv(t, name, nil, args...)
+}
+
+// startProcEnv is startProc with env added to the test's environment.
+func startProcEnv(t *testing.T, name string, env []string, args ...string) *proc {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	logFile, err := os.Create(logPath)
 	require.NoError(t, err)
 	cmd := exec.Command(filepath.Join(binDir, args[0]), args[1:]...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), env...)
 	require.NoError(t, cmd.Start())
 	logFile.Close()
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{}), log: logPath}
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
-		p.signal(syscall.SIGKILL)
-		<-p.done
+		// SIGTERM first: an agent on the process runtime stops its replicas.
+		p.signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(15 * time.Second):
+			p.signal(syscall.SIGKILL)
+			<-p.done
+		}
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			t.Logf("--- log of %s ---\n%s", name, tail(string(b), 4000))
@@ -185,29 +197,50 @@ type agentProc struct {
 	basePort        uint16
 	dataDir         string
 	args            []string
+	env             []string
 }
 
+// startAgent starts an agent on the process runtime.
 func startAgent(t *testing.T, g *gatewayProc, node, ip string, replicas int, extra ...string) *agentProc {
 	t.Helper()
+	return startAgentOn(t, g, node, ip, replicas, nil,
+		append([]string{"--runtime", "process", "--images-dir", filepath.Join(binDir, "images")}, extra...)...)
+}
+
+// startDockerAgent starts an agent on the Docker runtime (the engine at
+// DOCKER_HOST). Its containers are removed when the test ends.
+func startDockerAgent(t *testing.T, g *gatewayProc, node, ip string, replicas int, extra ...string) *agentProc {
+	t.Helper()
+	t.Cleanup(func() { removeContainers(t, node) })
+	return startAgentOn(t, g, node, ip, replicas, nil, append([]string{"--runtime", "docker"}, extra...)...)
+}
+
+// startAgentOnEngine starts a Docker-runtime agent using the private engine d.
+func startAgentOnEngine(t *testing.T, g *gatewayProc, d *testutil.Dockerd, node, ip string, replicas int, extra ...string) *agentProc {
+	t.Helper()
+	return startAgentOn(t, g, node, ip, replicas, []string{"DOCKER_HOST=" + d.Host}, append([]string{"--runtime", "docker"}, extra...)...)
+}
+
+func startAgentOn(t *testing.T, g *gatewayProc, node, ip string, replicas int, env []string, extra ...string) *agentProc {
+	t.Helper()
 	a := &agentProc{
-		node: node, ip: ip,
+		node: node, ip: ip, env: env,
 		admin:    fmt.Sprintf("%s:%d", ip, testutil.FreePort(t, ip)),
 		basePort: testutil.FreePortRange(t, replicas, ip),
 		dataDir:  t.TempDir(),
 	}
 	gossip := fmt.Sprintf("%s:%d", ip, testutil.FreePortRange(t, 1, ip))
 	a.args = append([]string{"agent", "join", "--node", node, "--join", g.gossip, "--bind", gossip,
-		"--admin", a.admin, "--runtime", "process", "--images-dir", filepath.Join(binDir, "images"),
-		"--replicas", strconv.Itoa(replicas), "--base-port", strconv.Itoa(int(a.basePort)),
+		"--admin", a.admin, "--replicas", strconv.Itoa(replicas), "--base-port", strconv.Itoa(int(a.basePort)),
 		"--data-dir", a.dataDir, "--gossip-profile", gossipProfile(), "--health-interval", "200ms"}, extra...)
-	a.proc = startProc(t, node, a.args...)
+	a.proc = startProcEnv(t, node, a.env, a.args...)
 	return a
 }
 
 // restart starts the agent again with the same flags.
 func (a *agentProc) restart(t *testing.T) {
 	t.Helper()
-	a.proc = startProc(t, a.node, a.args...)
+	a.proc = startProcEnv(t, a.node, a.env, a.args...)
 }
 
 func (a *agentProc) replicas(t *testing.T) []agent.ReplicaStatus {

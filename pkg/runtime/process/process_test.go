@@ -3,8 +3,6 @@ package process
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -42,18 +40,7 @@ func newDriver(t *testing.T, stateDir string) *Driver {
 
 func waitVersion(t *testing.T, addr netip.AddrPort) string {
 	t.Helper()
-	var body string
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + addr.String() + "/version")
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		body = string(b)
-		return resp.StatusCode == 200
-	}, 10*time.Second, 20*time.Millisecond, "replica at %s answers /version", addr)
-	return body
+	return testutil.WaitOK(t, addr.String(), "/version", 10*time.Second)
 }
 
 func pidGone(pid int) bool {
