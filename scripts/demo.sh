@@ -31,7 +31,7 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-setsid "$BIN/gateway" run --node gateway --listen "$LISTEN" --admin "$ADMIN" --bind 127.0.0.1:7946 \
+setsid "$BIN/gateway" run --node gateway --data-dir "$DEMO_DIR/gateway" --listen "$LISTEN" --admin "$ADMIN" --bind 127.0.0.1:7946 \
   >"$DEMO_DIR/gateway.log" 2>&1 &
 pids+=($!)
 

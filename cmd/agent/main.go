@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"net/http"
 	"net/netip"
 	"path/filepath"
@@ -100,6 +101,10 @@ func join(c *cli.Context) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	cfg.DataDir = dataDir(c)
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
 	rt, err := newRuntime(c, cfg.Node, logger)
 	if err != nil {
 		return err
@@ -131,6 +136,14 @@ func join(c *cli.Context) error {
 	return a.Run(ctx)
 }
 
+// dataDir is --data-dir, by default /var/lib/herd.
+func dataDir(c *cli.Context) string {
+	if d := c.String("data-dir"); d != "" {
+		return d
+	}
+	return "/var/lib/herd"
+}
+
 func hostIP(c *cli.Context, advertise func() (netip.Addr, error)) (netip.Addr, error) {
 	if s := c.String("host-ip"); s != "" {
 		ip, err := netip.ParseAddr(s)
@@ -143,10 +156,7 @@ func hostIP(c *cli.Context, advertise func() (netip.Addr, error)) (netip.Addr, e
 }
 
 func newRuntime(c *cli.Context, node string, logger hclog.Logger) (agent.Runtime, error) {
-	dataDir := c.String("data-dir")
-	if dataDir == "" {
-		dataDir = "/var/lib/herd"
-	}
+	dataDir := dataDir(c)
 	switch c.String("runtime") {
 	case "process":
 		return process.New(process.Config{

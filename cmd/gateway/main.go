@@ -4,7 +4,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -13,6 +16,7 @@ import (
 	"github.com/herd-cluster/herd/pkg/api"
 	"github.com/herd-cluster/herd/pkg/gateway"
 	"github.com/herd-cluster/herd/pkg/membership"
+	"github.com/herd-cluster/herd/pkg/rollout"
 )
 
 func main() {
@@ -76,12 +80,28 @@ func run(c *cli.Context) error {
 	ctx, stop := cliutil.SignalContext()
 	defer stop()
 	gwCtx, stopGateway := context.WithCancel(context.Background())
+	defer stopGateway()
 	gwDone := make(chan struct{})
 	go func() { gw.Run(gwCtx); close(gwDone) }()
 
 	srv := api.NewServer(c.String("token"), logger)
 	srv.HandleJSON("/v1/members", func(*http.Request) (any, error) { return api.MembersOf(cluster.Members()), nil })
 	srv.HandleJSON("/v1/backends", func(*http.Request) (any, error) { return gw.Balancer().Backends(), nil })
+	dataDir := c.String("data-dir")
+	if dataDir == "" {
+		dataDir = "/var/lib/herd"
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	coord, err := rollout.New(rollout.Config{
+		Members: cluster, Service: gcfg.Service, StatePath: filepath.Join(dataDir, "rollouts.json"), Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	defer coord.Close()
+	srv.HandleRollouts(coord)
 	go func() {
 		if err := cliutil.Serve(ctx, admin, srv, 5*time.Second, logger); err != nil {
 			logger.Error("admin API", "error", err)

@@ -147,7 +147,9 @@ func Main(app *cli.App) {
 	app.Version = Version
 	app.EnableBashCompletion = true
 	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
+		if err.Error() != "" {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
+		}
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) {
 			os.Exit(ec.ExitCode())

@@ -39,6 +39,8 @@ type Agent struct {
 	health  *http.Client
 
 	// Owned by the Run goroutine.
+	want      runtime.Image // what the replicas should run (a rollout changes it)
+	queries   chan *membership.Query
 	slots     []*slot
 	tags      membership.Tags
 	announced bool
@@ -61,7 +63,13 @@ func New(cfg Config, rt Runtime, mcfg *membership.Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.Default()
 	}
+	want, err := loadDesired(cfg.DataDir, cfg.Image)
+	if err != nil {
+		return nil, err
+	}
 	a := &Agent{
+		want:    want,
+		queries: make(chan *membership.Query, 16),
 		cfg:    cfg,
 		rt:     rt,
 		logger: cfg.Logger.Named("agent"),
@@ -71,8 +79,8 @@ func New(cfg Config, rt Runtime, mcfg *membership.Config) (*Agent, error) {
 		},
 		results: make(chan startResult, cfg.Replicas),
 		tags: membership.Tags{
-			Role: membership.RoleAgent, Service: cfg.Service, Image: cfg.Image.String(),
-			HostIP: cfg.HostIP, State: membership.StateActive,
+			Role: membership.RoleAgent, Service: cfg.Service, Image: want.String(), Want: want.String(),
+			Count: cfg.Replicas, HostIP: cfg.HostIP, State: membership.StateActive,
 			// Wall-clock start keeps generations increasing across restarts.
 			Gen: uint64(time.Now().UnixMilli()),
 		},
@@ -85,6 +93,7 @@ func New(cfg Config, rt Runtime, mcfg *membership.Config) (*Agent, error) {
 	mc := *mcfg
 	mc.NodeName = cfg.Node
 	mc.Tags = a.tags
+	mc.QueryCh = a.queries
 	cluster, err := membership.New(&mc)
 	if err != nil {
 		return nil, err
@@ -117,8 +126,12 @@ func (a *Agent) Run(ctx context.Context) error {
 }
 
 func (a *Agent) start(ctx context.Context) error {
-	if err := a.rt.Resolve(ctx, a.cfg.Image); err != nil {
+	if err := a.rt.Resolve(ctx, a.want); err != nil {
 		return err
+	}
+	if a.want != a.cfg.Image {
+		a.logger.Info("running the image a rollout set, not --image", "image", a.want, "flag", a.cfg.Image,
+			"file", DesiredFile)
 	}
 	if err := a.adopt(ctx); err != nil {
 		return err
@@ -137,7 +150,7 @@ func (a *Agent) start(ctx context.Context) error {
 			adopted++
 			a.adoptWait(s)
 		} else {
-			a.launch(s, nil)
+			a.launch(s, nil, false)
 		}
 	}
 	var firstErr error
@@ -147,7 +160,7 @@ func (a *Agent) start(ctx context.Context) error {
 			// Adopted but not healthy in time: replace it like any failed replica.
 			a.logger.Warn("adopted replica unhealthy; replacing", "index", res.index, "error", res.err)
 			adopted--
-			a.launch(a.slots[res.index], res.replica)
+			a.launch(a.slots[res.index], res.replica, false)
 			pending++
 			continue
 		}
@@ -183,7 +196,7 @@ func (a *Agent) adopt(ctx context.Context) error {
 		if r.Service != a.cfg.Service {
 			continue
 		}
-		if r.Running && r.Index < len(a.slots) && r.Port == a.cfg.port(r.Index) && r.Image == a.cfg.Image &&
+		if r.Running && r.Index < len(a.slots) && r.Port == a.cfg.port(r.Index) && r.Image == a.want &&
 			r.HostIP == a.cfg.HostIP && a.slots[r.Index].replica == nil {
 			a.slots[r.Index].replica = &r
 			a.logger.Info("adopting running replica", "index", r.Index, "addr", r.Addr(), "id", r.ID)
@@ -197,19 +210,26 @@ func (a *Agent) adopt(ctx context.Context) error {
 	return nil
 }
 
-// announce publishes the healthy replicas' ports if they changed.
+// announce publishes the healthy replicas' ports, and the image the node
+// fully runs, if they changed.
 func (a *Agent) announce() error {
 	var ports []uint16
+	full := true
 	for _, s := range a.slots {
 		if s.state == stateHealthy {
 			ports = append(ports, s.port)
 		}
+		full = full && s.state == stateHealthy && s.replica != nil && s.replica.Image == a.want
 	}
-	if a.announced && slices.Equal(ports, a.tags.Ports) {
+	image := a.tags.Image
+	if full {
+		image = a.want.String()
+	}
+	if a.announced && slices.Equal(ports, a.tags.Ports) && image == a.tags.Image && a.tags.Want == a.want.String() {
 		return nil
 	}
 	next := a.tags
-	next.Ports = ports
+	next.Ports, next.Image, next.Want = ports, image, a.want.String()
 	next.Gen++
 	if err := a.setTags(next); err != nil {
 		return err

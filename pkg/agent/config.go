@@ -47,6 +47,9 @@ type Config struct {
 	// StopGrace is how long a replica has between SIGTERM and SIGKILL to
 	// finish in-flight requests. Default 30 s.
 	StopGrace time.Duration
+	// DataDir holds the desired state file (DesiredFile). Empty: the desired
+	// image is not persisted.
+	DataDir string
 	// KeepReplicas: on shutdown, drain and leave the cluster but leave the
 	// replicas running, for the next agent on this host to adopt (an agent
 	// upgrade or restart does not restart the service). Otherwise shutdown

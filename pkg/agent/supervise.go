@@ -14,6 +14,7 @@ const (
 	stateHealthy   = "healthy"   // announced to the gateways
 	stateUnhealthy = "unhealthy" // running but failing checks: withdrawn
 	stateBackoff   = "backoff"   // failed; waiting to be restarted
+	stateDraining  = "draining"  // withdrawn for replacement; gateways acknowledging
 	stateStopped   = "stopped"
 )
 
@@ -28,6 +29,8 @@ type slot struct {
 	restarts     int
 	retryAt      time.Time
 	healthySince time.Time
+	cancel       context.CancelFunc // of the start in progress
+	starting     runtime.Image      // the image the start in progress runs
 }
 
 type startResult struct {
@@ -35,6 +38,8 @@ type startResult struct {
 	replica *runtime.Replica // set even on a failed health check, to stop it
 	adopted bool             // the replica was found running, not started
 	err     error
+	// superseded: the start was cancelled because the desired image changed.
+	superseded bool
 }
 
 // adoptWait gives a replica found running the same time a new one has to
@@ -47,34 +52,58 @@ func (a *Agent) adoptWait(s *slot) {
 	})
 }
 
-// launch (re)starts slot s in the background: stop old, start new, wait for
-// its first passing check. The result arrives on a.results.
-func (a *Agent) launch(s *slot, old *runtime.Replica) {
+// launch (re)starts slot s in the background on the desired image: stop old
+// (after every gateway acknowledged its withdrawal, when drain is set), start
+// new, wait for its first passing check. The result arrives on a.results.
+func (a *Agent) launch(s *slot, old *runtime.Replica, drain bool) {
 	s.state = stateStarting
+	if drain {
+		s.state = stateDraining
+	}
 	spec := runtime.Spec{
-		Service: a.cfg.Service, Node: a.cfg.Node, Index: s.index, Image: a.cfg.Image,
+		Service: a.cfg.Service, Node: a.cfg.Node, Index: s.index, Image: a.want,
 		HostIP: a.cfg.HostIP, Port: s.port,
 	}
+	ctx, cancel := context.WithCancel(a.startCtx)
+	s.cancel, s.starting = cancel, a.want
 	a.starts.Go(func() {
-		ctx := a.startCtx
+		defer cancel()
+		res := startResult{index: spec.Index}
+		defer func() {
+			res.superseded = ctx.Err() != nil && a.startCtx.Err() == nil
+			a.results <- res
+		}()
 		if old != nil {
-			if err := a.rt.Stop(ctx, *old, a.cfg.StopGrace); err != nil {
-				a.results <- startResult{index: spec.Index, err: err}
+			if drain {
+				// The withdrawal is announced; stop only once every gateway
+				// has stopped routing to it.
+				if err := a.cluster.SyncGateways(ctx, a.cfg.SyncTimeout); err != nil {
+					a.logger.Warn("not every gateway acknowledged the withdrawal; replacing anyway",
+						"index", spec.Index, "error", err)
+				}
+			}
+			if res.err = a.rt.Stop(ctx, *old, a.cfg.StopGrace); res.err != nil {
 				return
 			}
 		}
 		r, err := a.rt.Start(ctx, spec)
-		if err != nil {
-			a.results <- startResult{index: spec.Index, err: err}
+		if res.err = err; err != nil {
 			return
 		}
-		a.results <- startResult{index: spec.Index, replica: &r, err: a.waitHealthy(ctx, r)}
+		res.replica = &r
+		res.err = a.waitHealthy(ctx, r)
 	})
 }
 
 func (a *Agent) applyStart(res startResult) {
 	s := a.slots[res.index]
-	s.replica = res.replica
+	s.replica, s.cancel = res.replica, nil
+	if res.err != nil && res.superseded {
+		// Not a failure of the replica: the desired image changed under it.
+		s.state, s.retryAt = stateBackoff, time.Now()
+		a.logger.Info("start superseded by a new desired image", "index", s.index, "image", a.want)
+		return
+	}
 	if res.err != nil {
 		s.failures++
 		s.state = stateBackoff
@@ -111,8 +140,11 @@ func (a *Agent) supervise(ctx context.Context) {
 			return
 		case res := <-a.results:
 			a.applyStart(res)
+		case q := <-a.queries:
+			a.answer(ctx, q)
 		case <-tick.C:
 			a.checkAll(ctx)
+			a.converge()
 		}
 		if err := a.announce(); err != nil {
 			a.logger.Error("announce replicas", "error", err)
@@ -197,7 +229,7 @@ func (a *Agent) restart(s *slot, why string) {
 	s.restarts++
 	old := s.replica
 	s.replica = nil
-	a.launch(s, old)
+	a.launch(s, old, false)
 }
 
 // runningByIndex asks the driver which replicas run. When the driver cannot

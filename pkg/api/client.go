@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -43,9 +44,32 @@ func (c *Client) Backends(ctx context.Context) ([]Backend, error) {
 }
 
 func (c *Client) get(ctx context.Context, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.Addr+path, nil)
+	return c.do(ctx, http.MethodGet, path, nil, out)
+}
+
+// StatusError is an answer other than 2xx, with the server's message.
+type StatusError struct {
+	Status int
+	Msg    string
+}
+
+func (e *StatusError) Error() string { return e.Msg }
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var reqBody io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		reqBody = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.Addr+path, reqBody)
 	if err != nil {
 		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
@@ -62,12 +86,12 @@ func (c *Client) get(ctx context.Context, path string, out any) error {
 	if resp.StatusCode == http.StatusUnauthorized {
 		return ErrUnauthorized
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		var e Error
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return fmt.Errorf("%s %s: %s", resp.Status, path, e.Error)
+			return &StatusError{Status: resp.StatusCode, Msg: e.Error}
 		}
-		return fmt.Errorf("%s %s", resp.Status, path)
+		return &StatusError{Status: resp.StatusCode, Msg: fmt.Sprintf("%s %s", resp.Status, path)}
 	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("%s%s answered something that is not Herd's API: %w", c.Addr, path, err)

@@ -1,7 +1,6 @@
 package membership
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,12 +27,7 @@ type SyncRequest struct {
 // fields only, node name required.
 func DecodeSyncRequest(b []byte) (SyncRequest, error) {
 	var r SyncRequest
-	if len(b) > maxSyncPayload {
-		return r, fmt.Errorf("sync request of %d bytes, more than %d", len(b), maxSyncPayload)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if err := decodeStrict(b, maxSyncPayload, &r); err != nil {
 		return r, fmt.Errorf("sync request: %w", err)
 	}
 	if r.Node == "" {

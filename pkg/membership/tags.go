@@ -19,6 +19,8 @@ const (
 	tagPorts   = "ports"
 	tagGen     = "gen"
 	tagState   = "state"
+	tagWant    = "want"
+	tagCount   = "n"
 )
 
 // MaxTagBytes is the encoded size limit of one node's tags (memberlist's
@@ -70,10 +72,25 @@ type Tags struct {
 	// sync query only once they have applied at least that generation.
 	Gen   uint64
 	State State
+	// Want is the image the agent is converging to (a rollout in progress
+	// when it differs from Image, which stays the image the node fully runs
+	// until every replica runs Want and is healthy). Absent: Image.
+	Want string
+	// Count is how many replicas the agent runs when all is well. Absent:
+	// len(Ports).
+	Count int
+}
+
+// Converged reports whether an agent fully runs image: every replica on it,
+// healthy, announced, and the node not draining.
+func (t Tags) Converged(image string) bool {
+	return t.Role == RoleAgent && t.State == StateActive && t.Image == image && t.Want == image &&
+		len(t.Ports) == t.Count
 }
 
 // Encode validates t and returns the Serf tag map.
 func (t Tags) Encode() (map[string]string, error) {
+	t = t.withDefaults()
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
@@ -87,6 +104,8 @@ func (t Tags) Encode() (map[string]string, error) {
 		m[tagHostIP] = t.HostIP.String()
 		m[tagPorts] = EncodePorts(t.Ports)
 		m[tagState] = string(t.State)
+		m[tagWant] = t.Want
+		m[tagCount] = strconv.Itoa(t.Count)
 	}
 	if n := encodedSize(m); n > MaxTagBytes {
 		return nil, fmt.Errorf("tags take %d bytes, more than the %d gossip allows", n, MaxTagBytes)
@@ -104,8 +123,18 @@ func encodedSize(m map[string]string) int {
 	return n
 }
 
+// withDefaults fills Want and Count when the caller left them unset.
+func (t Tags) withDefaults() Tags {
+	if t.Want == "" {
+		t.Want = t.Image
+	}
+	t.Count = max(t.Count, len(t.Ports))
+	return t
+}
+
 // Validate reports the first problem with t.
 func (t Tags) Validate() error {
+	t = t.withDefaults()
 	switch t.Role {
 	case RoleGateway:
 		return nil
@@ -124,6 +153,12 @@ func (t Tags) Validate() error {
 	}
 	if t.State != StateActive && t.State != StateDraining {
 		return fmt.Errorf("invalid state %q", t.State)
+	}
+	if !imageRe.MatchString(t.Want) {
+		return fmt.Errorf("invalid wanted image %q", t.Want)
+	}
+	if t.Count < 0 || t.Count > MaxPorts {
+		return fmt.Errorf("replica count %d out of range 0-%d", t.Count, MaxPorts)
 	}
 	if len(t.Ports) > MaxPorts {
 		return fmt.Errorf("%d ports announced, more than %d", len(t.Ports), MaxPorts)
@@ -166,6 +201,15 @@ func DecodeTags(m map[string]string) (Tags, error) {
 			return Tags{}, fmt.Errorf("tag %s=%q: %w", tagPorts, truncate(m[tagPorts], 40), err)
 		}
 		t.Ports = ports
+		t.Want, t.Count = t.Image, len(t.Ports)
+		if w, ok := m[tagWant]; ok {
+			t.Want = w
+		}
+		if c, ok := m[tagCount]; ok {
+			if t.Count, err = strconv.Atoi(c); err != nil || t.Count < len(t.Ports) {
+				return Tags{}, fmt.Errorf("tag %s=%q: not a replica count", tagCount, truncate(c, 20))
+			}
+		}
 	}
 	if err := t.Validate(); err != nil {
 		return Tags{}, err

@@ -13,7 +13,43 @@ func agentTags() Tags {
 	return Tags{
 		Role: RoleAgent, Service: "predictor", Image: "predictor:1.0.0",
 		HostIP: netip.MustParseAddr("127.0.0.2"), Ports: []uint16{8000, 8001, 8002, 8005},
-		Gen: 7, State: StateActive,
+		Gen: 7, State: StateActive, Want: "predictor:1.0.0", Count: 4,
+	}
+}
+
+func TestTagsRolloutFields(t *testing.T) {
+	// Mid-rollout: one replica withdrawn, converging to 1.1.0.
+	tags := agentTags()
+	tags.Want, tags.Count, tags.Ports = "predictor:1.1.0", 4, []uint16{8000, 8001, 8002}
+	m, err := tags.Encode()
+	require.NoError(t, err)
+	got, err := DecodeTags(m)
+	require.NoError(t, err)
+	assert.Equal(t, tags, got)
+	assert.False(t, got.Converged("predictor:1.1.0"))
+	assert.False(t, got.Converged("predictor:1.0.0"), "a replica is missing")
+
+	done := agentTags()
+	done.Image, done.Want = "predictor:1.1.0", "predictor:1.1.0"
+	assert.True(t, done.Converged("predictor:1.1.0"))
+	done.State = StateDraining
+	assert.False(t, done.Converged("predictor:1.1.0"))
+
+	// Older agents without the fields: defaults from img and ports.
+	delete(m, "want")
+	delete(m, "n")
+	got, err = DecodeTags(m)
+	require.NoError(t, err)
+	assert.Equal(t, "predictor:1.0.0", got.Want)
+	assert.Equal(t, 3, got.Count)
+
+	for _, bad := range []map[string]string{{"want": "nope"}, {"n": "-1"}, {"n": "x"}, {"n": "1001"}} {
+		mm, _ := agentTags().Encode()
+		for k, v := range bad {
+			mm[k] = v
+		}
+		_, err := DecodeTags(mm)
+		assert.Error(t, err, "%v", bad)
 	}
 }
 

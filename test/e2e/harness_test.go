@@ -47,7 +47,7 @@ func buildAll(t *testing.T) {
 		for _, cmd := range []string{"gateway", "agent", "clusterctl"} {
 			testutil.GoBuild(t, "./cmd/"+cmd, filepath.Join(binDir, cmd))
 		}
-		testutil.BuildPredictorImages(t, filepath.Join(binDir, "images"), "1.0.0", "1.1.0")
+		testutil.BuildPredictorImages(t, filepath.Join(binDir, "images"), "1.0.0", "1.1.0", "1.1.0-broken")
 	})
 }
 

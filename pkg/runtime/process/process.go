@@ -27,6 +27,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/herd-cluster/herd/internal/atomicfile"
 	"github.com/herd-cluster/herd/pkg/runtime"
 )
 
@@ -284,27 +285,7 @@ func (d *Driver) writeState(st state) error {
 	if err != nil {
 		return err
 	}
-	path := d.statePath(st.Service, st.Index)
-	tmp, err := os.CreateTemp(d.cfg.StateDir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(d.statePath(st.Service, st.Index), b, 0o644)
 }
 
 func readState(path string) (state, error) {

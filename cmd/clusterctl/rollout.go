@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/herd-cluster/herd/pkg/rollout"
+)
+
+// Exit codes of the rollout commands.
+const (
+	exitFailed = 1 // the rollout failed, was reverted or aborted
+	exitError  = 2 // it could not start or be followed (refused, busy, unreachable)
+)
+
+const rolloutExitHelp = `Exit codes: 0 the rollout succeeded; 1 it failed, was reverted or was aborted;
+2 it was refused (unknown image, another rollout running) or the gateway could not be reached.`
+
+func rolloutFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.IntFlag{Name: "batch", Value: 1, Usage: "hosts replaced at a time"},
+		&cli.DurationFlag{Name: "min-healthy", Value: 5 * time.Second, Usage: "how long a batch must stay healthy before the next"},
+		&cli.DurationFlag{Name: "deadline", Value: 2 * time.Minute, Usage: "how long a batch has to become healthy"},
+		&cli.BoolFlag{Name: "no-auto-revert", Usage: "leave a failed batch on the new image"},
+		&cli.BoolFlag{Name: "detach", Usage: "start the rollout and return at once"},
+		jsonFlag,
+	}
+}
+
+func optionsFrom(c *cli.Context, image string) rollout.Options {
+	return rollout.Options{
+		Image: image, Batch: c.Int("batch"), MinHealthy: rollout.Duration(c.Duration("min-healthy")),
+		Deadline: rollout.Duration(c.Duration("deadline")), NoAutoRevert: c.Bool("no-auto-revert"),
+	}
+}
+
+func rolloutCommand() *cli.Command {
+	return &cli.Command{
+		Name:        "rollout",
+		Usage:       "replace the running image with IMAGE, host by host, with zero downtime",
+		ArgsUsage:   "IMAGE",
+		Description: "Waits and shows progress (use --detach to return at once).\n" + rolloutExitHelp,
+		Flags:       rolloutFlags(),
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 && strings.HasPrefix(c.Args().Get(1), "-") {
+				return cli.Exit(fmt.Sprintf("flags go before the image: clusterctl rollout %s %s",
+					strings.Join(c.Args().Tail(), " "), c.Args().First()), exitError)
+			}
+			if c.NArg() != 1 {
+				return cli.Exit("usage: clusterctl rollout [flags] IMAGE (for example predictor:1.1.0)", exitError)
+			}
+			return startAndFollow(c, func(ctx context.Context, o rollout.Options) (rollout.Rollout, error) {
+				return client(c).StartRollout(ctx, o)
+			}, c.Args().First())
+		},
+		Subcommands: []*cli.Command{
+			{
+				Name: "status", Usage: "show a rollout's progress (default: the running or last one)", ArgsUsage: "[ID]",
+				Flags: []cli.Flag{jsonFlag},
+				Action: func(c *cli.Context) error {
+					id := c.Args().First()
+					if id == "" {
+						id = "current"
+					}
+					r, err := client(c).Rollout(c.Context, id)
+					if err != nil {
+						return cli.Exit(err.Error(), exitError)
+					}
+					if c.Bool("json") {
+						return printJSON(c.App.Writer, r)
+					}
+					return printRollout(c.App.Writer, r)
+				},
+			},
+			{
+				Name: "history", Usage: "list rollouts, newest first", Flags: []cli.Flag{jsonFlag},
+				Action: func(c *cli.Context) error {
+					rs, err := client(c).Rollouts(c.Context)
+					if err != nil {
+						return cli.Exit(err.Error(), exitError)
+					}
+					if c.Bool("json") {
+						return printJSON(c.App.Writer, rs)
+					}
+					rows := [][]string{{"ID", "IMAGE", "PREVIOUS", "STATE", "STARTED", "TOOK", "MESSAGE"}}
+					for _, r := range rs {
+						took := "-"
+						if !r.Finished.IsZero() {
+							took = r.Finished.Sub(r.Created).Round(100 * time.Millisecond).String()
+						}
+						rows = append(rows, []string{r.ID, r.Image, dash(r.Previous), r.State,
+							r.Created.Local().Format(time.DateTime), took, dash(r.Message)})
+					}
+					return printTable(c.App.Writer, rows)
+				},
+			},
+			{
+				Name: "abort", Usage: "stop the running rollout; its batch in progress goes back to the previous image",
+				Flags: []cli.Flag{jsonFlag},
+				Action: func(c *cli.Context) error {
+					r, err := client(c).AbortRollout(c.Context)
+					if err != nil {
+						return cli.Exit(err.Error(), exitError)
+					}
+					if c.Bool("json") {
+						return printJSON(c.App.Writer, r)
+					}
+					return printRollout(c.App.Writer, r)
+				},
+			},
+		},
+	}
+}
+
+func rollbackCommand() *cli.Command {
+	flags := rolloutFlags()
+	return &cli.Command{
+		Name:        "rollback",
+		Usage:       "roll back to the image before the last rollout, as a rollout of its own",
+		Description: rolloutExitHelp,
+		Flags:       flags,
+		Action: func(c *cli.Context) error {
+			return startAndFollow(c, func(ctx context.Context, o rollout.Options) (rollout.Rollout, error) {
+				return client(c).Rollback(ctx, o)
+			}, "")
+		},
+	}
+}
+
+func startAndFollow(c *cli.Context, start func(context.Context, rollout.Options) (rollout.Rollout, error), image string) error {
+	r, err := start(c.Context, optionsFrom(c, image))
+	if err != nil {
+		return cli.Exit("rollout refused: "+err.Error(), exitError)
+	}
+	if c.Bool("detach") {
+		if c.Bool("json") {
+			return printJSON(c.App.Writer, r)
+		}
+		fmt.Fprintf(c.App.Writer, "rollout %s to %s started; follow it with `clusterctl rollout status %s`\n", r.ID, r.Image, r.ID)
+		return nil
+	}
+	w := c.App.Writer
+	tty := isTerminal(w) && !c.Bool("json")
+	var last string
+	lines := 0
+	for {
+		if !c.Bool("json") {
+			if tty {
+				if lines > 0 {
+					fmt.Fprintf(w, "\033[%dA\033[J", lines)
+				}
+				var b strings.Builder
+				_ = printRollout(&b, r)
+				fmt.Fprint(w, b.String())
+				lines = strings.Count(b.String(), "\n")
+			} else {
+				for _, l := range progressLines(r) {
+					if !strings.Contains(last, l+"\n") {
+						fmt.Fprintln(w, l)
+					}
+				}
+				last = strings.Join(progressLines(r), "\n") + "\n"
+			}
+		}
+		if r.Done() {
+			break
+		}
+		select {
+		case <-c.Context.Done():
+			return cli.Exit("stopped following; the rollout goes on: `clusterctl rollout status`", exitError)
+		case <-time.After(250 * time.Millisecond):
+		}
+		next, err := client(c).Rollout(c.Context, r.ID)
+		if err != nil {
+			return cli.Exit("following the rollout: "+err.Error(), exitError)
+		}
+		r = next
+	}
+	if c.Bool("json") {
+		if err := printJSON(w, r); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(w, "rollout %s %s: %s\n", r.ID, r.State, r.Message)
+	}
+	if !r.Succeeded() {
+		return cli.Exit("", exitFailed)
+	}
+	return nil
+}
+
+// progressLines are the plain-output lines for r: one per host and state.
+func progressLines(r rollout.Rollout) []string {
+	var out []string
+	for _, h := range r.Hosts {
+		l := fmt.Sprintf("%s %s: %s", r.ID, h.Node, h.State)
+		if h.Error != "" {
+			l += " (" + h.Error + ")"
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func printRollout(w io.Writer, r rollout.Rollout) error {
+	done := 0
+	for _, h := range r.Hosts {
+		if h.State == rollout.HostHealthy {
+			done++
+		}
+	}
+	const width = 30
+	fill := 0
+	if len(r.Hosts) > 0 {
+		fill = done * width / len(r.Hosts)
+	}
+	fmt.Fprintf(w, "rollout %s  %s → %s  %s\n", r.ID, dash(r.Previous), r.Image, r.State)
+	fmt.Fprintf(w, "[%s%s] %d/%d hosts\n", strings.Repeat("#", fill), strings.Repeat(".", width-fill), done, len(r.Hosts))
+	rows := [][]string{{"HOST", "BATCH", "STATE", "FOR"}}
+	for _, h := range r.Hosts {
+		since := "-"
+		if !h.Started.IsZero() {
+			end := time.Now()
+			if !h.Finished.IsZero() {
+				end = h.Finished
+			}
+			since = end.Sub(h.Started).Round(100 * time.Millisecond).String()
+		}
+		rows = append(rows, []string{h.Node, fmt.Sprint(h.Batch), h.State, since})
+	}
+	if err := printTable(w, rows); err != nil {
+		return err
+	}
+	if r.Message != "" {
+		fmt.Fprintln(w, r.Message)
+	}
+	return nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

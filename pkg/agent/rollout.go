@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/herd-cluster/herd/pkg/membership"
+	"github.com/herd-cluster/herd/pkg/runtime"
+)
+
+// answer handles a query addressed to this agent: a deploy request from the
+// rollout coordinator. Anything else is ignored.
+func (a *Agent) answer(ctx context.Context, q *membership.Query) {
+	if q.Name() != membership.QueryDeploy {
+		return
+	}
+	var resp membership.DeployResponse
+	req, err := membership.DecodeDeployRequest(q.Payload())
+	if err != nil {
+		a.logger.Warn("refusing malformed deploy request", "from", q.From(), "error", err)
+		resp.Error = err.Error()
+	} else if err := a.deploy(ctx, req); err != nil {
+		resp.Error = err.Error()
+	}
+	b, err := json.Marshal(resp)
+	if err == nil {
+		err = q.Respond(b)
+	}
+	if err != nil {
+		a.logger.Warn("could not answer deploy request", "from", q.From(), "error", err)
+	}
+}
+
+// deploy checks that req's image can run here and, unless it is only a
+// check, records it as the desired image; converge does the rest.
+func (a *Agent) deploy(ctx context.Context, req membership.DeployRequest) error {
+	img, err := runtime.ParseImage(req.Image)
+	if err != nil {
+		return fmt.Errorf("%s: %w", a.cfg.Node, err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := a.rt.Resolve(rctx, img); err != nil {
+		return fmt.Errorf("%s: %w", a.cfg.Node, err)
+	}
+	if req.CheckOnly || img == a.want {
+		return nil
+	}
+	if err := saveDesired(a.cfg.DataDir, img, a.cfg.Image); err != nil {
+		return fmt.Errorf("%s: record desired image: %w", a.cfg.Node, err)
+	}
+	a.logger.Info("desired image changed", "from", a.want, "to", img, "rollout", req.Rollout)
+	a.want = img
+	for _, s := range a.slots {
+		if s.state == stateBackoff { // failures of the previous image do not count against this one
+			s.retryAt, s.failures = time.Now(), 0
+		}
+	}
+	a.converge()
+	if err := a.announce(); err != nil {
+		a.logger.Error("announce desired image", "error", err)
+	}
+	return nil
+}
+
+// converge moves the replicas to the desired image one at a time: withdraw
+// one from the gateways, wait for their acknowledgement, stop it (in-flight
+// requests finish), start its successor on the same port, announce it once
+// healthy, and only then take the next. Starts of an image no longer wanted
+// are cancelled and redone.
+func (a *Agent) converge() {
+	for _, s := range a.slots {
+		if s.cancel != nil && s.starting != a.want {
+			s.cancel()
+		}
+	}
+	for _, s := range a.slots {
+		if s.state == stateStarting || s.state == stateDraining {
+			return
+		}
+	}
+	for _, s := range a.slots {
+		if s.state != stateHealthy || s.replica == nil || s.replica.Image == a.want {
+			continue
+		}
+		a.logger.Info("replacing replica", "index", s.index, "from", s.replica.Image, "to", a.want)
+		old := s.replica
+		s.replica, s.state = nil, stateDraining
+		if err := a.announce(); err != nil {
+			a.logger.Error("announce withdrawal", "index", s.index, "error", err)
+		}
+		a.launch(s, old, true)
+		return
+	}
+}

@@ -1,0 +1,91 @@
+package membership
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// QueryDeploy asks agents to run an image: the rollout coordinator's one
+// command. An agent answers at once (after checking that it has the image
+// and, unless CheckOnly, recording it as its desired image); it converges in
+// the background and shows progress in its tags (Want, Image, Ports).
+const QueryDeploy = "herd-deploy"
+
+const maxDeployPayload = 1024
+
+// DeployRequest is QueryDeploy's payload.
+type DeployRequest struct {
+	// Rollout names the rollout asking, for the agent's log.
+	Rollout string `json:"rollout"`
+	Image   string `json:"image"`
+	// CheckOnly asks only whether the agent can run Image.
+	CheckOnly bool `json:"check_only,omitempty"`
+}
+
+// DeployResponse is an agent's answer. Error is empty on success.
+type DeployResponse struct {
+	Error string `json:"error,omitempty"`
+}
+
+// DecodeDeployRequest parses a deploy payload strictly: size-limited, known
+// fields only, a valid image reference.
+func DecodeDeployRequest(b []byte) (DeployRequest, error) {
+	var r DeployRequest
+	if err := decodeStrict(b, maxDeployPayload, &r); err != nil {
+		return r, fmt.Errorf("deploy request: %w", err)
+	}
+	if !imageRe.MatchString(r.Image) {
+		return r, fmt.Errorf("deploy request: invalid image %q", truncate(r.Image, 140))
+	}
+	return r, nil
+}
+
+// decodeStrict decodes one JSON value of at most max bytes with no unknown
+// fields.
+func decodeStrict(b []byte, max int, v any) error {
+	if len(b) > max {
+		return fmt.Errorf("%d bytes, more than %d", len(b), max)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// Deploy sends req to the given agents and returns each one's error (nil for
+// success). An agent that did not answer within timeout gets an error saying
+// so.
+func (c *Cluster) Deploy(ctx context.Context, nodes []string, req DeployRequest, timeout time.Duration) map[string]error {
+	out := make(map[string]error, len(nodes))
+	payload, err := json.Marshal(req)
+	if err != nil {
+		for _, n := range nodes {
+			out[n] = err
+		}
+		return out
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	answers, _ := c.Query(ctx, QueryDeploy, payload, QueryParams{Role: RoleAgent, Nodes: nodes, Timeout: timeout})
+	for _, n := range nodes {
+		b, ok := answers[n]
+		if !ok {
+			out[n] = fmt.Errorf("%s did not answer within %s", n, timeout)
+			continue
+		}
+		var resp DeployResponse
+		if err := decodeStrict(b, maxDeployPayload, &resp); err != nil {
+			out[n] = fmt.Errorf("%s: malformed answer: %w", n, err)
+			continue
+		}
+		if resp.Error != "" {
+			out[n] = errors.New(resp.Error)
+		} else {
+			out[n] = nil
+		}
+	}
+	return out
+}

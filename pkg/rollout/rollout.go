@@ -1,0 +1,147 @@
+// Package rollout is the deploy coordinator: it moves a service's agents to
+// a new image a batch of hosts at a time, gated on health, and reverts a
+// batch that does not become healthy in time.
+//
+// The coordinator only sets each agent's desired image (a Serf query) and
+// watches the agents' tags; the agent does the per-replica work in the order
+// that makes zero downtime true: withdraw a replica, wait until every gateway
+// acknowledges, stop it, start its successor, announce it once healthy.
+//
+// The state (the rollout in progress and the history) is a JSON file written
+// atomically on every change. A coordinator restarted mid-rollout resumes it
+// where the file says it stood: the hosts already healthy stay done, the
+// batch in progress keeps its original deadline.
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/herd-cluster/herd/pkg/membership"
+)
+
+// Rollout states.
+const (
+	StateRunning   = "running"
+	StateSucceeded = "succeeded"
+	StateFailed    = "failed"    // a batch missed its deadline; see Reverted
+	StateAborted   = "aborted"   // stopped by the operator
+	StateRefused   = "refused"   // never started (not recorded in history)
+	HostPending    = "pending"   // not started yet
+	HostReplacing  = "replacing" // agent converging to the image
+	HostVerifying  = "verifying" // healthy, waiting out MinHealthy
+	HostHealthy    = "healthy"
+	HostReverting  = "reverting"
+	HostReverted   = "reverted"
+	HostFailed     = "failed"
+)
+
+// Duration is a time.Duration that reads and writes as "5s" in JSON.
+type Duration time.Duration
+
+// MarshalJSON writes d as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string such as \"5s\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Options is what the operator chooses for a rollout.
+type Options struct {
+	Image string `json:"image"`
+	// Batch is how many hosts are replaced at a time. Default 1.
+	Batch int `json:"batch,omitempty"`
+	// MinHealthy is how long a batch must stay healthy, counted from its
+	// first passing state, before the next starts. Default 5 s.
+	MinHealthy Duration `json:"min_healthy,omitempty"`
+	// Deadline is how long a batch has to become healthy. Default 2 min.
+	Deadline Duration `json:"deadline,omitempty"`
+	// NoAutoRevert leaves a failed batch as it is instead of putting it back
+	// on the previous image.
+	NoAutoRevert bool `json:"no_auto_revert,omitempty"`
+}
+
+func (o *Options) defaults() {
+	if o.Batch == 0 {
+		o.Batch = 1
+	}
+	if o.MinHealthy == 0 {
+		o.MinHealthy = Duration(5 * time.Second)
+	}
+	if o.Deadline == 0 {
+		o.Deadline = Duration(2 * time.Minute)
+	}
+}
+
+// Validate reports the first bad option.
+func (o Options) Validate() error {
+	switch {
+	case o.Batch < 1:
+		return fmt.Errorf("batch %d: must be at least 1", o.Batch)
+	case o.MinHealthy < 0:
+		return errors.New("min-healthy must not be negative")
+	case o.Deadline <= 0:
+		return errors.New("deadline must be positive")
+	}
+	return nil
+}
+
+// Host is one host's progress in a rollout.
+type Host struct {
+	Node         string    `json:"node"`
+	State        string    `json:"state"`
+	Batch        int       `json:"batch"`
+	Started      time.Time `json:"started,omitzero"`
+	HealthySince time.Time `json:"healthy_since,omitzero"`
+	Finished     time.Time `json:"finished,omitzero"`
+	Error        string    `json:"error,omitempty"`
+}
+
+// Rollout is one rollout, as the API shows and the state file keeps it.
+type Rollout struct {
+	ID string `json:"id"`
+	Options
+	Previous string    `json:"previous"`
+	State    string    `json:"state"`
+	Message  string    `json:"message,omitempty"`
+	Reverted bool      `json:"reverted,omitempty"`
+	Created  time.Time `json:"created"`
+	Finished time.Time `json:"finished,omitzero"`
+	Hosts    []Host    `json:"hosts"`
+}
+
+// Done reports whether the rollout has ended.
+func (r *Rollout) Done() bool { return r.State != StateRunning }
+
+// Succeeded reports whether it ended on the new image everywhere.
+func (r *Rollout) Succeeded() bool { return r.State == StateSucceeded }
+
+// Members is what the coordinator needs of membership; *membership.Cluster
+// has it.
+type Members interface {
+	Members() []membership.Node
+	Deploy(ctx context.Context, nodes []string, req membership.DeployRequest, timeout time.Duration) map[string]error
+}
+
+// ErrBusy: a rollout is running; the error names it.
+var ErrBusy = errors.New("a rollout is already running")
+
+// ErrNotFound: no rollout with that id.
+var ErrNotFound = errors.New("no such rollout")
+
+// ErrRefused: the rollout cannot start (bad image, no agents, an agent
+// without the image); nothing was changed.
+var ErrRefused = errors.New("rollout refused")
