@@ -5,9 +5,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"time"
 

@@ -70,9 +70,9 @@ func New(cfg Config, rt Runtime, mcfg *membership.Config) (*Agent, error) {
 	a := &Agent{
 		want:    want,
 		queries: make(chan *membership.Query, 16),
-		cfg:    cfg,
-		rt:     rt,
-		logger: cfg.Logger.Named("agent"),
+		cfg:     cfg,
+		rt:      rt,
+		logger:  cfg.Logger.Named("agent"),
 		health: &http.Client{
 			Timeout:   cfg.HealthTimeout,
 			Transport: &http.Transport{DisableKeepAlives: true},
