@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -75,6 +76,15 @@ func MembershipConfig(c *cli.Context, logger hclog.Logger) (*membership.Config, 
 	cfg.AdvertiseAddr = c.String("advertise")
 	cfg.Profile = c.String("gossip-profile")
 	cfg.Logger = logger
+	dir := c.String("data-dir")
+	if dir == "" {
+		dir = DefaultDataDir
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		logger.Warn("no gossip snapshot: a restart will rejoin only through --join", "error", err)
+	} else {
+		cfg.SnapshotPath = filepath.Join(dir, "serf.snapshot")
+	}
 	if k := c.String("encrypt"); k != "" {
 		key, err := membership.ParseKey(k)
 		if err != nil {
@@ -140,6 +150,9 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, grace time.Durat
 func SignalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 }
+
+// DefaultDataDir is --data-dir when unset.
+const DefaultDataDir = "/var/lib/herd"
 
 // Main runs app and turns an error into one line on stderr and exit code 1
 // (2 for usage errors, which urfave/cli reports itself).

@@ -65,6 +65,10 @@ func New(cfg *Config) (*Cluster, error) {
 	sc.EventCh = c.serfEvents
 	sc.Logger = std
 	sc.ValidateNodeNames = true
+	if cfg.SnapshotPath != "" {
+		sc.SnapshotPath = cfg.SnapshotPath
+		sc.RejoinAfterLeave = true // a restart after a graceful stop rejoins too
+	}
 	s, err := serf.Create(sc)
 	if err != nil {
 		return nil, fmt.Errorf("start gossip on %s: %w", cfg.BindAddr, err)

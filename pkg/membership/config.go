@@ -40,6 +40,9 @@ type Config struct {
 	EncryptKey []byte
 	// Tags are announced at start; SetTags replaces them.
 	Tags Tags
+	// SnapshotPath, if set, is where Serf records the members it knows; a
+	// restarted node rejoins them from it at once, without a --join.
+	SnapshotPath string
 	// Profile selects gossip timings: ProfileLAN (default), ProfileLocal or
 	// ProfileWAN.
 	Profile string

@@ -134,6 +134,14 @@ func (p *proc) exited() bool {
 type gatewayProc struct {
 	*proc
 	url, admin, gossip string
+	args               []string
+}
+
+// restart starts the gateway again with the same flags and data dir.
+func (g *gatewayProc) restart(t *testing.T) {
+	t.Helper()
+	g.proc = startProc(t, "gateway", g.args...)
+	g.waitReady(t)
 }
 
 func startGateway(t *testing.T, extra ...string) *gatewayProc {
@@ -146,6 +154,7 @@ func startGateway(t *testing.T, extra ...string) *gatewayProc {
 	}
 	args := append([]string{"gateway", "run", "--node", "gateway", "--listen", g.url[len("http://"):],
 		"--admin", g.admin, "--bind", g.gossip, "--gossip-profile", gossipProfile(), "--data-dir", t.TempDir()}, extra...)
+	g.args = args
 	g.proc = startProc(t, "gateway", args...)
 	g.waitReady(t)
 	return g

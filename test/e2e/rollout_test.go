@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,4 +112,73 @@ func TestRolloutBrokenVersionReverts(t *testing.T) {
 	assert.True(t, r.Reverted)
 	assert.Equal(t, rollout.HostPending, r.Hosts[1].State, "the second host was never touched")
 	assert.True(t, strings.HasPrefix(r.Message, "brk-a not healthy"), r.Message)
+}
+
+// TestRolloutSingleHost: one agent with 3 replicas; the rollout replaces
+// them one at a time, so capacity never drops to zero: no failed request.
+func TestRolloutSingleHost(t *testing.T) {
+	g := startGateway(t)
+	startAgent(t, g, "solo", "127.0.0.2", 3)
+	g.waitBackends(t, 3, 30*time.Second)
+	l := startLoad(t, g.url, 200, true)
+	out, code := g.clusterctl(t, "rollout", "--min-healthy", "500ms", "predictor:1.1.0")
+	time.Sleep(300 * time.Millisecond)
+	l.finish()
+	require.Equal(t, 0, code, out)
+	t.Logf("MEASURE rollout 1×3: load sent=%d failed=%d", l.sent.Load(), l.failed.Load())
+	require.Zero(t, l.failed.Load(), "failed requests:\n%s", l.failures())
+	assert.Equal(t, map[string]int{"1.1.0": 6}, versions(t, g, 6))
+}
+
+// TestRolloutCoordinatorRestart: a second rollout is refused while one runs,
+// naming it; the coordinator (the gateway) is killed mid-rollout and, started
+// again, shows where the rollout stood and resumes it to success. An agent
+// restarted afterwards comes back on the new version.
+func TestRolloutCoordinatorRestart(t *testing.T) {
+	g := startGateway(t)
+	a := startAgent(t, g, "rs-a", "127.0.0.2", 2)
+	startAgent(t, g, "rs-b", "127.0.0.3", 2)
+	g.waitBackends(t, 4, 30*time.Second)
+
+	out, code := g.clusterctl(t, "rollout", "--detach", "--json", "--min-healthy", "3s", "predictor:1.1.0")
+	require.Equal(t, 0, code, out)
+	var r rollout.Rollout
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+
+	out, code = g.clusterctl(t, "rollout", "predictor:1.0.0")
+	assert.Equal(t, 2, code, out)
+	assert.Contains(t, out, "already running")
+	assert.Contains(t, out, r.ID)
+
+	// Kill the coordinator once the first host is on its way.
+	require.Eventually(t, func() bool {
+		out, _ := g.clusterctl(t, "rollout", "status", "--json", r.ID)
+		var cur rollout.Rollout
+		return json.Unmarshal([]byte(out), &cur) == nil && cur.Hosts[0].State == rollout.HostVerifying
+	}, 20*time.Second, 50*time.Millisecond)
+	g.signal(syscall.SIGKILL)
+	<-g.done
+	g.restart(t)
+	out, code = g.clusterctl(t, "rollout", "status", "--json", r.ID)
+	require.Equal(t, 0, code, out)
+	var after rollout.Rollout
+	require.NoError(t, json.Unmarshal([]byte(out), &after))
+	assert.Equal(t, rollout.StateRunning, after.State, "status after the restart shows the rollout where it stood")
+	assert.Equal(t, rollout.HostPending, after.Hosts[1].State)
+
+	require.Eventually(t, func() bool {
+		out, _ := g.clusterctl(t, "rollout", "status", "--json", r.ID)
+		var cur rollout.Rollout
+		return json.Unmarshal([]byte(out), &cur) == nil && cur.State == rollout.StateSucceeded
+	}, 60*time.Second, 100*time.Millisecond, "the rollout resumes and succeeds")
+	g.waitBackends(t, 4, 30*time.Second)
+	assert.Equal(t, map[string]int{"1.1.0": 8}, versions(t, g, 8))
+
+	// Agents persist the desired image: restarted with --image 1.0.0, it
+	// still runs 1.1.0.
+	a.stop(t, 30*time.Second)
+	g.waitBackends(t, 2, 10*time.Second)
+	a.restart(t)
+	g.waitBackends(t, 4, 30*time.Second)
+	assert.Equal(t, map[string]int{"1.1.0": 8}, versions(t, g, 8))
 }
