@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -101,11 +100,10 @@ func join(c *cli.Context) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	cfg.DataDir = dataDir(c)
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("--data-dir: %w", err)
+	if cfg.DataDir, err = cliutil.DataDir(c); err != nil {
+		return err
 	}
-	rt, err := newRuntime(c, cfg.Node, logger)
+	rt, err := newRuntime(c, cfg.Node, cfg.DataDir, logger)
 	if err != nil {
 		return err
 	}
@@ -136,14 +134,6 @@ func join(c *cli.Context) error {
 	return a.Run(ctx)
 }
 
-// dataDir is --data-dir, by default /var/lib/herd.
-func dataDir(c *cli.Context) string {
-	if d := c.String("data-dir"); d != "" {
-		return d
-	}
-	return "/var/lib/herd"
-}
-
 func hostIP(c *cli.Context, advertise func() (netip.Addr, error)) (netip.Addr, error) {
 	if s := c.String("host-ip"); s != "" {
 		ip, err := netip.ParseAddr(s)
@@ -155,8 +145,7 @@ func hostIP(c *cli.Context, advertise func() (netip.Addr, error)) (netip.Addr, e
 	return advertise()
 }
 
-func newRuntime(c *cli.Context, node string, logger hclog.Logger) (agent.Runtime, error) {
-	dataDir := dataDir(c)
+func newRuntime(c *cli.Context, node, dataDir string, logger hclog.Logger) (agent.Runtime, error) {
 	switch c.String("runtime") {
 	case "process":
 		return process.New(process.Config{

@@ -4,9 +4,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -87,12 +85,9 @@ func run(c *cli.Context) error {
 	srv := api.NewServer(c.String("token"), logger)
 	srv.HandleJSON("/v1/members", func(*http.Request) (any, error) { return api.MembersOf(cluster.Members()), nil })
 	srv.HandleJSON("/v1/backends", func(*http.Request) (any, error) { return gw.Balancer().Backends(), nil })
-	dataDir := c.String("data-dir")
-	if dataDir == "" {
-		dataDir = "/var/lib/herd"
-	}
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		return fmt.Errorf("--data-dir: %w", err)
+	dataDir, err := cliutil.DataDir(c)
+	if err != nil {
+		return err
 	}
 	coord, err := rollout.New(rollout.Config{
 		Members: cluster, Service: gcfg.Service, StatePath: filepath.Join(dataDir, "rollouts.json"), Logger: logger,

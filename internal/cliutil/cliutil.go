@@ -76,15 +76,11 @@ func MembershipConfig(c *cli.Context, logger hclog.Logger) (*membership.Config, 
 	cfg.AdvertiseAddr = c.String("advertise")
 	cfg.Profile = c.String("gossip-profile")
 	cfg.Logger = logger
-	dir := c.String("data-dir")
-	if dir == "" {
-		dir = DefaultDataDir
+	dir, err := DataDir(c)
+	if err != nil {
+		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		logger.Warn("no gossip snapshot: a restart will rejoin only through --join", "error", err)
-	} else {
-		cfg.SnapshotPath = filepath.Join(dir, "serf.snapshot")
-	}
+	cfg.SnapshotPath = filepath.Join(dir, "serf.snapshot")
 	if k := c.String("encrypt"); k != "" {
 		key, err := membership.ParseKey(k)
 		if err != nil {
@@ -153,6 +149,18 @@ func SignalContext() (context.Context, context.CancelFunc) {
 
 // DefaultDataDir is --data-dir when unset.
 const DefaultDataDir = "/var/lib/herd"
+
+// DataDir is --data-dir (DefaultDataDir when unset), created if missing.
+func DataDir(c *cli.Context) (string, error) {
+	dir := c.String("data-dir")
+	if dir == "" {
+		dir = DefaultDataDir
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("--data-dir: %w", err)
+	}
+	return dir, nil
+}
 
 // Main runs app and turns an error into one line on stderr and exit code 1
 // (2 for usage errors, which urfave/cli reports itself).

@@ -136,3 +136,15 @@ func WaitOK(t testing.TB, addr, path string, within time.Duration) string {
 	}, within, 20*time.Millisecond, "%s answers %s", addr, path)
 	return body
 }
+
+// RunWithTempDir is a TestMain body: it makes a temporary directory, stores
+// its path in *dir, runs the tests and removes the directory.
+func RunWithTempDir(m *testing.M, prefix string, dir *string) int {
+	d, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		panic(err)
+	}
+	*dir = d
+	defer os.RemoveAll(d)
+	return m.Run()
+}

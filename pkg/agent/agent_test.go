@@ -29,14 +29,7 @@ import (
 var imagesDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "herd-agent-images-")
-	if err != nil {
-		panic(err)
-	}
-	imagesDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testutil.RunWithTempDir(m, "herd-agent-images-", &imagesDir))
 }
 
 func quietLogger(name string) hclog.Logger {

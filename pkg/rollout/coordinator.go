@@ -140,11 +140,10 @@ func (c *Coordinator) start(ctx context.Context, o Options, rollback bool) (Roll
 	}
 	// Every agent must have the image before anything is stopped.
 	var missing []string
-	for node, err := range c.cfg.Members.Deploy(ctx, agents, membership.DeployRequest{Image: o.Image, CheckOnly: true}, c.cfg.QueryTimeout) {
+	for _, err := range c.cfg.Members.Deploy(ctx, agents, membership.DeployRequest{Image: o.Image, CheckOnly: true}, c.cfg.QueryTimeout) {
 		if err != nil {
 			missing = append(missing, err.Error())
 		}
-		_ = node
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
@@ -395,21 +394,21 @@ func (c *Coordinator) runBatch(ctx context.Context, r *Rollout, idx []int, image
 	started := r.Hosts[idx[0]].Started
 	deadline := started.Add(time.Duration(r.Deadline))
 	req := membership.DeployRequest{Rollout: r.ID, Image: image}
-	var pending []string = nodes
+	pending := nodes
 	tick := time.NewTicker(c.cfg.Poll)
 	defer tick.Stop()
 	for {
 		// (Re)send the desired image to hosts that have not taken it: an
 		// agent that missed the query or restarted gets it again.
 		if len(pending) > 0 {
-			errs := c.cfg.Members.Deploy(ctx, pending, req, c.cfg.QueryTimeout)
-			pending = pending[:0:0]
-			for _, n := range nodes {
-				if err, asked := errs[n]; asked && err != nil {
-					pending = append(pending, n)
+			var again []string
+			for n, err := range c.cfg.Members.Deploy(ctx, pending, req, c.cfg.QueryTimeout) {
+				if err != nil {
+					again = append(again, n)
 					c.logger.Warn("deploy request not taken; retrying", "node", n, "error", err)
 				}
 			}
+			pending = again
 		}
 		tags := c.tags()
 		now := time.Now()

@@ -24,8 +24,17 @@ func runBinary(t *testing.T, args ...string) (int, string) {
 // runBinaryEnv is runBinary with env added to a minimal environment.
 func runBinaryEnv(t *testing.T, env []string, args ...string) (int, string) {
 	t.Helper()
+	out, code := runToEnd(t, append([]string{"PATH=/usr/bin:/bin"}, env...), args...)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return code, lines[len(lines)-1]
+}
+
+// runToEnd runs one of the built binaries with exactly env and returns its
+// whole output and exit code.
+func runToEnd(t *testing.T, env []string, args ...string) (string, int) {
+	t.Helper()
 	cmd := exec.Command(filepath.Join(binDir, args[0]), args[1:]...)
-	cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, env...)
+	cmd.Env = env
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -33,8 +42,7 @@ func runBinaryEnv(t *testing.T, env []string, args ...string) (int, string) {
 	} else {
 		require.NoError(t, err)
 	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	return code, lines[len(lines)-1]
+	return string(out), code
 }
 
 func TestAgentBadInput(t *testing.T) {

@@ -39,11 +39,14 @@ func uniqueNode(name string) string {
 // containers lists node's Herd containers; running only unless all.
 func containers(t *testing.T, node string, all bool) []container.Summary {
 	t.Helper()
-	cli := testutil.RequireDocker(t)
-	list, err := cli.ContainerList(context.Background(), container.ListOptions{All: all,
-		Filters: filters.NewArgs(filters.Arg("label", docker.LabelNode+"="+node))})
+	list, err := listNode(testutil.RequireDocker(t), node, all)
 	require.NoError(t, err)
 	return list
+}
+
+func listNode(cli *client.Client, node string, all bool) ([]container.Summary, error) {
+	return cli.ContainerList(context.Background(), container.ListOptions{All: all,
+		Filters: filters.NewArgs(filters.Arg("label", docker.LabelNode+"="+node))})
 }
 
 func removeContainers(t *testing.T, node string) {
@@ -53,14 +56,12 @@ func removeContainers(t *testing.T, node string) {
 		return
 	}
 	defer cli.Close()
-	ctx := context.Background()
-	list, err := cli.ContainerList(ctx, container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", docker.LabelNode+"="+node))})
+	list, err := listNode(cli, node, true)
 	if err != nil {
 		return
 	}
 	for _, c := range list {
-		_ = cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+		_ = cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
 	}
 }
 

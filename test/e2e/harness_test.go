@@ -29,14 +29,7 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "herd-e2e-bin-")
-	if err != nil {
-		panic(err)
-	}
-	binDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testutil.RunWithTempDir(m, "herd-e2e-bin-", &binDir))
 }
 
 var buildOnce sync.Once

@@ -2,8 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
-	"os/exec"
-	"path/filepath"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,15 +17,7 @@ import (
 // clusterctl runs clusterctl against g and returns its output and exit code.
 func (g *gatewayProc) clusterctl(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "clusterctl"), append([]string{"--addr", g.admin}, args...)...)
-	out, err := cmd.CombinedOutput()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else {
-		require.NoError(t, err)
-	}
-	return string(out), code
+	return runToEnd(t, os.Environ(), append([]string{"clusterctl", "--addr", g.admin}, args...)...)
 }
 
 // versions asks the gateway n times and counts the versions answering.

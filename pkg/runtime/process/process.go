@@ -216,14 +216,18 @@ func (d *Driver) Stop(ctx context.Context, r runtime.Replica, grace time.Duratio
 
 func (d *Driver) kill(pid int) error { return syscall.Kill(-pid, syscall.SIGKILL) }
 
+// child is the process this Driver started with pid, or nil for an adopted one.
+func (d *Driver) child(pid int) *child {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.children[pid]
+}
+
 // waitExit waits until st's process is gone, up to grace or ctx's end.
 func (d *Driver) waitExit(ctx context.Context, st state, grace time.Duration) bool {
 	timer := time.NewTimer(grace)
 	defer timer.Stop()
-	d.mu.Lock()
-	c := d.children[st.PID]
-	d.mu.Unlock()
-	if c != nil {
+	if c := d.child(st.PID); c != nil {
 		select {
 		case <-c.exited:
 			return true
@@ -249,10 +253,7 @@ func (d *Driver) waitExit(ctx context.Context, st state, grace time.Duration) bo
 // alive tells whether st's process runs: the pid exists, is not a zombie,
 // and still runs st's executable (not a recycled pid).
 func (d *Driver) alive(st state) bool {
-	d.mu.Lock()
-	c := d.children[st.PID]
-	d.mu.Unlock()
-	if c != nil {
+	if c := d.child(st.PID); c != nil {
 		select {
 		case <-c.exited:
 			return false

@@ -21,14 +21,7 @@ import (
 var imagesDir string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "herd-process-images-")
-	if err != nil {
-		panic(err)
-	}
-	imagesDir = dir
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testutil.RunWithTempDir(m, "herd-process-images-", &imagesDir))
 }
 
 func newDriver(t *testing.T, stateDir string) *Driver {
