@@ -24,11 +24,14 @@ const rolloutExitHelp = `Exit codes: 0 the rollout succeeded; 1 it failed, was r
 
 func rolloutFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.IntFlag{Name: "batch", Value: 1, Usage: "hosts replaced at a time"},
-		&cli.DurationFlag{Name: "min-healthy", Value: 5 * time.Second, Usage: "how long a batch must stay healthy before the next"},
-		&cli.DurationFlag{Name: "deadline", Value: 2 * time.Minute, Usage: "how long a batch has to become healthy"},
-		&cli.BoolFlag{Name: "no-auto-revert", Usage: "leave a failed batch on the new image"},
-		&cli.BoolFlag{Name: "detach", Usage: "start the rollout and return at once"},
+		&cli.IntFlag{Name: "batch", Value: 1, EnvVars: []string{"HERD_ROLLOUT_BATCH"}, Usage: "hosts replaced at a time"},
+		&cli.DurationFlag{Name: "min-healthy", Value: 5 * time.Second, EnvVars: []string{"HERD_ROLLOUT_MIN_HEALTHY"},
+			Usage: "how long a batch must stay healthy before the next"},
+		&cli.DurationFlag{Name: "deadline", Value: 2 * time.Minute, EnvVars: []string{"HERD_ROLLOUT_DEADLINE"},
+			Usage: "how long a batch has to become healthy"},
+		&cli.BoolFlag{Name: "no-auto-revert", EnvVars: []string{"HERD_ROLLOUT_NO_AUTO_REVERT"},
+			Usage: "leave a failed batch on the new image"},
+		&cli.BoolFlag{Name: "detach", EnvVars: []string{"HERD_ROLLOUT_DETACH"}, Usage: "start the rollout and return at once"},
 		jsonFlag,
 	}
 }

@@ -112,10 +112,14 @@ func TestRolloutSingleHost(t *testing.T) {
 	startAgent(t, g, "solo", "127.0.0.2", 3)
 	g.waitBackends(t, 3, 30*time.Second)
 	l := startLoad(t, g.url, 200, true)
-	out, code := g.clusterctl(t, "rollout", "--min-healthy", "500ms", "predictor:1.1.0")
+	t.Setenv("HERD_ROLLOUT_MIN_HEALTHY", "500ms") // every flag also reads HERD_*
+	out, code := g.clusterctl(t, "rollout", "--json", "predictor:1.1.0")
 	time.Sleep(300 * time.Millisecond)
 	l.finish()
 	require.Equal(t, 0, code, out)
+	var r rollout.Rollout
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+	assert.Equal(t, rollout.Duration(500*time.Millisecond), r.MinHealthy)
 	t.Logf("MEASURE rollout 1×3: load sent=%d failed=%d", l.sent.Load(), l.failed.Load())
 	require.Zero(t, l.failed.Load(), "failed requests:\n%s", l.failures())
 	assert.Equal(t, map[string]int{"1.1.0": 6}, versions(t, g, 6))
