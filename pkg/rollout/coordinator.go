@@ -393,6 +393,11 @@ func (c *Coordinator) runBatch(ctx context.Context, r *Rollout, idx []int, image
 	})
 	started := r.Hosts[idx[0]].Started
 	deadline := started.Add(time.Duration(r.Deadline))
+	// A revert goes back to the image that ran before: converged is enough.
+	minHealthy := time.Duration(r.MinHealthy)
+	if phase == HostReverting {
+		minHealthy = 0
+	}
 	req := membership.DeployRequest{Rollout: r.ID, Image: image}
 	pending := nodes
 	tick := time.NewTicker(c.cfg.Poll)
@@ -428,13 +433,13 @@ func (c *Coordinator) runBatch(ctx context.Context, r *Rollout, idx []int, image
 					h.HealthySince = time.Time{}
 					h.State = phase
 				}
-				allDone = allDone && !h.HealthySince.IsZero() && now.Sub(h.HealthySince) >= time.Duration(r.MinHealthy)
+				allDone = allDone && !h.HealthySince.IsZero() && now.Sub(h.HealthySince) >= minHealthy
 			}
 		})
 		if allDone {
 			return true, ""
 		}
-		if c.aborted() {
+		if phase != HostReverting && c.aborted() { // an abort's own revert runs to its end
 			return false, "aborted"
 		}
 		if now.After(deadline) {
@@ -445,7 +450,7 @@ func (c *Coordinator) runBatch(ctx context.Context, r *Rollout, idx []int, image
 				}
 			}
 			if len(late) == 0 {
-				return false, fmt.Sprintf("batch did not stay healthy on %s for %s within %s", image, time.Duration(r.MinHealthy), time.Duration(r.Deadline))
+				return false, fmt.Sprintf("batch did not stay healthy on %s for %s within %s", image, minHealthy, time.Duration(r.Deadline))
 			}
 			return false, fmt.Sprintf("%s not healthy on %s within %s", strings.Join(late, ", "), image, time.Duration(r.Deadline))
 		}

@@ -1,0 +1,381 @@
+package rollout
+
+import (
+	"context"
+	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/herd-cluster/herd/pkg/membership"
+)
+
+// These tests drive the coordinator through a real Serf cluster on loopback.
+// The agents are small stand-ins that keep the agent's side of the deploy
+// contract (answer herd-deploy, show progress in the tags) without running
+// replicas, so each rule of the coordinator can be timed exactly; the real
+// agents are exercised in test/e2e.
+
+// simAgent is a Serf member with role agent that answers deploy queries.
+type simAgent struct {
+	*membership.Cluster
+	name string
+	// has lists the images it can run; broken ones never become healthy.
+	has, broken map[string]bool
+	// converge is how long taking a new image takes.
+	converge time.Duration
+
+	mu       sync.Mutex
+	tags     membership.Tags
+	deploys  []membership.DeployRequest // non-check requests, in order
+	checks   int
+	stopping chan struct{}
+}
+
+func startSimAgent(t *testing.T, name, join string, converge time.Duration) *simAgent {
+	t.Helper()
+	queries := make(chan *membership.Query, 16)
+	a := &simAgent{
+		name: name, converge: converge, stopping: make(chan struct{}),
+		has:    map[string]bool{"predictor:1.0.0": true, "predictor:1.1.0": true, "predictor:1.1.0-broken": true},
+		broken: map[string]bool{"predictor:1.1.0-broken": true},
+		tags: membership.Tags{
+			Role: membership.RoleAgent, Service: "predictor", Image: "predictor:1.0.0", Want: "predictor:1.0.0",
+			HostIP: netip.MustParseAddr("127.0.0.2"), Ports: []uint16{8000, 8001}, Count: 2, Gen: 1,
+			State: membership.StateActive,
+		},
+	}
+	cfg := membership.DefaultConfig()
+	cfg.NodeName, cfg.BindAddr, cfg.Profile = name, "127.0.0.1:0", membership.ProfileLocal
+	cfg.Tags, cfg.QueryCh = a.tags, queries
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn})
+	c, err := membership.New(cfg)
+	require.NoError(t, err)
+	a.Cluster = c
+	t.Cleanup(func() { close(a.stopping); _ = c.Shutdown() })
+	if join != "" {
+		_, err = c.Join([]string{join})
+		require.NoError(t, err)
+	}
+	go func() {
+		for {
+			select {
+			case <-a.stopping:
+				return
+			case q := <-queries:
+				a.answer(q)
+			}
+		}
+	}()
+	return a
+}
+
+func (a *simAgent) answer(q *membership.Query) {
+	req, err := membership.DecodeDeployRequest(q.Payload())
+	var resp membership.DeployResponse
+	switch {
+	case err != nil:
+		resp.Error = err.Error()
+	case !a.has[req.Image]:
+		resp.Error = a.name + ": image not found: " + req.Image
+	case req.CheckOnly:
+		a.mu.Lock()
+		a.checks++
+		a.mu.Unlock()
+	default:
+		a.mu.Lock()
+		a.deploys = append(a.deploys, req)
+		changed := a.tags.Want != req.Image
+		a.mu.Unlock()
+		if changed {
+			a.setTags(func(t *membership.Tags) { t.Want, t.Ports = req.Image, t.Ports[:1] })
+			go a.finish(req.Image)
+		}
+	}
+	b, _ := json.Marshal(resp)
+	_ = q.Respond(b)
+}
+
+// finish completes a convergence after a.converge unless the image is broken
+// or another image is wanted by then.
+func (a *simAgent) finish(image string) {
+	select {
+	case <-a.stopping:
+		return
+	case <-time.After(a.converge):
+	}
+	if a.broken[image] {
+		return
+	}
+	a.setTags(func(t *membership.Tags) {
+		if t.Want == image {
+			t.Image, t.Ports = image, []uint16{8000, 8001}
+		}
+	})
+}
+
+func (a *simAgent) setTags(fn func(*membership.Tags)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	fn(&a.tags)
+	a.tags.Gen++
+	t := a.tags
+	t.Ports = append([]uint16(nil), t.Ports...)
+	_ = a.SetTags(t)
+}
+
+func (a *simAgent) deployed() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for _, d := range a.deploys {
+		out = append(out, d.Image)
+	}
+	return out
+}
+
+func (a *simAgent) image() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.tags.Image
+}
+
+type testCluster struct {
+	gw     *membership.Cluster
+	agents []*simAgent
+}
+
+// startCluster starts a gateway member and n simulated agents (a, b, c, …)
+// and waits until the gateway sees them all.
+func startCluster(t *testing.T, n int, converge time.Duration) *testCluster {
+	t.Helper()
+	cfg := membership.DefaultConfig()
+	cfg.NodeName, cfg.BindAddr, cfg.Profile = "gw", "127.0.0.1:0", membership.ProfileLocal
+	cfg.Tags = membership.Tags{Role: membership.RoleGateway, Gen: 1}
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "gw", Level: hclog.Warn})
+	gw, err := membership.New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = gw.Shutdown() })
+	tc := &testCluster{gw: gw}
+	for i := range n {
+		tc.agents = append(tc.agents, startSimAgent(t, string(rune('a'+i)), gw.LocalNode().Addr.String(), converge))
+	}
+	require.Eventually(t, func() bool { return len(gw.Members()) == n+1 }, 10*time.Second, 10*time.Millisecond)
+	return tc
+}
+
+func (tc *testCluster) coordinator(t *testing.T, statePath string) *Coordinator {
+	t.Helper()
+	c, err := New(Config{Members: tc.gw, Service: "predictor", StatePath: statePath, Poll: 20 * time.Millisecond,
+		QueryTimeout: 2 * time.Second, Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn})})
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return c
+}
+
+// wait waits for the rollout to end and returns it.
+func wait(t *testing.T, c *Coordinator, within time.Duration) Rollout {
+	t.Helper()
+	var r Rollout
+	require.Eventually(t, func() bool {
+		var err error
+		r, err = c.Get("current")
+		return err == nil && r.Done()
+	}, within, 10*time.Millisecond)
+	return r
+}
+
+func opts(image string, batch int, minHealthy, deadline time.Duration) Options {
+	return Options{Image: image, Batch: batch, MinHealthy: Duration(minHealthy), Deadline: Duration(deadline)}
+}
+
+func TestRolloutBatchesWaitOutMinHealthy(t *testing.T) {
+	tc := startCluster(t, 4, 100*time.Millisecond)
+	c := tc.coordinator(t, "")
+	ctx := context.Background()
+
+	started, err := c.Start(ctx, opts("predictor:1.1.0", 2, 300*time.Millisecond, 10*time.Second))
+	require.NoError(t, err)
+	assert.Equal(t, "predictor:1.0.0", started.Previous)
+	assert.Equal(t, []int{1, 1, 2, 2}, []int{started.Hosts[0].Batch, started.Hosts[1].Batch, started.Hosts[2].Batch, started.Hosts[3].Batch})
+
+	r := wait(t, c, 20*time.Second)
+	require.Equal(t, StateSucceeded, r.State, r.Message)
+	for _, a := range tc.agents {
+		assert.Equal(t, "predictor:1.1.0", a.image(), a.name)
+		assert.Equal(t, []string{"predictor:1.1.0"}, a.deployed(), "%s got its one deploy request", a.name)
+	}
+	// Rule 3: batch 2 started only after every host of batch 1 had been
+	// healthy for MinHealthy.
+	for _, h1 := range r.Hosts[:2] {
+		for _, h2 := range r.Hosts[2:] {
+			assert.False(t, h2.Started.Before(h1.HealthySince.Add(300*time.Millisecond)),
+				"%s started at %s, %s healthy since %s", h2.Node, h2.Started, h1.Node, h1.HealthySince)
+		}
+	}
+	for _, h := range r.Hosts {
+		assert.Equal(t, HostHealthy, h.State)
+	}
+	assert.Equal(t, "4 hosts on predictor:1.1.0", r.Message)
+}
+
+func TestRolloutRefusedChangesNothing(t *testing.T) {
+	tc := startCluster(t, 2, 50*time.Millisecond)
+	delete(tc.agents[1].has, "predictor:2.0.0")
+	tc.agents[0].has["predictor:2.0.0"] = true
+	c := tc.coordinator(t, "")
+	ctx := context.Background()
+
+	_, err := c.Start(ctx, opts("predictor:2.0.0", 1, 0, time.Second))
+	require.ErrorIs(t, err, ErrRefused)
+	assert.Contains(t, err.Error(), "b: image not found: predictor:2.0.0")
+	_, err = c.Start(ctx, opts("predictor", 1, 0, time.Second))
+	require.ErrorIs(t, err, ErrRefused)
+	assert.Contains(t, err.Error(), "name:tag")
+	_, err = c.Start(ctx, opts("predictor:1.1.0", -1, 0, time.Second))
+	require.ErrorIs(t, err, ErrRefused)
+	_, err = c.Rollback(ctx, Options{})
+	require.ErrorIs(t, err, ErrRefused)
+	assert.Contains(t, err.Error(), "no earlier rollout")
+
+	for _, a := range tc.agents {
+		assert.Empty(t, a.deployed(), "a refused rollout sends nothing but checks")
+	}
+	assert.Empty(t, c.History())
+	_, err = c.Get("current")
+	assert.ErrorIs(t, err, ErrNotFound)
+}
+
+func TestRolloutBrokenBatchReverted(t *testing.T) {
+	tc := startCluster(t, 3, 50*time.Millisecond)
+	c := tc.coordinator(t, "")
+
+	_, err := c.Start(context.Background(), opts("predictor:1.1.0-broken", 1, 100*time.Millisecond, 500*time.Millisecond))
+	require.NoError(t, err)
+	r := wait(t, c, 10*time.Second)
+	assert.Equal(t, StateFailed, r.State)
+	assert.True(t, r.Reverted)
+	assert.Equal(t, "a not healthy on predictor:1.1.0-broken within 500ms; batch reverted to predictor:1.0.0", r.Message)
+	assert.Equal(t, []string{HostReverted, HostPending, HostPending}, []string{r.Hosts[0].State, r.Hosts[1].State, r.Hosts[2].State})
+	assert.Equal(t, []string{"predictor:1.1.0-broken", "predictor:1.0.0"}, tc.agents[0].deployed())
+	assert.Empty(t, tc.agents[1].deployed(), "later batches are never touched")
+	assert.Equal(t, "predictor:1.0.0", tc.agents[0].image())
+}
+
+func TestRolloutNoAutoRevertLeavesBatch(t *testing.T) {
+	tc := startCluster(t, 2, 50*time.Millisecond)
+	c := tc.coordinator(t, "")
+	o := opts("predictor:1.1.0-broken", 1, 0, 300*time.Millisecond)
+	o.NoAutoRevert = true
+	_, err := c.Start(context.Background(), o)
+	require.NoError(t, err)
+	r := wait(t, c, 10*time.Second)
+	assert.Equal(t, StateFailed, r.State)
+	assert.False(t, r.Reverted)
+	assert.Equal(t, HostFailed, r.Hosts[0].State)
+	assert.Equal(t, []string{"predictor:1.1.0-broken"}, tc.agents[0].deployed(), "no revert request")
+}
+
+func TestRolloutBusyAbortAndRollback(t *testing.T) {
+	tc := startCluster(t, 2, 200*time.Millisecond)
+	c := tc.coordinator(t, "")
+	ctx := context.Background()
+
+	first, err := c.Start(ctx, opts("predictor:1.1.0", 1, time.Hour, time.Minute)) // never finishes by itself
+	require.NoError(t, err)
+	_, err = c.Start(ctx, opts("predictor:1.0.0", 1, 0, time.Second))
+	require.ErrorIs(t, err, ErrBusy)
+	assert.Contains(t, err.Error(), first.ID)
+	assert.Contains(t, err.Error(), "predictor:1.1.0")
+
+	require.Eventually(t, func() bool { return tc.agents[0].image() == "predictor:1.1.0" }, 5*time.Second, 10*time.Millisecond)
+	r, err := c.Abort()
+	require.NoError(t, err)
+	assert.Equal(t, StateAborted, r.State)
+	assert.True(t, r.Reverted, r.Message)
+	assert.Equal(t, "predictor:1.0.0", tc.agents[0].image(), "the batch in progress went back")
+	assert.Empty(t, tc.agents[1].deployed())
+	_, err = c.Abort()
+	assert.Error(t, err, "nothing to abort")
+
+	// A completed rollout, then a rollback to the image before it.
+	_, err = c.Start(ctx, opts("predictor:1.1.0", 2, 0, 10*time.Second))
+	require.NoError(t, err)
+	require.Equal(t, StateSucceeded, wait(t, c, 10*time.Second).State)
+	back, err := c.Rollback(ctx, Options{MinHealthy: Duration(time.Millisecond)})
+	require.NoError(t, err)
+	assert.Equal(t, "predictor:1.0.0", back.Image)
+	assert.Equal(t, "predictor:1.1.0", back.Previous)
+	require.Equal(t, StateSucceeded, wait(t, c, 10*time.Second).State)
+	for _, a := range tc.agents {
+		assert.Equal(t, "predictor:1.0.0", a.image())
+	}
+	hist := c.History()
+	require.Len(t, hist, 3)
+	assert.Equal(t, []string{StateSucceeded, StateSucceeded, StateAborted}, []string{hist[0].State, hist[1].State, hist[2].State})
+	got, err := c.Get(hist[2].ID)
+	require.NoError(t, err)
+	assert.Equal(t, first.ID, got.ID)
+}
+
+// TestRolloutResumesAfterRestart: the state file keeps a running rollout;
+// a new coordinator shows it where it stood and resumes it.
+func TestRolloutResumesAfterRestart(t *testing.T) {
+	tc := startCluster(t, 2, 50*time.Millisecond)
+	path := filepath.Join(t.TempDir(), "rollouts.json")
+	c := tc.coordinator(t, path)
+	r, err := c.Start(context.Background(), opts("predictor:1.1.0", 1, 500*time.Millisecond, 10*time.Second))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		cur, _ := c.Get(r.ID)
+		return cur.Hosts[0].State == HostVerifying
+	}, 5*time.Second, 10*time.Millisecond)
+	c.Close()
+
+	var saved state
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &saved))
+	require.NotNil(t, saved.Current)
+	assert.Equal(t, StateRunning, saved.Current.State)
+	assert.Equal(t, HostPending, saved.Current.Hosts[1].State)
+
+	c2 := tc.coordinator(t, path)
+	done := wait(t, c2, 10*time.Second)
+	assert.Equal(t, r.ID, done.ID)
+	assert.Equal(t, StateSucceeded, done.State)
+	for _, img := range tc.agents[0].deployed() {
+		assert.Equal(t, "predictor:1.1.0", img, "a resumed rollout re-sends the same image, never another")
+	}
+	for _, a := range tc.agents {
+		assert.Equal(t, "predictor:1.1.0", a.image())
+	}
+}
+
+func TestCorruptStateFileNamed(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rollouts.json")
+	require.NoError(t, os.WriteFile(path, []byte(`{"current": {"id": "x", "hosts": [`), 0o600))
+	_, err := New(Config{StatePath: path})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), path)
+	assert.Contains(t, err.Error(), "corrupt")
+	b, _ := os.ReadFile(path)
+	assert.Equal(t, `{"current": {"id": "x", "hosts": [`, string(b), "the file is left for the operator")
+}
+
+func TestHistoryBounded(t *testing.T) {
+	c, err := New(Config{})
+	require.NoError(t, err)
+	for i := range MaxHistory + 10 {
+		c.pushHistoryLocked(Rollout{ID: string(rune('A' + i))})
+	}
+	assert.Len(t, c.History(), MaxHistory)
+	assert.Equal(t, string(rune('A'+MaxHistory+9)), c.History()[0].ID, "newest first")
+}
