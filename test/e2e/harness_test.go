@@ -372,3 +372,66 @@ func gossipProfile() string {
 	}
 	return "local"
 }
+
+// probe is a closed-loop GET load: workers that each send the next request
+// as soon as the last one answered, recording when each one completed. Its
+// rate over a window is the gateway's throughput then.
+type probe struct {
+	load
+	mu    sync.Mutex
+	times []time.Time
+}
+
+func startProbe(t *testing.T, url string, workers int) *probe {
+	t.Helper()
+	p := &probe{load: load{stop: make(chan struct{})}}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
+	deadline := time.Now().Add(5 * time.Minute)
+	for range workers {
+		p.done.Go(func() {
+			for time.Now().Before(deadline) {
+				select {
+				case <-p.stop:
+					return
+				default:
+				}
+				failed := p.failed.Load()
+				p.one(client, url)
+				if p.failed.Load() == failed {
+					p.mu.Lock()
+					p.times = append(p.times, time.Now())
+					p.mu.Unlock()
+				}
+			}
+		})
+	}
+	t.Cleanup(p.finish)
+	return p
+}
+
+// rate is the requests per second completed in [from, to).
+func (p *probe) rate(from, to time.Time) float64 {
+	if !to.After(from) {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, at := range p.times {
+		if !at.Before(from) && at.Before(to) {
+			n++
+		}
+	}
+	return float64(n) / to.Sub(from).Seconds()
+}
+
+// lowest is the lowest rate over the windows of width w in [from, to).
+func (p *probe) lowest(from, to time.Time, w time.Duration) float64 {
+	low := -1.0
+	for at := from; !at.Add(w).After(to); at = at.Add(w) {
+		if r := p.rate(at, at.Add(w)); low < 0 || r < low {
+			low = r
+		}
+	}
+	return max(low, 0)
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herd-cluster/herd/pkg/rollout"
+	"github.com/herd-cluster/herd/pkg/runtime/docker"
 )
 
 // clusterctl runs clusterctl against g and returns its output and exit code.
@@ -41,18 +42,35 @@ func TestRollout(t *testing.T) {
 	}
 	g.waitBackends(t, 12, 30*time.Second)
 	l := startLoad(t, g.url, 200, true)
-	time.Sleep(500 * time.Millisecond)
+	p := startProbe(t, g.url, 2)
+	time.Sleep(2 * time.Second) // the first second warms connections up
 
 	began := time.Now()
 	out, code := g.clusterctl(t, "rollout", "--min-healthy", "1s", "--deadline", "30s", "predictor:1.1.0")
 	took := time.Since(began)
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(time.Second)
 	l.finish()
+	p.finish()
 	require.Equal(t, 0, code, out)
 	assert.Contains(t, out, "succeeded")
 	t.Logf("MEASURE rollout 3×4 1.0.0→1.1.0: took %s, load sent=%d failed=%d", took.Round(time.Millisecond), l.sent.Load(), l.failed.Load())
 	require.Zero(t, l.failed.Load(), "failed requests:\n%s", l.failures())
+	require.Zero(t, p.failed.Load(), "failed probe requests:\n%s", p.failures())
 	assert.Equal(t, map[string]int{"1.1.0": 24}, versions(t, g, 24))
+
+	// The throughput dip: the closed-loop probe's rate before the rollout
+	// and while each host was being replaced.
+	out, code = g.clusterctl(t, "rollout", "status", "--json")
+	require.Equal(t, 0, code, out)
+	var done rollout.Rollout
+	require.NoError(t, json.Unmarshal([]byte(out), &done))
+	ended := began.Add(took)
+	t.Logf("MEASURE closed-loop probe (2 workers): %.0f req/s in the second before the rollout, %.0f in the second after",
+		p.rate(began.Add(-time.Second), began), p.rate(ended, ended.Add(time.Second)))
+	for _, h := range done.Hosts {
+		t.Logf("MEASURE while %s was replaced (%s): %.0f req/s, lowest 250 ms window %.0f req/s", h.Node,
+			h.HealthySince.Sub(h.Started).Round(time.Millisecond), p.rate(h.Started, h.HealthySince), p.lowest(h.Started, h.HealthySince, 250*time.Millisecond))
+	}
 
 	// History and status, as a script reads them.
 	out, code = g.clusterctl(t, "rollout", "history", "--json")
@@ -176,4 +194,36 @@ func TestRolloutCoordinatorRestart(t *testing.T) {
 	a.restart(t)
 	g.waitBackends(t, 4, 30*time.Second)
 	assert.Equal(t, map[string]int{"1.1.0": 8}, versions(t, g, 8))
+}
+
+// TestDockerRollout: 2 agents × 2 containers on the Docker runtime, rolled
+// to predictor:1.1.0 under a constant load: zero failed requests; the
+// containers afterwards are 1.1.0 ones, the old ones removed.
+func TestDockerRollout(t *testing.T) {
+	dockerCluster(t, "1.0.0", "1.1.0")
+	g := startGateway(t)
+	n1, n2 := uniqueNode("droll-1"), uniqueNode("droll-2")
+	startDockerAgent(t, g, n1, "127.0.0.2", 2)
+	startDockerAgent(t, g, n2, "127.0.0.3", 2)
+	g.waitBackends(t, 4, 60*time.Second)
+	l := startLoad(t, g.url, 200, true)
+	time.Sleep(500 * time.Millisecond)
+
+	began := time.Now()
+	out, code := g.clusterctl(t, "rollout", "--min-healthy", "1s", "--deadline", "60s", "predictor:1.1.0")
+	took := time.Since(began)
+	time.Sleep(500 * time.Millisecond)
+	l.finish()
+	require.Equal(t, 0, code, out)
+	t.Logf("MEASURE docker rollout 2×2 1.0.0→1.1.0: took %s, load sent=%d failed=%d", took.Round(time.Millisecond), l.sent.Load(), l.failed.Load())
+	require.Zero(t, l.failed.Load(), "failed requests:\n%s", l.failures())
+	assert.Equal(t, map[string]int{"1.1.0": 8}, versions(t, g, 8))
+	for _, n := range []string{n1, n2} {
+		list := containers(t, n, true)
+		require.Len(t, list, 2, "old containers removed")
+		for _, c := range list {
+			assert.Equal(t, "predictor:1.1.0", c.Labels[docker.LabelImage])
+			assert.Equal(t, "running", c.State)
+		}
+	}
 }
