@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"time"
 
@@ -29,6 +30,8 @@ func main() {
 					Usage: "client traffic address"},
 				&cli.StringFlag{Name: "service", Value: "predictor", EnvVars: []string{"HERD_SERVICE"},
 					Usage: "the service to route"},
+				&cli.BoolFlag{Name: "enable-pprof", EnvVars: []string{"HERD_ENABLE_PPROF"},
+					Usage: "serve Go's profiler at /debug/pprof/ on the admin address (behind the token)"},
 				&cli.DurationFlag{Name: "shutdown-grace", Value: 30 * time.Second, EnvVars: []string{"HERD_SHUTDOWN_GRACE"},
 					Usage: "on SIGTERM, how long in-flight requests may take to finish"},
 			}, cliutil.GossipFlags("127.0.0.1:7070")...), cliutil.LogFlags()...),
@@ -97,6 +100,11 @@ func run(c *cli.Context) error {
 	}
 	defer coord.Close()
 	srv.HandleRollouts(coord)
+	if c.Bool("enable-pprof") {
+		srv.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
+		srv.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+		srv.Handle("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+	}
 	go func() {
 		if err := cliutil.Serve(ctx, admin, srv, 5*time.Second, logger); err != nil {
 			logger.Error("admin API", "error", err)
@@ -105,7 +113,7 @@ func run(c *cli.Context) error {
 	logger.Info("gateway ready", "listen", traffic.Addr(), "admin", admin.Addr(), "gossip", cluster.LocalNode().Addr,
 		"service", gcfg.Service)
 
-	serveErr := cliutil.Serve(ctx, traffic, gw.Handler(), c.Duration("shutdown-grace"), logger)
+	serveErr := cliutil.ServeUntil(ctx, traffic, gw.Balancer(), c.Duration("shutdown-grace"))
 	// In-flight requests have finished: leave, then stop following events.
 	if err := cluster.Leave(); err != nil {
 		logger.Warn("leave", "error", err)

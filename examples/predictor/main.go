@@ -4,7 +4,9 @@
 //	predictor healthcheck exit 0 if the local server's /healthz answers 200
 //	predictor version     print the version
 //
-// Endpoints: POST /predict {"text": "..."}, GET /healthz, GET /version.
+// Endpoints: POST /predict {"text": "..."}, GET /healthz, GET /version; for
+// load tests of the path in between, GET /bytes?n=N streams N bytes and
+// POST /discard reads a body of any size and answers its length.
 // HERD_INSTANCE names this replica in answers (Herd's agents set it).
 package main
 
@@ -19,6 +21,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -36,6 +39,7 @@ var (
 
 const (
 	maxBody         = 64 << 10
+	maxStream       = 1 << 30
 	shutdownTimeout = 30 * time.Second
 )
 
@@ -135,6 +139,31 @@ func newHandler(version, instance string, broken bool) http.Handler {
 	})
 	mux.HandleFunc("GET /version", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"version": version, "instance": instance})
+	})
+	mux.HandleFunc("GET /bytes", func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+		if err != nil || n < 0 || n > maxStream {
+			http.Error(w, "want n=0.."+strconv.Itoa(maxStream), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		chunk := make([]byte, 32<<10)
+		for n > 0 {
+			k, err := w.Write(chunk[:min(n, int64(len(chunk)))])
+			if err != nil {
+				return
+			}
+			n -= int64(k)
+		}
+	})
+	mux.HandleFunc("POST /discard", func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, maxStream))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]int64{"bytes": n})
 	})
 	mux.HandleFunc("POST /predict", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {

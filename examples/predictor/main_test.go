@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -56,4 +57,30 @@ func TestBrokenBuildFailsHealth(t *testing.T) {
 		srv.Close()
 		assert.Equal(t, want, resp.StatusCode)
 	}
+}
+
+func TestStreamEndpoints(t *testing.T) {
+	srv := httptest.NewServer(newHandler("1.0.0", "x", false))
+	defer srv.Close()
+
+	resp, err := http.Get(srv.URL + "/bytes?n=100000")
+	require.NoError(t, err)
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Len(t, b, 100000)
+	assert.Equal(t, "100000", resp.Header.Get("Content-Length"))
+	for _, q := range []string{"n=-1", "n=x", ""} {
+		resp, err = http.Get(srv.URL + "/bytes?" + q)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, q)
+	}
+
+	resp, err = http.Post(srv.URL+"/discard", "application/octet-stream", strings.NewReader(strings.Repeat("z", 3<<20)))
+	require.NoError(t, err)
+	var out map[string]int64
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	resp.Body.Close()
+	assert.Equal(t, int64(3<<20), out["bytes"])
 }

@@ -121,12 +121,23 @@ func Listen(what, addr string) (net.Listener, error) {
 // Serve serves h on l until ctx ends, then shuts down, letting in-flight
 // requests finish for up to grace.
 func Serve(ctx context.Context, l net.Listener, h http.Handler, grace time.Duration, logger hclog.Logger) error {
-	srv := &http.Server{
+	return ServeUntil(ctx, l, &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          logger.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
-	}
+	}, grace)
+}
+
+// Server is what ServeUntil runs: *http.Server, *balancer.Balancer.
+type Server interface {
+	Serve(net.Listener) error
+	Shutdown(context.Context) error
+}
+
+// ServeUntil serves l with srv until ctx ends, then shuts it down, letting
+// requests in flight finish within grace.
+func ServeUntil(ctx context.Context, l net.Listener, srv Server, grace time.Duration) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -57,14 +56,18 @@ func startGateway(t *testing.T) *testGateway {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { gw.Run(ctx); close(done) }()
-	srv := httptest.NewServer(gw.Handler())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = gw.Balancer().Serve(ln) }()
 	t.Cleanup(func() {
-		srv.Close()
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		_ = gw.Balancer().Shutdown(sctx)
 		cancel()
 		<-done
 		_ = cluster.Shutdown()
 	})
-	return &testGateway{gw: gw, gossip: cluster.LocalNode().Addr.String(), url: srv.URL}
+	return &testGateway{gw: gw, gossip: cluster.LocalNode().Addr.String(), url: "http://" + ln.Addr().String()}
 }
 
 func (g *testGateway) waitBackends(t *testing.T, n int) {

@@ -5,8 +5,7 @@
 package balancer
 
 import (
-	"net/http"
-	"net/http/httputil"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -35,6 +34,9 @@ type Config struct {
 	// IdleConnTimeout closes keep-alive connections to a backend unused this
 	// long. Default 90 s.
 	IdleConnTimeout time.Duration
+	// ClientIdleTimeout closes a client connection that sends no request,
+	// or not a whole request head, for this long. Default 60 s.
+	ClientIdleTimeout time.Duration
 	// MaxIdleConnsPerBackend bounds the keep-alive pool of each backend.
 	// Default 128.
 	MaxIdleConnsPerBackend int
@@ -57,6 +59,7 @@ func DefaultConfig() Config {
 		DialTimeout:            2 * time.Second,
 		ResponseHeaderTimeout:  60 * time.Second,
 		IdleConnTimeout:        90 * time.Second,
+		ClientIdleTimeout:      60 * time.Second,
 		MaxIdleConnsPerBackend: 128,
 		Retries:                2,
 		EjectFor:               3 * time.Second,
@@ -64,12 +67,20 @@ func DefaultConfig() Config {
 	}
 }
 
-// Balancer is an http.Handler that proxies each request to the next backend
-// in round robin.
+// Balancer is an HTTP/1.1 reverse proxy (Serve) that sends each request to
+// the next backend in round robin.
 type Balancer struct {
 	cfg    Config
 	logger hclog.Logger
-	proxy  *httputil.ReverseProxy
+
+	// The client side: listeners and connections, for Shutdown.
+	srvMu     sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*clientConn]struct{}
+	srvWG     sync.WaitGroup
+	shutting  atomic.Bool
+
+	retries, ejections atomic.Uint64
 
 	snap atomic.Pointer[snapshot]
 	rr   atomic.Uint64
@@ -83,18 +94,17 @@ func New(cfg Config) *Balancer {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.Default()
 	}
+	if cfg.ClientIdleTimeout <= 0 {
+		cfg.ClientIdleTimeout = 60 * time.Second
+	}
 	b := &Balancer{
-		cfg:      cfg,
-		logger:   cfg.Logger.Named("balancer"),
-		registry: make(map[netip.AddrPort]*backend),
+		cfg:       cfg,
+		logger:    cfg.Logger.Named("balancer"),
+		registry:  make(map[netip.AddrPort]*backend),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*clientConn]struct{}),
 	}
 	b.snap.Store(&snapshot{})
-	b.proxy = &httputil.ReverseProxy{
-		Rewrite:      rewrite,
-		Transport:    b,
-		ErrorHandler: b.serveError,
-		ErrorLog:     b.logger.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
-	}
 	return b
 }
 
@@ -159,20 +169,14 @@ func (b *Balancer) Backends() []BackendStatus {
 // Len is the number of backends in the current set.
 func (b *Balancer) Len() int { return len(b.snap.Load().backends) }
 
-// ServeHTTP proxies r to a backend.
-func (b *Balancer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if len(b.snap.Load().backends) == 0 {
-		b.serveError(w, r, errNoBackends)
-		return
-	}
-	b.proxy.ServeHTTP(w, r)
-}
+// record accounts for one answered request.
+func (b *Balancer) record(be *backend, status int, st *relayState) {}
 
 // Close closes idle connections to every backend.
 func (b *Balancer) Close() {
 	b.updateMu.Lock()
 	defer b.updateMu.Unlock()
 	for _, st := range b.registry {
-		st.transport.CloseIdleConnections()
+		st.closeIdle()
 	}
 }

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -36,15 +37,32 @@ func startBackends(t *testing.T, n int, h func(i int) http.HandlerFunc) []Backen
 	return out
 }
 
-func newTestBalancer(t *testing.T) (*Balancer, *httptest.Server) {
+// front is a balancer serving on loopback.
+type front struct{ URL, Addr string }
+
+func newTestBalancer(t *testing.T) (*Balancer, *front) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Service = "predictor"
 	cfg.Logger = hclog.NewNullLogger()
+	return serveBalancer(t, cfg)
+}
+
+func serveBalancer(t *testing.T, cfg Config) (*Balancer, *front) {
+	t.Helper()
 	b := New(cfg)
-	front := httptest.NewServer(b)
-	t.Cleanup(func() { front.Close(); b.Close() })
-	return b, front
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- b.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		assert.NoError(t, b.Shutdown(ctx))
+		assert.ErrorIs(t, <-done, ErrServerClosed)
+		b.Close()
+	})
+	return b, &front{URL: "http://" + ln.Addr().String(), Addr: ln.Addr().String()}
 }
 
 func get(t *testing.T, url string) (int, string) {

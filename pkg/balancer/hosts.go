@@ -1,9 +1,10 @@
 package balancer
 
 import (
+	"bufio"
 	"net"
-	"net/http"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -11,10 +12,16 @@ import (
 // backend is one backend's live state. It outlives snapshot swaps: a set
 // update reuses the state of backends that stay.
 type backend struct {
-	addr      netip.AddrPort
-	hostPort  string
-	node      string
-	transport *http.Transport
+	addr     netip.AddrPort
+	hostPort string
+	node     string
+	dialer   net.Dialer
+
+	// The keep-alive pool: idle connections, most recently used last.
+	poolMu      sync.Mutex
+	idle        []*bconn
+	maxIdle     int
+	idleTimeout time.Duration
 
 	inflight     atomic.Int64
 	requests     atomic.Uint64
@@ -24,22 +31,77 @@ type backend struct {
 }
 
 func newBackend(be Backend, cfg Config) *backend {
-	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	return &backend{
-		addr:     be.Addr,
-		hostPort: be.Addr.String(),
-		node:     be.Node,
-		// One transport per backend, so draining one closes only its
-		// connections.
-		transport: &http.Transport{
-			DialContext:           dialer.DialContext,
-			MaxIdleConns:          cfg.MaxIdleConnsPerBackend,
-			MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerBackend,
-			IdleConnTimeout:       cfg.IdleConnTimeout,
-			ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
-			ExpectContinueTimeout: time.Second,
-			DisableCompression:    true, // pass bodies through as they are
-		},
+		addr:        be.Addr,
+		hostPort:    be.Addr.String(),
+		node:        be.Node,
+		dialer:      net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
+		maxIdle:     cfg.MaxIdleConnsPerBackend,
+		idleTimeout: cfg.IdleConnTimeout,
+	}
+}
+
+// bconn is a connection to a backend with its read buffer.
+type bconn struct {
+	be        *backend
+	c         net.Conn
+	br        *bufio.Reader
+	reused    bool // it served a request before this one
+	idleSince time.Time
+}
+
+// get returns an idle connection to be, or dials one.
+func (be *backend) get(timeout time.Duration) (*bconn, error) {
+	be.poolMu.Lock()
+	for n := len(be.idle); n > 0; n = len(be.idle) {
+		bc := be.idle[n-1]
+		be.idle[n-1] = nil
+		be.idle = be.idle[:n-1]
+		if time.Since(bc.idleSince) < be.idleTimeout {
+			be.poolMu.Unlock()
+			bc.reused = true
+			return bc, nil
+		}
+		bc.close()
+	}
+	be.poolMu.Unlock()
+	c, err := be.dialer.Dial("tcp", be.hostPort)
+	if err != nil {
+		return nil, err
+	}
+	return &bconn{be: be, c: c, br: getReader(c)}, nil
+}
+
+// put returns a connection whose exchange ended cleanly to the pool, or
+// closes it when be is retired or the pool is full.
+func (be *backend) put(bc *bconn) {
+	be.poolMu.Lock()
+	if be.retired.Load() || len(be.idle) >= be.maxIdle {
+		be.poolMu.Unlock()
+		bc.close()
+		return
+	}
+	bc.idleSince = time.Now()
+	be.idle = append(be.idle, bc)
+	be.poolMu.Unlock()
+}
+
+func (bc *bconn) close() {
+	if bc.c != nil {
+		bc.c.Close()
+		putReader(bc.br)
+		bc.c, bc.br = nil, nil
+	}
+}
+
+// closeIdle closes every idle connection.
+func (be *backend) closeIdle() {
+	be.poolMu.Lock()
+	idle := be.idle
+	be.idle = nil
+	be.poolMu.Unlock()
+	for _, bc := range idle {
+		bc.close()
 	}
 }
 
@@ -53,13 +115,13 @@ func (be *backend) eject(d time.Duration) {
 // then its connections are closed.
 func (be *backend) retire() {
 	be.retired.Store(true)
-	be.transport.CloseIdleConnections()
+	be.closeIdle()
 }
 
 // done ends one request on be.
 func (be *backend) done() {
 	if be.inflight.Add(-1) == 0 && be.retired.Load() {
-		be.transport.CloseIdleConnections()
+		be.closeIdle()
 	}
 }
 

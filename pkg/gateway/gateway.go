@@ -5,7 +5,6 @@ package gateway
 
 import (
 	"context"
-	"net/http"
 	"sync"
 	"time"
 
@@ -79,9 +78,6 @@ func (g *Gateway) EventCh() chan<- membership.Event { return g.events }
 
 // QueryCh is where membership must deliver queries.
 func (g *Gateway) QueryCh() chan<- *membership.Query { return g.queries }
-
-// Handler is the proxy to serve client traffic with.
-func (g *Gateway) Handler() http.Handler { return g.bal }
 
 // Balancer exposes the balancer's state, for the admin API.
 func (g *Gateway) Balancer() *balancer.Balancer { return g.bal }

@@ -80,10 +80,13 @@ func startSimAgent(t *testing.T, name, join string, converge time.Duration) *sim
 func (a *simAgent) answer(q *membership.Query) {
 	req, err := membership.DecodeDeployRequest(q.Payload())
 	var resp membership.DeployResponse
+	a.mu.Lock()
+	has := a.has[req.Image]
+	a.mu.Unlock()
 	switch {
 	case err != nil:
 		resp.Error = err.Error()
-	case !a.has[req.Image]:
+	case !has:
 		resp.Error = a.name + ": image not found: " + req.Image
 	case req.CheckOnly:
 		a.mu.Lock()
@@ -111,7 +114,10 @@ func (a *simAgent) finish(image string) {
 		return
 	case <-time.After(a.converge):
 	}
-	if a.broken[image] {
+	a.mu.Lock()
+	broken := a.broken[image]
+	a.mu.Unlock()
+	if broken {
 		return
 	}
 	a.setTags(func(t *membership.Tags) {
@@ -228,8 +234,9 @@ func TestRolloutBatchesWaitOutMinHealthy(t *testing.T) {
 
 func TestRolloutRefusedChangesNothing(t *testing.T) {
 	tc := startCluster(t, 2, 50*time.Millisecond)
-	delete(tc.agents[1].has, "predictor:2.0.0")
-	tc.agents[0].has["predictor:2.0.0"] = true
+	tc.agents[0].mu.Lock()
+	tc.agents[0].has["predictor:2.0.0"] = true // b does not have it
+	tc.agents[0].mu.Unlock()
 	c := tc.coordinator(t, "")
 	ctx := context.Background()
 

@@ -1,0 +1,372 @@
+package balancer
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// The gateway relays HTTP/1.1 itself instead of going through net/http's
+// ReverseProxy: it parses only the message head, forwards the bytes of the
+// body as they come (streaming, never buffered whole), and writes a small
+// response whose head and body arrived together in one system call. This
+// file is the head parser: strict where leniency enables request smuggling
+// (RFC 9112 §6.3, §11.2).
+
+// maxHead bounds a message head (request or status line and headers). It is
+// also the size of each connection's read buffer.
+const maxHead = 16 << 10
+
+// httpError is a client error the gateway answers itself.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) error {
+	return &httpError{status: 400, msg: fmt.Sprintf(format, args...)}
+}
+
+var errHeadTooLarge = &httpError{status: 431, msg: "request head larger than 16 KiB"}
+
+// field is one header field; both slices point into the read buffer.
+type field struct {
+	name, value []byte
+	// drop: not forwarded (hop-by-hop, or replaced by the gateway).
+	drop bool
+}
+
+// head is a parsed message head. Its slices are valid until the reader it
+// came from is advanced.
+type head struct {
+	size int // bytes of the head, final CRLF included
+	// Request: method, target, proto. Response: proto, status, reason.
+	line          [3][]byte
+	status        int
+	http10        bool
+	fields        []field
+	contentLength int64 // -1: absent
+	chunked       bool
+	close         bool // the sender closes the connection after this message
+	keepAlive     bool // "Connection: keep-alive" (HTTP/1.0)
+	upgrade       []byte // Upgrade header value
+	connUpgrade   bool   // "Connection: upgrade"
+	conn          [][]byte
+	expect100     bool
+	host          bool
+	requestID     []byte
+	idempotent    bool // Idempotency-Key present
+	forwardedFor  []byte
+	// rewrite: some field must be dropped, so the raw head cannot be
+	// forwarded as is.
+	rewrite bool
+}
+
+func (h *head) reset() {
+	fields, conn := h.fields[:0], h.conn[:0]
+	*h = head{fields: fields, conn: conn, contentLength: -1}
+}
+
+// readHead reads a head from br into h: it waits until the blank line that
+// ends the head is buffered, then parses it in place. It does not consume
+// it: the caller calls br.Discard(h.size) once done with h's slices.
+func readHead(br *bufio.Reader, h *head, request bool) error {
+	h.reset()
+	end := -1
+	for scanned := 0; ; {
+		b, err := br.Peek(max(br.Buffered(), 1))
+		if len(b) > 0 {
+			if i := bytes.Index(b[max(scanned-3, 0):], crlfcrlf); i >= 0 {
+				end = max(scanned-3, 0) + i + 4
+				break
+			}
+			scanned = len(b)
+		}
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return errHeadTooLarge
+			}
+			if len(b) > 0 && errors.Is(err, io.EOF) {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		if len(b) == br.Size() {
+			return errHeadTooLarge
+		}
+		if _, err := br.Peek(len(b) + 1); err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			if errors.Is(err, io.EOF) && len(b) > 0 {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	b, _ := br.Peek(end)
+	h.size = end
+	return parseHead(b[:end-2], h, request)
+}
+
+var (
+	crlf     = []byte("\r\n")
+	crlfcrlf = []byte("\r\n\r\n")
+)
+
+// parseHead parses b, a head without its final CRLF.
+func parseHead(b []byte, h *head, request bool) error {
+	nl := bytes.Index(b, crlf)
+	if nl < 0 {
+		return badRequest("malformed head")
+	}
+	if err := parseFirstLine(b[:nl], h, request); err != nil {
+		return err
+	}
+	rest := b[nl+2:]
+	for len(rest) > 0 {
+		nl := bytes.Index(rest, crlf)
+		var line []byte
+		if nl < 0 {
+			line, rest = rest, nil
+		} else {
+			line, rest = rest[:nl], rest[nl+2:]
+		}
+		if err := h.addField(line); err != nil {
+			return err
+		}
+	}
+	for _, v := range h.conn {
+		h.connection(v)
+	}
+	if request && !h.http10 && !h.host {
+		return badRequest("missing Host header")
+	}
+	if h.chunked && h.contentLength >= 0 {
+		if request {
+			return badRequest("both Content-Length and Transfer-Encoding")
+		}
+		h.contentLength = -1 // RFC 9112 §6.3: chunked wins
+	}
+	if h.http10 && !h.keepAlive {
+		h.close = true
+	}
+	return nil
+}
+
+func parseFirstLine(line []byte, h *head, request bool) error {
+	a := bytes.IndexByte(line, ' ')
+	if a <= 0 {
+		return badRequest("malformed first line")
+	}
+	b := bytes.IndexByte(line[a+1:], ' ')
+	if request {
+		if b <= 0 {
+			return badRequest("malformed request line")
+		}
+		h.line = [3][]byte{line[:a], line[a+1 : a+1+b], line[a+2+b:]}
+		if !isToken(h.line[0]) || bytes.IndexByte(h.line[1], ' ') >= 0 {
+			return badRequest("malformed request line")
+		}
+		proto := h.line[2]
+		switch {
+		case string(proto) == "HTTP/1.1":
+		case string(proto) == "HTTP/1.0":
+			h.http10 = true
+		default:
+			return &httpError{status: 505, msg: "HTTP version not supported"}
+		}
+		return nil
+	}
+	if b < 0 { // no reason phrase
+		b = len(line) - a - 1
+		h.line = [3][]byte{line[:a], line[a+1:], nil}
+	} else {
+		h.line = [3][]byte{line[:a], line[a+1 : a+1+b], line[a+2+b:]}
+	}
+	if !bytes.HasPrefix(h.line[0], []byte("HTTP/1.")) || len(h.line[1]) != 3 {
+		return fmt.Errorf("malformed status line %q", truncate(line, 64))
+	}
+	st, err := strconv.Atoi(string(h.line[1]))
+	if err != nil || st < 100 {
+		return fmt.Errorf("malformed status line %q", truncate(line, 64))
+	}
+	h.status = st
+	h.http10 = string(h.line[0]) == "HTTP/1.0"
+	return nil
+}
+
+func (h *head) addField(line []byte) error {
+	if len(line) == 0 {
+		return badRequest("empty header line")
+	}
+	if line[0] == ' ' || line[0] == '\t' {
+		return badRequest("obsolete line folding")
+	}
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 || !isToken(line[:colon]) {
+		return badRequest("malformed header field %q", truncate(line, 64))
+	}
+	f := field{name: line[:colon], value: bytes.Trim(line[colon+1:], " \t")}
+	for _, c := range f.value {
+		if c == 0 || c == '\r' || c == '\n' {
+			return badRequest("invalid byte in header %q", f.name)
+		}
+	}
+	switch len(f.name) {
+	case 4:
+		if equalFold(f.name, "Host") {
+			if h.host {
+				return badRequest("more than one Host header")
+			}
+			h.host = true
+		}
+	case 6:
+		if equalFold(f.name, "Expect") && equalFold(f.value, "100-continue") {
+			h.expect100 = true
+		}
+	case 7:
+		if equalFold(f.name, "Upgrade") {
+			h.upgrade, f.drop = f.value, true
+		}
+	case 2:
+		if equalFold(f.name, "TE") {
+			f.drop = true
+		}
+	case 10:
+		switch {
+		case equalFold(f.name, "Connection"):
+			f.drop = true
+			h.conn = append(h.conn, f.value)
+		case equalFold(f.name, "Keep-Alive"):
+			f.drop = true
+		}
+	case 12:
+		if equalFold(f.name, "X-Request-Id") {
+			h.requestID = f.value
+		}
+	case 14:
+		if equalFold(f.name, "Content-Length") {
+			n, err := strconv.ParseInt(string(f.value), 10, 64)
+			if err != nil || n < 0 || f.value[0] == '+' {
+				return badRequest("invalid Content-Length %q", truncate(f.value, 32))
+			}
+			if h.contentLength >= 0 && h.contentLength != n {
+				return badRequest("conflicting Content-Length headers")
+			}
+			h.contentLength = n
+		}
+	case 15:
+		if equalFold(f.name, "X-Forwarded-For") {
+			h.forwardedFor, f.drop = f.value, true
+		}
+		if equalFold(f.name, "Idempotency-Key") {
+			h.idempotent = true
+		}
+	case 16:
+		if equalFold(f.name, "Proxy-Connection") {
+			f.drop = true
+		}
+		if equalFold(f.name, "X-Forwarded-Host") {
+			f.drop = true
+		}
+	case 17:
+		if equalFold(f.name, "Transfer-Encoding") {
+			if !equalFold(f.value, "chunked") || h.chunked {
+				return &httpError{status: 501, msg: fmt.Sprintf("unsupported Transfer-Encoding %q", truncate(f.value, 32))}
+			}
+			h.chunked = true
+		} else if equalFold(f.name, "X-Forwarded-Proto") {
+			f.drop = true
+		}
+	}
+	h.rewrite = h.rewrite || f.drop
+	h.fields = append(h.fields, f)
+	return nil
+}
+
+// connection reads a Connection header's options.
+func (h *head) connection(v []byte) {
+	for len(v) > 0 {
+		var tok []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			tok, v = v[:i], v[i+1:]
+		} else {
+			tok, v = v, nil
+		}
+		tok = bytes.Trim(tok, " \t")
+		switch {
+		case equalFold(tok, "close"):
+			h.close = true
+		case equalFold(tok, "keep-alive"):
+			h.keepAlive = true
+		case equalFold(tok, "upgrade"):
+			h.connUpgrade = true
+		default:
+			// Any other header it names is hop-by-hop too.
+			for i := range h.fields {
+				if bytes.EqualFold(h.fields[i].name, tok) {
+					h.fields[i].drop = true
+				}
+			}
+		}
+	}
+}
+
+// upgrading reports whether a request asks to switch protocols
+// (WebSocket): both "Connection: upgrade" and an Upgrade header.
+func (h *head) upgrading() bool { return h.connUpgrade && len(h.upgrade) > 0 }
+
+
+// bodyless reports whether a response to method with this head has no body.
+func (h *head) bodyless(method []byte) bool {
+	return string(method) == "HEAD" || h.status/100 == 1 || h.status == 204 || h.status == 304
+}
+
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !tokenChar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-32] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// equalFold is an ASCII case-insensitive comparison without allocation.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		x, y := b[i], s[i]
+		if x|0x20 != y|0x20 || (x|0x20 < 'a' || x|0x20 > 'z') && x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}

@@ -1,0 +1,830 @@
+package balancer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Serve accepts client connections on ln and relays their requests until
+// Shutdown or Close, or until ln fails. One goroutine serves each client
+// connection: it reads a request head, picks a backend, relays the request
+// and then the response, and starts over (keep-alive).
+func (b *Balancer) Serve(ln net.Listener) error {
+	b.srvMu.Lock()
+	if b.shutting.Load() {
+		b.srvMu.Unlock()
+		return ErrServerClosed
+	}
+	b.listeners[ln] = struct{}{}
+	b.srvMu.Unlock()
+	defer func() {
+		b.srvMu.Lock()
+		delete(b.listeners, ln)
+		b.srvMu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if b.shutting.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				b.logger.Warn("accept failed; retrying", "error", err, "in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		cc := b.newClientConn(c)
+		b.srvMu.Lock()
+		if b.shutting.Load() {
+			b.srvMu.Unlock()
+			c.Close()
+			return ErrServerClosed
+		}
+		b.conns[cc] = struct{}{}
+		b.srvWG.Add(1)
+		b.srvMu.Unlock()
+		go cc.serve()
+	}
+}
+
+var errNoBackends = errors.New("no backend available")
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("balancer: server closed")
+
+// Shutdown stops accepting, closes idle client connections, and waits until
+// the requests in flight have been answered (each connection is closed
+// after its answer) or ctx ends, when the remaining connections are closed.
+func (b *Balancer) Shutdown(ctx context.Context) error {
+	b.srvMu.Lock()
+	b.shutting.Store(true)
+	for ln := range b.listeners {
+		ln.Close()
+	}
+	b.srvMu.Unlock()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		b.srvMu.Lock()
+		n := len(b.conns)
+		for cc := range b.conns {
+			if cc.idle.Load() {
+				cc.c.Close()
+			}
+		}
+		b.srvMu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			b.srvMu.Lock()
+			for cc := range b.conns {
+				cc.c.Close()
+			}
+			b.srvMu.Unlock()
+			b.srvWG.Wait()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, maxHead) }}
+
+func getReader(r io.Reader) *bufio.Reader {
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	readerPool.Put(br)
+}
+
+// clientConn is one client connection and the buffers it reuses.
+type clientConn struct {
+	b        *Balancer
+	c        net.Conn
+	br       *bufio.Reader
+	remoteIP []byte
+	idle     atomic.Bool // waiting for a request: Shutdown may close it
+	out      []byte
+	req      head
+	resp     head
+	reqID    []byte
+}
+
+func (b *Balancer) newClientConn(c net.Conn) *clientConn {
+	cc := &clientConn{b: b, c: c, out: make([]byte, 0, 1024)}
+	if tcp, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		cc.remoteIP = []byte(tcp.AddrPort().Addr().Unmap().String())
+	} else {
+		cc.remoteIP = []byte(c.RemoteAddr().String())
+	}
+	return cc
+}
+
+func (cc *clientConn) serve() {
+	b := cc.b
+	cc.br = getReader(cc.c)
+	defer func() {
+		cc.c.Close()
+		putReader(cc.br)
+		b.srvMu.Lock()
+		delete(b.conns, cc)
+		b.srvMu.Unlock()
+		b.srvWG.Done()
+	}()
+	for {
+		cc.idle.Store(true)
+		if b.shutting.Load() {
+			return
+		}
+		_ = cc.c.SetReadDeadline(time.Now().Add(b.cfg.ClientIdleTimeout))
+		err := readHead(cc.br, &cc.req, true)
+		cc.idle.Store(false)
+		if err != nil {
+			var he *httpError
+			if errors.As(err, &he) {
+				cc.writeError(he.status, he.msg, nil)
+			}
+			return
+		}
+		_ = cc.c.SetReadDeadline(time.Time{})
+		if !cc.relay() {
+			return
+		}
+	}
+}
+
+// relayState is what one request's relay needs beyond the heads.
+type relayState struct {
+	started    time.Time
+	be         *backend
+	bc         *bconn
+	tried      [8]*backend
+	nTried     int
+	attempts   int
+	bodyInOut  bool // the whole request body is in cc.out: it can be resent
+	skipBody   bool // the backend answered before the body was sent
+	retryable  bool // bodyInOut, and safe to send twice when it may have been processed
+	closeAfter bool // close the client connection after this response
+}
+
+// relay forwards the request in cc.req and its answer. It reports whether
+// the client connection may serve another request.
+func (cc *clientConn) relay() bool {
+	b, req := cc.b, &cc.req
+	st := relayState{started: time.Now()}
+	cc.requestID()
+	cc.out = cc.appendRequestHead(cc.out[:0])
+	// A body that is already buffered goes out in the same write as the head.
+	rest := req.contentLength
+	if req.chunked || (rest > 0 && int64(cc.br.Buffered()-req.size) < rest) {
+		_, _ = cc.br.Discard(req.size)
+	} else {
+		buf, _ := cc.br.Peek(req.size + int(max(rest, 0)))
+		cc.out = append(cc.out, buf[req.size:]...)
+		_, _ = cc.br.Discard(len(buf))
+		st.bodyInOut = true
+	}
+	method := req.line[0]
+	st.retryable = st.bodyInOut && (isIdempotent(method) || req.idempotent)
+	st.closeAfter = req.close
+
+	for {
+		status, err := cc.attempt(&st)
+		if err == nil {
+			break
+		}
+		if status != 0 { // the client is gone or can no longer be answered
+			st.closeAfter = true
+			b.record(st.be, status, &st)
+			return false
+		}
+		if st.nTried >= len(st.tried) || st.attempts > b.cfg.Retries || !cc.mayRetry(&st, err) {
+			code := 502
+			if isTimeout(err) {
+				code = 504
+			}
+			if errors.Is(err, errNoBackends) {
+				code = 503
+			}
+			cc.writeError(code, cc.errorText(code, err), &st)
+			b.record(st.be, code, &st)
+			return !st.closeAfter && !b.shutting.Load()
+		}
+		b.retries.Add(1)
+		b.logger.Debug("retrying on another backend", "failed", st.be.hostPort, "method", string(method), "error", err)
+	}
+	return !st.closeAfter && !b.shutting.Load()
+}
+
+// attemptError is a failure of one attempt and whether it happened before
+// the request could have reached the backend.
+type attemptError struct {
+	err       error
+	unsent    bool // connect failed: nothing reached the backend
+	responded bool // some of the response was already sent to the client
+}
+
+func (e *attemptError) Error() string { return e.err.Error() }
+func (e *attemptError) Unwrap() error { return e.err }
+
+func (cc *clientConn) mayRetry(st *relayState, err error) bool {
+	var ae *attemptError
+	if !errors.As(err, &ae) || ae.responded {
+		return false
+	}
+	if ae.unsent {
+		return true // connect failed: the request never left
+	}
+	return st.retryable
+}
+
+// attempt sends the request to one backend and relays the answer. A non-nil
+// error with status 0 may be retried elsewhere (mayRetry decides); with a
+// status, the exchange is over and the client connection must close.
+func (cc *clientConn) attempt(st *relayState) (int, error) {
+	b, req := cc.b, &cc.req
+	be := b.snap.Load().pick(&b.rr, st.tried[:st.nTried])
+	if be == nil {
+		if st.nTried == 0 {
+			return 0, errNoBackends
+		}
+		return 0, errors.New("every backend failed")
+	}
+	st.be = be
+	st.tried[st.nTried] = be
+	st.nTried++
+	st.attempts++
+	be.inflight.Add(1)
+	be.requests.Add(1)
+	defer be.done()
+
+	bc, err := be.get(b.cfg.DialTimeout)
+	if err != nil {
+		be.failures.Add(1)
+		be.eject(b.cfg.EjectFor)
+		b.ejections.Add(1)
+		b.logger.Warn("backend ejected: connect failed", "addr", be.hostPort, "node", be.node, "error", err)
+		return 0, &attemptError{err: err, unsent: true}
+	}
+	st.bc = bc
+	ok := false
+	defer func() {
+		if !ok {
+			bc.close()
+		}
+	}()
+
+	if _, err := bc.c.Write(cc.out); err != nil {
+		return 0, cc.backendFailed(be, bc, err)
+	}
+	if !st.bodyInOut {
+		if req.expect100 {
+			// The client waits for "100 Continue" before it sends the body:
+			// forward the backend's, or send the body after a second. A
+			// final answer instead is relayed, and the body never read.
+			code, err := cc.expectContinue(bc)
+			if err != nil {
+				return 0, cc.backendFailed(be, bc, err)
+			}
+			st.skipBody = code >= 200
+		}
+		if !st.skipBody {
+			if err := cc.relayRequestBody(bc); err != nil {
+				var ce *clientError
+				if errors.As(err, &ce) {
+					return 499, err
+				}
+				be.failures.Add(1)
+				return 0, &attemptError{err: err, responded: true} // the body was consumed: no retry
+			}
+		}
+	}
+	_ = bc.c.SetReadDeadline(deadline(b.cfg.ResponseHeaderTimeout))
+	for {
+		if err := readHead(bc.br, &cc.resp, false); err != nil {
+			return 0, cc.backendFailed(be, bc, err)
+		}
+		if cc.resp.status == 101 || cc.resp.status >= 200 {
+			break
+		}
+		// 1xx (100 Continue, 103 Early Hints): forward to HTTP/1.1 clients
+		// and read on.
+		if !req.http10 {
+			interim, _ := bc.br.Peek(cc.resp.size)
+			if _, err := cc.c.Write(interim); err != nil {
+				return 499, &clientError{err}
+			}
+		}
+		_, _ = bc.br.Discard(cc.resp.size)
+	}
+	_ = bc.c.SetReadDeadline(time.Time{})
+	status, err := cc.respond(st, bc)
+	if err == nil {
+		ok = true
+	}
+	return status, err
+}
+
+// expectContinue waits up to a second for the backend's interim answer to
+// "Expect: 100-continue" and returns its status (0 when it sent none). A
+// 100 is forwarded to the client and consumed.
+func (cc *clientConn) expectContinue(bc *bconn) (int, error) {
+	_ = bc.c.SetReadDeadline(time.Now().Add(time.Second))
+	_, err := bc.br.Peek(1)
+	_ = bc.c.SetReadDeadline(time.Time{})
+	if err != nil {
+		if isTimeout(err) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	var h head
+	if err := readHead(bc.br, &h, false); err != nil {
+		return 0, err
+	}
+	if h.status != 100 {
+		return h.status, nil
+	}
+	b, _ := bc.br.Peek(h.size)
+	if _, err := cc.c.Write(b); err != nil {
+		return 0, &clientError{err}
+	}
+	_, _ = bc.br.Discard(h.size)
+	return 100, nil
+}
+
+// clientError is a failure on the client side of the relay.
+type clientError struct{ err error }
+
+func (e *clientError) Error() string { return "client: " + e.err.Error() }
+func (e *clientError) Unwrap() error { return e.err }
+
+// backendFailed accounts for a backend that failed after the connection
+// was made: a reset or an empty answer ejects it.
+func (cc *clientConn) backendFailed(be *backend, bc *bconn, err error) error {
+	be.failures.Add(1)
+	if !bc.reused && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+		be.eject(cc.b.cfg.EjectFor)
+		cc.b.ejections.Add(1)
+		cc.b.logger.Warn("backend ejected: connection reset or closed", "addr", be.hostPort, "node", be.node, "error", err)
+	}
+	return &attemptError{err: err}
+}
+
+// relayRequestBody streams the request body from the client to bc.
+func (cc *clientConn) relayRequestBody(bc *bconn) error {
+	var err error
+	if cc.req.chunked {
+		err = relayChunked(bc.c, cc.br, false)
+	} else {
+		_, err = copyN(bc.c, cc.br, cc.req.contentLength)
+	}
+	return err
+}
+
+// respond relays the response head in cc.resp (still buffered in bc.br)
+// and its body. The error is non-nil when the exchange failed half-way.
+func (cc *clientConn) respond(st *relayState, bc *bconn) (int, error) {
+	b, req, resp := cc.b, &cc.req, &cc.resp
+	status := resp.status
+	method := req.line[0]
+	upgrade := status == 101 && req.upgrading()
+	bodyless := resp.bodyless(method) && !upgrade
+	dechunk := resp.chunked && req.http10 && !bodyless
+	untilClose := !bodyless && !upgrade && !resp.chunked && resp.contentLength < 0
+	if untilClose || dechunk || req.close || st.skipBody || b.shutting.Load() {
+		st.closeAfter = true
+	}
+	reuse := !resp.close && !untilClose && !upgrade && !st.skipBody
+
+	cc.out = cc.out[:0]
+	raw, _ := bc.br.Peek(resp.size)
+	if resp.rewrite || st.closeAfter || dechunk || upgrade {
+		cc.out = cc.appendResponseHead(cc.out, st.closeAfter, dechunk, upgrade)
+	} else {
+		cc.out = append(cc.out, raw...)
+	}
+	_, _ = bc.br.Discard(resp.size)
+
+	// A small body that is all here goes out with the head, in one write.
+	n := resp.contentLength
+	if !bodyless && n > 0 && int64(bc.br.Buffered()) >= n && n <= maxHead {
+		body, _ := bc.br.Peek(int(n))
+		cc.out = append(cc.out, body...)
+		_, _ = bc.br.Discard(int(n))
+		n = 0
+	}
+	if _, err := cc.c.Write(cc.out); err != nil {
+		return 499, &clientError{err}
+	}
+	var err error
+	switch {
+	case bodyless || n == 0:
+	case upgrade:
+		b.record(st.be, status, st)
+		st.closeAfter = true
+		cc.tunnel(bc)
+		return status, errUpgraded
+	case resp.chunked:
+		err = relayChunked(cc.c, bc.br, dechunk)
+	case n > 0:
+		_, err = copyN(cc.c, bc.br, n)
+	default: // until the backend closes
+		_, err = copyAll(cc.c, bc.br)
+		reuse = false
+	}
+	if err != nil {
+		st.closeAfter = true
+		var ce *clientError
+		if errors.As(err, &ce) {
+			return 499, err
+		}
+		return status, &attemptError{err: err, responded: true}
+	}
+	if reuse {
+		bc.be.put(bc)
+		st.bc = nil
+	} else {
+		bc.close()
+	}
+	b.record(st.be, status, st)
+	return 0, nil
+}
+
+var errUpgraded = errors.New("connection upgraded")
+
+// tunnel copies bytes both ways between the client and bc until either side
+// closes: a WebSocket or other upgraded connection.
+func (cc *clientConn) tunnel(bc *bconn) {
+	done := make(chan struct{}, 2)
+	go func() {
+		_, _ = copyAll(bc.c, cc.br)
+		if tcp, ok := bc.c.(*net.TCPConn); ok {
+			_ = tcp.CloseWrite()
+		}
+		done <- struct{}{}
+	}()
+	go func() {
+		_, _ = copyAll(cc.c, bc.br)
+		if tcp, ok := cc.c.(*net.TCPConn); ok {
+			_ = tcp.CloseWrite()
+		}
+		done <- struct{}{}
+	}()
+	<-done
+	<-done
+	bc.close()
+}
+
+// requestID keeps the client's X-Request-Id or makes one.
+func (cc *clientConn) requestID() {
+	if len(cc.req.requestID) > 0 {
+		cc.reqID = append(cc.reqID[:0], cc.req.requestID...)
+		return
+	}
+	cc.reqID = append(cc.reqID[:0], idPrefix...)
+	cc.reqID = strconv.AppendUint(cc.reqID, idCounter.Add(1), 36)
+}
+
+var (
+	idPrefix  = newIDPrefix()
+	idCounter atomic.Uint64
+)
+
+func newIDPrefix() string {
+	var b [6]byte
+	if f, err := os.Open("/dev/urandom"); err == nil {
+		_, _ = io.ReadFull(f, b[:])
+		f.Close()
+	}
+	const hex = "0123456789abcdef"
+	out := make([]byte, 0, 13)
+	for _, c := range b {
+		out = append(out, hex[c>>4], hex[c&15])
+	}
+	return string(append(out, '-'))
+}
+
+// appendRequestHead writes the request as the backend gets it: HTTP/1.1,
+// the client's fields minus hop-by-hop ones, Host kept, X-Forwarded-For
+// appended to, X-Forwarded-Proto and -Host set, X-Request-Id kept or added.
+func (cc *clientConn) appendRequestHead(out []byte) []byte {
+	req := &cc.req
+	out = append(out, req.line[0]...)
+	out = append(out, ' ')
+	out = append(out, originForm(req.line[1])...)
+	out = append(out, " HTTP/1.1\r\n"...)
+	var host []byte
+	for _, f := range req.fields {
+		if f.drop {
+			continue
+		}
+		if len(f.name) == 4 && equalFold(f.name, "Host") {
+			host = f.value
+		}
+		out = appendField(out, f.name, f.value)
+	}
+	out = append(out, "X-Forwarded-For: "...)
+	if len(req.forwardedFor) > 0 {
+		out = append(out, req.forwardedFor...)
+		out = append(out, ", "...)
+	}
+	out = append(out, cc.remoteIP...)
+	out = append(out, "\r\nX-Forwarded-Proto: http\r\n"...)
+	if len(host) > 0 {
+		out = appendField(out, []byte("X-Forwarded-Host"), host)
+	} else if !req.host {
+		out = append(out, "Host: \r\n"...) // HTTP/1.0 without Host: empty, as RFC 9112 §3.2 says
+	}
+	if len(req.requestID) == 0 {
+		out = appendField(out, []byte("X-Request-Id"), cc.reqID)
+	}
+	if req.upgrading() {
+		out = append(out, "Connection: Upgrade\r\n"...)
+		out = appendField(out, []byte("Upgrade"), req.upgrade)
+	}
+	return append(out, crlf...)
+}
+
+// appendResponseHead writes the backend's response head minus hop-by-hop
+// fields, adding Connection: close when the client connection ends after it.
+func (cc *clientConn) appendResponseHead(out []byte, closing, dechunk, upgrade bool) []byte {
+	resp := &cc.resp
+	out = append(out, resp.line[0]...)
+	out = append(out, ' ')
+	out = append(out, resp.line[1]...)
+	out = append(out, ' ')
+	out = append(out, resp.line[2]...)
+	out = append(out, crlf...)
+	for _, f := range resp.fields {
+		if f.drop || dechunk && equalFold(f.name, "Transfer-Encoding") {
+			continue
+		}
+		out = appendField(out, f.name, f.value)
+	}
+	switch {
+	case upgrade:
+		out = append(out, "Connection: Upgrade\r\n"...)
+		out = appendField(out, []byte("Upgrade"), resp.upgrade)
+	case closing:
+		out = append(out, "Connection: close\r\n"...)
+	}
+	return append(out, crlf...)
+}
+
+func appendField(out, name, value []byte) []byte {
+	out = append(out, name...)
+	out = append(out, ": "...)
+	out = append(out, value...)
+	return append(out, crlf...)
+}
+
+// originForm turns an absolute-form target (a client that thinks it talks
+// to a proxy) into the path the backend expects.
+func originForm(target []byte) []byte {
+	if len(target) == 0 || target[0] == '/' || target[0] == '*' {
+		return target
+	}
+	for _, scheme := range []string{"http://", "https://"} {
+		if len(target) > len(scheme) && equalFold(target[:len(scheme)], scheme) {
+			rest := target[len(scheme):]
+			if i := bytes.IndexByte(rest, '/'); i >= 0 {
+				return rest[i:]
+			}
+			return []byte("/")
+		}
+	}
+	return target
+}
+
+// writeError answers the client with a short plain-text error; the
+// connection closes after it unless the request was read whole.
+func (cc *clientConn) writeError(code int, msg string, st *relayState) {
+	closing := st == nil || st.closeAfter || cc.b.shutting.Load()
+	out := cc.out[:0]
+	out = append(out, "HTTP/1.1 "...)
+	out = strconv.AppendInt(out, int64(code), 10)
+	out = append(out, ' ')
+	out = append(out, statusText(code)...)
+	out = append(out, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: "...)
+	out = strconv.AppendInt(out, int64(len(msg)+1), 10)
+	if len(cc.reqID) > 0 && st != nil {
+		out = append(out, "\r\nX-Request-Id: "...)
+		out = append(out, cc.reqID...)
+	}
+	if closing {
+		out = append(out, "\r\nConnection: close"...)
+	}
+	out = append(out, "\r\n\r\n"...)
+	out = append(out, msg...)
+	out = append(out, '\n')
+	cc.out = out
+	_, _ = cc.c.Write(out)
+}
+
+func (cc *clientConn) errorText(code int, err error) string {
+	switch code {
+	case 503:
+		return "herd gateway: no backend available for service " + strconv.Quote(cc.b.cfg.Service)
+	case 504:
+		return "herd gateway: backend for service " + strconv.Quote(cc.b.cfg.Service) + " timed out: " + err.Error()
+	}
+	return "herd gateway: backend for service " + strconv.Quote(cc.b.cfg.Service) + " failed: " + err.Error()
+}
+
+func statusText(code int) string {
+	switch code {
+	case 400:
+		return "Bad Request"
+	case 431:
+		return "Request Header Fields Too Large"
+	case 501:
+		return "Not Implemented"
+	case 502:
+		return "Bad Gateway"
+	case 503:
+		return "Service Unavailable"
+	case 504:
+		return "Gateway Timeout"
+	case 505:
+		return "HTTP Version Not Supported"
+	}
+	return "Error"
+}
+
+func isIdempotent(method []byte) bool {
+	switch string(method) {
+	case "GET", "HEAD", "OPTIONS":
+		return true
+	}
+	return false
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func deadline(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(d)
+}
+
+// copyN copies n bytes from src to dst as they arrive, through src's
+// buffer: no allocation, and nothing held back.
+func copyN(dst io.Writer, src *bufio.Reader, n int64) (int64, error) {
+	var done int64
+	for done < n {
+		if src.Buffered() == 0 {
+			if _, err := src.Peek(1); err != nil {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return done, err
+			}
+		}
+		b, _ := src.Peek(int(min(int64(src.Buffered()), n-done)))
+		w, err := dst.Write(b)
+		_, _ = src.Discard(w)
+		done += int64(w)
+		if err != nil {
+			return done, &clientError{err}
+		}
+	}
+	return done, nil
+}
+
+// copyAll copies from src to dst until src ends.
+func copyAll(dst io.Writer, src *bufio.Reader) (int64, error) {
+	var done int64
+	for {
+		if src.Buffered() == 0 {
+			if _, err := src.Peek(1); err != nil {
+				if errors.Is(err, io.EOF) {
+					return done, nil
+				}
+				return done, err
+			}
+		}
+		b, _ := src.Peek(src.Buffered())
+		w, err := dst.Write(b)
+		_, _ = src.Discard(w)
+		done += int64(w)
+		if err != nil {
+			return done, &clientError{err}
+		}
+	}
+}
+
+// relayChunked copies a chunked body from src to dst, chunk by chunk as
+// they arrive, trailers included. With dechunk, only the data is written.
+func relayChunked(dst io.Writer, src *bufio.Reader, dechunk bool) error {
+	for {
+		line, err := readLine(src)
+		if err != nil {
+			return err
+		}
+		sizeText := line
+		if i := bytes.IndexByte(sizeText, ';'); i >= 0 {
+			sizeText = sizeText[:i]
+		}
+		size, err := strconv.ParseUint(string(bytes.TrimRight(sizeText, " \t")), 16, 62)
+		if err != nil {
+			return badRequest("malformed chunk size %q", truncate(line, 32))
+		}
+		if !dechunk {
+			if _, err := dst.Write(lineWithCRLF(src, line)); err != nil {
+				return &clientError{err}
+			}
+		}
+		_, _ = src.Discard(len(line) + 2)
+		if size == 0 {
+			// Trailers, then the blank line.
+			for {
+				line, err := readLine(src)
+				if err != nil {
+					return err
+				}
+				if !dechunk {
+					if _, err := dst.Write(lineWithCRLF(src, line)); err != nil {
+						return &clientError{err}
+					}
+				}
+				_, _ = src.Discard(len(line) + 2)
+				if len(line) == 0 {
+					return nil
+				}
+			}
+		}
+		if _, err := copyN(dst, src, int64(size)); err != nil {
+			return err
+		}
+		end, err := src.Peek(2)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(end, crlf) {
+			return badRequest("chunk not followed by CRLF")
+		}
+		if !dechunk {
+			if _, err := dst.Write(end); err != nil {
+				return &clientError{err}
+			}
+		}
+		_, _ = src.Discard(2)
+	}
+}
+
+// readLine peeks at the next CRLF-terminated line (without the CRLF).
+func readLine(br *bufio.Reader) ([]byte, error) {
+	for {
+		b, err := br.Peek(max(1, br.Buffered()))
+		if i := bytes.Index(b, crlf); i >= 0 {
+			return b[:i], nil
+		}
+		if len(b) >= 4096 {
+			return nil, badRequest("chunk line too long")
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		if _, err := br.Peek(len(b) + 1); err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+}
+
+func lineWithCRLF(br *bufio.Reader, line []byte) []byte {
+	b, _ := br.Peek(len(line) + 2)
+	return b
+}

@@ -1,0 +1,498 @@
+// Command bench compares Herd's gateway with HAProxy on this machine, as
+// `make bench` runs it: the same predictor replicas (started by a real agent,
+// announced to the gateway through real gossip) behind both, driven
+// alternately by wrk for several rounds.
+//
+//	go run ./test/bench -bin bin [-rounds 3] [-duration 10s] [-conns 64] [-threads 2]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/herd-cluster/herd/pkg/api"
+)
+
+type options struct {
+	bin, path        string
+	rounds           int
+	duration         time.Duration
+	conns, threads   int
+	replicas, agents int
+	scale            bool
+	stream           bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.bin, "bin", "bin", "directory with gateway, agent and images/ (make build)")
+	flag.StringVar(&o.path, "path", "/version", "request path")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each runs wrk against HAProxy and the gateway in turn")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "wrk duration per run")
+	flag.IntVar(&o.conns, "conns", 64, "wrk connections")
+	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
+	flag.BoolVar(&o.scale, "scale", true, "also measure 12 replicas on 3 agents")
+	flag.BoolVar(&o.stream, "stream", true, "also stream a 1 MiB request body and 10 MiB responses")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// procs are the processes the bench started, stopped in reverse on exit.
+type procs []*exec.Cmd
+
+func (p *procs) start(logDir, name string, args ...string) (*exec.Cmd, error) {
+	logf, err := os.Create(filepath.Join(logDir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	*p = append(*p, cmd)
+	return cmd, nil
+}
+
+func (p procs) stopAll() {
+	for i := len(p) - 1; i >= 0; i-- {
+		cmd := p[i]
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	}
+}
+
+func freePort(ip string) (int, error) {
+	l, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+type cluster struct {
+	o        options
+	dir      string
+	procs    procs
+	gwURL    string
+	admin    string
+	gossip   string
+	backends []string
+}
+
+func run(o options) (err error) {
+	for _, tool := range []string{"wrk", "haproxy"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is not installed (make bench installs it: apt-get install -y wrk haproxy)", tool)
+		}
+	}
+	dir, err := os.MkdirTemp("", "herd-bench-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err == nil {
+			os.RemoveAll(dir)
+		}
+	}()
+	c := &cluster{o: o, dir: dir}
+	defer func() { c.procs.stopAll() }()
+	if err := c.startGateway(); err != nil {
+		return err
+	}
+	fmt.Printf("# Herd gateway vs HAProxy %s — wrk -t%d -c%d -d%s %s, %d rounds, GOMAXPROCS default, %d cores\n",
+		haproxyVersion(), o.threads, o.conns, o.duration, o.path, o.rounds, numCPU())
+	if err := c.addAgent(0, 4); err != nil {
+		return err
+	}
+	if err := c.compare("4 replicas on 1 agent"); err != nil {
+		return err
+	}
+	if o.stream {
+		if err := c.streams(); err != nil {
+			return err
+		}
+	}
+	if o.scale {
+		for i := 1; i < 3; i++ {
+			if err := c.addAgent(i, 4); err != nil {
+				return err
+			}
+		}
+		if err := c.compare("12 replicas on 3 agents"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *cluster) startGateway() error {
+	listen, err := freePort("127.0.0.1")
+	if err != nil {
+		return err
+	}
+	admin, _ := freePort("127.0.0.1")
+	gossip, _ := freePort("127.0.0.1")
+	c.gwURL = fmt.Sprintf("http://127.0.0.1:%d", listen)
+	c.admin = fmt.Sprintf("127.0.0.1:%d", admin)
+	c.gossip = fmt.Sprintf("127.0.0.1:%d", gossip)
+	_, err = c.procs.start(c.dir, "gateway", filepath.Join(c.o.bin, "gateway"), "run", "--node", "bench-gateway",
+		"--listen", fmt.Sprintf("127.0.0.1:%d", listen), "--admin", c.admin, "--bind", c.gossip,
+		"--data-dir", filepath.Join(c.dir, "gateway"), "--gossip-profile", "local", "--log-level", "warn")
+	return err
+}
+
+// addAgent starts agent i (on 127.0.0.(2+i)) with n replicas and waits
+// until the gateway routes to them.
+func (c *cluster) addAgent(i, n int) error {
+	ip := fmt.Sprintf("127.0.0.%d", 2+i)
+	gossip, err := freePort(ip)
+	if err != nil {
+		return err
+	}
+	admin, _ := freePort(ip)
+	base := 18000 + 100*i
+	_, err = c.procs.start(c.dir, "agent-"+strconv.Itoa(i), filepath.Join(c.o.bin, "agent"), "join",
+		"--node", "bench-host-"+strconv.Itoa(i), "--join", c.gossip, "--bind", fmt.Sprintf("%s:%d", ip, gossip),
+		"--admin", fmt.Sprintf("%s:%d", ip, admin), "--runtime", "process", "--images-dir", filepath.Join(c.o.bin, "images"),
+		"--image", "predictor:1.0.0", "--replicas", strconv.Itoa(n), "--base-port", strconv.Itoa(base),
+		"--data-dir", filepath.Join(c.dir, "agent-"+strconv.Itoa(i)), "--gossip-profile", "local", "--log-level", "warn")
+	if err != nil {
+		return err
+	}
+	for k := range n {
+		c.backends = append(c.backends, fmt.Sprintf("%s:%d", ip, base+k))
+	}
+	client := api.NewClient(c.admin, "")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		bs, err := client.Backends(context.Background())
+		if err == nil && len(bs) == len(c.backends) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the gateway did not route to %d backends within 60 s (logs in %s)", len(c.backends), c.dir)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// startHAProxy starts HAProxy in front of the current backends: one thread,
+// round robin, keep-alive to clients and to backends.
+func (c *cluster) startHAProxy() (string, *exec.Cmd, error) {
+	port, err := freePort("127.0.0.1")
+	if err != nil {
+		return "", nil, err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+frontend fe
+  bind 127.0.0.1:%d
+  option forwardfor
+  default_backend be
+backend be
+  balance roundrobin
+`, port)
+	for i, addr := range c.backends {
+		fmt.Fprintf(&b, "  server s%d %s\n", i, addr)
+	}
+	cfg := filepath.Join(c.dir, "haproxy.cfg")
+	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
+		return "", nil, err
+	}
+	cmd, err := c.procs.start(c.dir, "haproxy", "haproxy", "-db", "-f", cfg)
+	if err != nil {
+		return "", nil, err
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	return url, cmd, waitHTTP(url + c.o.path)
+}
+
+func waitHTTP(url string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = errors.New(resp.Status)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: %w", url, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+type result struct {
+	rps      float64
+	p50, p99 time.Duration
+	errors   int
+}
+
+var (
+	rpsRe    = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+	pctRe    = regexp.MustCompile(`(?m)^\s+(50|99)%\s+([0-9.]+)(us|ms|s)`)
+	errorsRe = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)|Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
+)
+
+func (c *cluster) wrk(url string) (result, error) {
+	out, err := exec.Command("wrk", "-t"+strconv.Itoa(c.o.threads), "-c"+strconv.Itoa(c.o.conns),
+		"-d"+c.o.duration.String(), "--latency", url+c.o.path).CombinedOutput()
+	if err != nil {
+		return result{}, fmt.Errorf("wrk: %v: %s", err, out)
+	}
+	return parseWrk(string(out))
+}
+
+func parseWrk(out string) (result, error) {
+	var r result
+	m := rpsRe.FindStringSubmatch(out)
+	if m == nil {
+		return r, fmt.Errorf("no Requests/sec in wrk output:\n%s", out)
+	}
+	r.rps, _ = strconv.ParseFloat(m[1], 64)
+	for _, m := range pctRe.FindAllStringSubmatch(out, -1) {
+		v, _ := strconv.ParseFloat(m[2], 64)
+		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[m[3]]
+		d := time.Duration(v * float64(unit))
+		if m[1] == "50" {
+			r.p50 = d
+		} else {
+			r.p99 = d
+		}
+	}
+	for _, m := range errorsRe.FindAllStringSubmatch(out, -1) {
+		for _, s := range m[1:] {
+			n, _ := strconv.Atoi(s)
+			r.errors += n
+		}
+	}
+	return r, nil
+}
+
+// compare runs wrk against HAProxy and the gateway alternately and prints
+// the medians.
+func (c *cluster) compare(title string) error {
+	haURL, ha, err := c.startHAProxy()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = ha.Process.Signal(syscall.SIGTERM)
+		_ = ha.Wait()
+		c.procs = slices.DeleteFunc(c.procs, func(p *exec.Cmd) bool { return p == ha })
+	}()
+	if err := waitHTTP(c.gwURL + c.o.path); err != nil {
+		return err
+	}
+	targets := []struct{ name, url string }{{"haproxy", haURL}, {"gateway", c.gwURL}}
+	results := map[string][]result{}
+	// A short warm-up each, not counted.
+	for _, t := range targets {
+		warm := *c
+		warm.o.duration = 2 * time.Second
+		if _, err := warm.wrk(t.url); err != nil {
+			return err
+		}
+	}
+	for round := range c.o.rounds {
+		for _, t := range targets {
+			r, err := c.wrk(t.url)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("  round %d %-8s %9.0f req/s  p50 %-9s p99 %-9s errors %d\n", round+1, t.name, r.rps, r.p50, r.p99, r.errors)
+			results[t.name] = append(results[t.name], r)
+		}
+	}
+	ha0, gw := median(results["haproxy"]), median(results["gateway"])
+	fmt.Printf("\n## %s (median of %d rounds)\n\n", title, c.o.rounds)
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "proxy\treq/s\tp50\tp99\terrors\t")
+	for _, x := range []struct {
+		name string
+		r    result
+	}{{"haproxy", ha0}, {"gateway", gw}} {
+		fmt.Fprintf(w, "%s\t%.0f\t%s\t%s\t%d\t\n", x.name, x.r.rps, x.r.p50, x.r.p99, x.r.errors)
+	}
+	w.Flush()
+	fmt.Printf("\ngateway/haproxy: req/s %.2f×, p99 %.2f× (target: req/s ≥ 1.10×, p99 ≤ 1.00×)\n\n",
+		gw.rps/ha0.rps, float64(gw.p99)/float64(ha0.p99))
+	return nil
+}
+
+func median(rs []result) result {
+	pick := func(f func(result) float64) float64 {
+		v := make([]float64, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	errs := 0
+	for _, r := range rs {
+		errs += r.errors
+	}
+	return result{
+		rps:    pick(func(r result) float64 { return r.rps }),
+		p50:    time.Duration(pick(func(r result) float64 { return float64(r.p50) })),
+		p99:    time.Duration(pick(func(r result) float64 { return float64(r.p99) })),
+		errors: errs,
+	}
+}
+
+func haproxyVersion() string {
+	out, err := exec.Command("haproxy", "-v").Output()
+	if err != nil {
+		return "(unknown version)"
+	}
+	f := strings.Fields(string(out))
+	if len(f) >= 3 {
+		return f[2]
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func numCPU() int {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), "processor\t:")
+}
+
+// streams sends 10 MiB responses and 1 MiB request bodies through the
+// gateway from 16 clients at once and reports the throughput and the
+// gateway's peak resident memory: flat when bodies stream, hundreds of MiB
+// if they were buffered whole.
+func (c *cluster) streams() error {
+	gw := c.procs[0].Process.Pid
+	before, err := peakRSS(gw)
+	if err != nil {
+		return err
+	}
+	const clients, each = 16, 16
+	fmt.Printf("## Streaming through the gateway (%d clients × %d requests)\n\n", clients, each)
+	cases := []struct {
+		name string
+		size int64
+		do   func(*http.Client) (int64, error)
+	}{
+		{"GET 10 MiB response", 10 << 20, func(hc *http.Client) (int64, error) {
+			resp, err := hc.Get(c.gwURL + "/bytes?n=" + strconv.Itoa(10<<20))
+			if err != nil {
+				return 0, err
+			}
+			defer resp.Body.Close()
+			return io.Copy(io.Discard, resp.Body)
+		}},
+		{"POST 1 MiB body", 1 << 20, func(hc *http.Client) (int64, error) {
+			resp, err := hc.Post(c.gwURL+"/discard", "application/octet-stream", io.LimitReader(zeros{}, 1<<20))
+			if err != nil {
+				return 0, err
+			}
+			defer resp.Body.Close()
+			_, _ = io.Copy(io.Discard, resp.Body)
+			if resp.StatusCode != http.StatusOK {
+				return 0, errors.New(resp.Status)
+			}
+			return 1 << 20, nil
+		}},
+	}
+	for _, cs := range cases {
+		began := time.Now()
+		errc := make(chan error, clients)
+		for range clients {
+			go func() {
+				hc := &http.Client{Transport: &http.Transport{}}
+				defer hc.CloseIdleConnections()
+				for range each {
+					n, err := cs.do(hc)
+					if err == nil && n != cs.size {
+						err = fmt.Errorf("%d bytes, want %d", n, cs.size)
+					}
+					if err != nil {
+						errc <- fmt.Errorf("%s: %w", cs.name, err)
+						return
+					}
+				}
+				errc <- nil
+			}()
+		}
+		for range clients {
+			if err := <-errc; err != nil {
+				return err
+			}
+		}
+		took := time.Since(began)
+		peak, err := peakRSS(gw)
+		if err != nil {
+			return err
+		}
+		total := float64(cs.size*clients*each) / (1 << 20)
+		fmt.Printf("%-20s %6.0f MiB in %6s = %6.0f MiB/s; gateway peak RSS %d MiB (before: %d MiB)\n",
+			cs.name, total, took.Round(time.Millisecond), total/took.Seconds(), peak>>20, before>>20)
+	}
+	fmt.Println()
+	return nil
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// peakRSS is a process's peak resident set size (VmHWM) in bytes.
+func peakRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, errors.New("no VmHWM in /proc status")
+}
