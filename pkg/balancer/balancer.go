@@ -85,8 +85,11 @@ type Balancer struct {
 	snap atomic.Pointer[snapshot]
 	rr   atomic.Uint64
 
-	updateMu sync.Mutex // serialises Update; guards registry
+	updateMu sync.Mutex // serialises updates; guards the fields below
 	registry map[netip.AddrPort]*backend
+	byNode   map[string][]*backend // each sorted by address
+	pending  []*backend            // the next set, built by SetNode
+	swaps    atomic.Uint64
 }
 
 // New returns a Balancer with no backends: it answers 503 until Update.
@@ -101,6 +104,7 @@ func New(cfg Config) *Balancer {
 		cfg:       cfg,
 		logger:    cfg.Logger.Named("balancer"),
 		registry:  make(map[netip.AddrPort]*backend),
+		byNode:    make(map[string][]*backend),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*clientConn]struct{}),
 	}
@@ -108,35 +112,116 @@ func New(cfg Config) *Balancer {
 	return b
 }
 
-// Update replaces the backend set. Backends that stay keep their state and
-// connections; removed ones get no new requests, finish what they serve, and
-// have their idle connections closed. Safe to call from any goroutine.
+// Update replaces the whole backend set. Backends that stay keep their
+// state and connections; removed ones get no new requests, finish what they
+// serve, and have their idle connections closed. Safe to call from any
+// goroutine. SetNode is the cheaper way to apply one member's change.
 func (b *Balancer) Update(backends []Backend) {
 	b.updateMu.Lock()
 	defer b.updateMu.Unlock()
-	next := &snapshot{backends: make([]*backend, 0, len(backends))}
-	keep := make(map[netip.AddrPort]bool, len(backends))
+	groups := map[string][]netip.AddrPort{}
 	for _, be := range backends {
-		if keep[be.Addr] {
-			continue
-		}
-		keep[be.Addr] = true
-		st, ok := b.registry[be.Addr]
-		if !ok {
-			st = newBackend(be, b.cfg)
-			b.registry[be.Addr] = st
-		}
-		next.backends = append(next.backends, st)
+		groups[be.Node] = append(groups[be.Node], be.Addr)
 	}
-	slices.SortFunc(next.backends, func(x, y *backend) int { return x.addr.Compare(y.addr) })
-	b.snap.Store(next)
-	for addr, st := range b.registry {
-		if !keep[addr] {
-			delete(b.registry, addr)
-			st.retire()
+	for node := range b.byNode {
+		if _, ok := groups[node]; !ok {
+			b.setNodeLocked(node, nil, false)
 		}
+	}
+	for node, addrs := range groups {
+		b.setNodeLocked(node, addrs, false)
+	}
+	b.publishLocked()
+}
+
+// SetNode replaces the backends one node announces (none: the node is gone)
+// and swaps in the new set. It costs one pass over the set's pointers and
+// allocates the new set's array and the node's new backends only; when
+// nothing changed for the node it does nothing.
+func (b *Balancer) SetNode(node string, addrs []netip.AddrPort) {
+	b.updateMu.Lock()
+	defer b.updateMu.Unlock()
+	if b.setNodeLocked(node, addrs, true) {
+		b.publishLocked()
 	}
 }
+
+// setNodeLocked updates the registry for node and reports whether its
+// backends changed. With patch, it also builds the next flat set from the
+// current one (b.pending); otherwise publishLocked rebuilds it whole.
+func (b *Balancer) setNodeLocked(node string, addrs []netip.AddrPort, patch bool) bool {
+	old := b.byNode[node]
+	addrs = slices.Clone(addrs)
+	slices.SortFunc(addrs, func(x, y netip.AddrPort) int { return x.Compare(y) })
+	addrs = slices.Compact(addrs)
+	if len(old) == len(addrs) && !slices.ContainsFunc(old, func(be *backend) bool {
+		_, found := slices.BinarySearchFunc(addrs, be.addr, func(x, y netip.AddrPort) int { return x.Compare(y) })
+		return !found
+	}) {
+		return false
+	}
+	next := make([]*backend, 0, len(addrs))
+	keep := make(map[netip.AddrPort]bool, len(addrs))
+	for _, addr := range addrs {
+		st, ok := b.registry[addr]
+		switch {
+		case !ok:
+			st = newBackend(Backend{Addr: addr, Node: node}, b.cfg)
+			b.registry[addr] = st
+			b.started(st)
+		case st.node != node:
+			b.logger.Warn("address announced by two nodes; keeping the first", "addr", addr, "node", st.node, "other", node)
+			continue
+		}
+		keep[addr] = true
+		next = append(next, st)
+	}
+	for _, st := range old {
+		if !keep[st.addr] {
+			delete(b.registry, st.addr)
+			b.retired(st)
+		}
+	}
+	if len(next) == 0 {
+		delete(b.byNode, node)
+	} else {
+		b.byNode[node] = next
+	}
+	if patch {
+		cur := b.snap.Load().backends
+		flat := make([]*backend, 0, len(cur)-len(old)+len(next))
+		for _, be := range cur {
+			if be.node != node {
+				flat = append(flat, be)
+			}
+		}
+		b.pending = append(flat, next...)
+	}
+	return true
+}
+
+// publishLocked swaps in b.pending, or a set rebuilt from byNode.
+func (b *Balancer) publishLocked() {
+	flat := b.pending
+	if flat == nil {
+		nodes := make([]string, 0, len(b.byNode))
+		for n := range b.byNode {
+			nodes = append(nodes, n)
+		}
+		slices.Sort(nodes)
+		for _, n := range nodes {
+			flat = append(flat, b.byNode[n]...)
+		}
+	}
+	b.pending = nil
+	b.snap.Store(&snapshot{backends: flat})
+	b.swaps.Add(1)
+}
+
+// started and retired hook backend lifecycles (health checks, metrics).
+func (b *Balancer) started(be *backend) {}
+
+func (b *Balancer) retired(be *backend) { be.retire() }
 
 // BackendStatus is a backend's live state, for the admin API.
 type BackendStatus struct {

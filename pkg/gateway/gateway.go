@@ -99,24 +99,21 @@ func (g *Gateway) Run(ctx context.Context) {
 	}
 }
 
-// apply folds one event into the view and swaps in the new backend set.
+// apply folds one event into the view and swaps in the new backend set:
+// only the nodes the event concerns are touched.
 func (g *Gateway) apply(e membership.Event) {
 	began := time.Now()
 	for _, n := range e.Nodes {
 		switch e.Type {
 		case membership.EventJoin, membership.EventUpdate:
 			g.nodes[n.Name] = n
+			g.bal.SetNode(n.Name, n.Backends(g.cfg.Service))
 		default: // leave, failed, reap: nothing of it is routed
 			delete(g.nodes, n.Name)
+			g.bal.SetNode(n.Name, nil)
 		}
 	}
-	var backends []balancer.Backend
-	for _, n := range g.nodes {
-		for _, addr := range n.Backends(g.cfg.Service) {
-			backends = append(backends, balancer.Backend{Addr: addr, Node: n.Name})
-		}
-	}
-	g.bal.Update(backends)
+	total := g.bal.Len()
 	g.mu.Lock()
 	for _, n := range e.Nodes {
 		_, g.present[n.Name] = g.nodes[n.Name]
@@ -133,7 +130,7 @@ func (g *Gateway) apply(e membership.Event) {
 	g.mu.Unlock()
 	for _, n := range e.Nodes {
 		g.logger.Info(e.Type.String(), "node", n.Name, "status", n.Status, "backends", len(n.Backends(g.cfg.Service)),
-			"total", len(backends), "took", time.Since(began))
+			"total", total, "took", time.Since(began))
 	}
 }
 

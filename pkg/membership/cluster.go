@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/serf/serf"
@@ -185,7 +186,7 @@ func (c *Cluster) dispatch(e serf.Event, shutdown <-chan struct{}) {
 		if !ok {
 			return
 		}
-		ev := Event{Type: typ, Nodes: make([]Node, len(e.Members))}
+		ev := Event{Type: typ, Nodes: make([]Node, len(e.Members)), At: time.Now()}
 		for i, m := range e.Members {
 			n := nodeFromMember(m)
 			if n.Err != nil && !errors.Is(n.Err, ErrNotHerd) && typ != EventLeave && typ != EventReap {

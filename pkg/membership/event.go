@@ -2,6 +2,7 @@ package membership
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/serf/serf"
 )
@@ -40,6 +41,9 @@ func (t EventType) String() string {
 type Event struct {
 	Type  EventType
 	Nodes []Node
+	// At is when Serf delivered the event, to measure how long reacting
+	// to it takes.
+	At time.Time
 }
 
 func eventTypeOf(t serf.EventType) (EventType, bool) {

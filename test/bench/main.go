@@ -36,6 +36,7 @@ type options struct {
 	replicas, agents int
 	scale            bool
 	stream           bool
+	gomaxprocs       int
 }
 
 func main() {
@@ -48,6 +49,7 @@ func main() {
 	flag.IntVar(&o.threads, "threads", 2, "wrk threads")
 	flag.BoolVar(&o.scale, "scale", true, "also measure 12 replicas on 3 agents")
 	flag.BoolVar(&o.stream, "stream", true, "also stream a 1 MiB request body and 10 MiB responses")
+	flag.IntVar(&o.gomaxprocs, "gomaxprocs", 0, "GOMAXPROCS of the gateway (0: Go's default, the number of cores)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -56,7 +58,10 @@ func main() {
 }
 
 // procs are the processes the bench started, stopped in reverse on exit.
-type procs []*exec.Cmd
+type procs struct {
+	list []*exec.Cmd
+	env  map[string][]string // extra environment by process name
+}
 
 func (p *procs) start(logDir, name string, args ...string) (*exec.Cmd, error) {
 	logf, err := os.Create(filepath.Join(logDir, name+".log"))
@@ -65,17 +70,18 @@ func (p *procs) start(logDir, name string, args ...string) (*exec.Cmd, error) {
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), p.env[name]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	*p = append(*p, cmd)
+	p.list = append(p.list, cmd)
 	return cmd, nil
 }
 
-func (p procs) stopAll() {
-	for i := len(p) - 1; i >= 0; i-- {
-		cmd := p[i]
+func (p *procs) stopAll() {
+	for i := len(p.list) - 1; i >= 0; i-- {
+		cmd := p.list[i]
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
@@ -123,12 +129,19 @@ func run(o options) (err error) {
 		}
 	}()
 	c := &cluster{o: o, dir: dir}
+	if o.gomaxprocs > 0 {
+		c.procs.env = map[string][]string{"gateway": {"GOMAXPROCS=" + strconv.Itoa(o.gomaxprocs)}}
+	}
 	defer func() { c.procs.stopAll() }()
 	if err := c.startGateway(); err != nil {
 		return err
 	}
-	fmt.Printf("# Herd gateway vs HAProxy %s — wrk -t%d -c%d -d%s %s, %d rounds, GOMAXPROCS default, %d cores\n",
-		haproxyVersion(), o.threads, o.conns, o.duration, o.path, o.rounds, numCPU())
+	procs := "default"
+	if o.gomaxprocs > 0 {
+		procs = strconv.Itoa(o.gomaxprocs)
+	}
+	fmt.Printf("# Herd gateway vs HAProxy %s — wrk -t%d -c%d -d%s %s, %d rounds, gateway GOMAXPROCS %s, %d cores\n",
+		haproxyVersion(), o.threads, o.conns, o.duration, o.path, o.rounds, procs, numCPU())
 	if err := c.addAgent(0, 4); err != nil {
 		return err
 	}
@@ -320,7 +333,7 @@ func (c *cluster) compare(title string) error {
 	defer func() {
 		_ = ha.Process.Signal(syscall.SIGTERM)
 		_ = ha.Wait()
-		c.procs = slices.DeleteFunc(c.procs, func(p *exec.Cmd) bool { return p == ha })
+		c.procs.list = slices.DeleteFunc(c.procs.list, func(p *exec.Cmd) bool { return p == ha })
 	}()
 	if err := waitHTTP(c.gwURL + c.o.path); err != nil {
 		return err
@@ -407,7 +420,7 @@ func numCPU() int {
 // gateway's peak resident memory: flat when bodies stream, hundreds of MiB
 // if they were buffered whole.
 func (c *cluster) streams() error {
-	gw := c.procs[0].Process.Pid
+	gw := c.procs.list[0].Process.Pid
 	before, err := peakRSS(gw)
 	if err != nil {
 		return err

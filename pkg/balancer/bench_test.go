@@ -1,0 +1,92 @@
+package balancer
+
+import (
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/require"
+)
+
+// fleet is hosts × perHost backends on 10.0.0.0/8-style addresses that are
+// never dialled: the benchmarks measure set operations only.
+func fleet(hosts, perHost int) map[string][]netip.AddrPort {
+	out := make(map[string][]netip.AddrPort, hosts)
+	for h := range hosts {
+		ip := netip.AddrFrom4([4]byte{127, byte(1 + h/65536), byte(h / 256 % 256), byte(h % 256)})
+		for k := range perHost {
+			out[fmt.Sprintf("host-%04d", h)] = append(out[fmt.Sprintf("host-%04d", h)], netip.AddrPortFrom(ip, uint16(8000+k)))
+		}
+	}
+	return out
+}
+
+func benchBalancer(b *testing.B, hosts, perHost int) (*Balancer, map[string][]netip.AddrPort) {
+	b.Helper()
+	cfg := DefaultConfig()
+	cfg.Logger = hclog.NewNullLogger()
+	bal := New(cfg)
+	f := fleet(hosts, perHost)
+	for node, addrs := range f {
+		bal.SetNode(node, addrs)
+	}
+	require.Equal(b, hosts*perHost, bal.Len())
+	return bal, f
+}
+
+// BenchmarkPick: choosing a backend costs the same with 4 and with 12,000.
+func BenchmarkPick(b *testing.B) {
+	for _, size := range []struct{ hosts, per int }{{1, 4}, {1000, 12}} {
+		b.Run(fmt.Sprintf("backends=%d", size.hosts*size.per), func(b *testing.B) {
+			bal, _ := benchBalancer(b, size.hosts, size.per)
+			var rr atomic.Uint64
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if bal.snap.Load().pick(&rr, nil) == nil {
+					b.Fatal("no backend")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkSetNode: one member's change (its 12 ports replaced) applied to
+// a 12,000-backend set, alternating between two port sets so every call
+// changes something.
+func BenchmarkSetNode(b *testing.B) {
+	for _, hosts := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("backends=%d", hosts*12), func(b *testing.B) {
+			bal, f := benchBalancer(b, hosts, 12)
+			node := "host-0000"
+			a := f[node]
+			moved := make([]netip.AddrPort, len(a))
+			for i, ap := range a {
+				moved[i] = netip.AddrPortFrom(ap.Addr(), ap.Port()+100)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			i := 0
+			for b.Loop() {
+				if i%2 == 0 {
+					bal.SetNode(node, moved)
+				} else {
+					bal.SetNode(node, a)
+				}
+				i++
+			}
+			b.StopTimer()
+			require.Equal(b, hosts*12, bal.Len())
+		})
+	}
+	b.Run("unchanged/backends=12000", func(b *testing.B) {
+		bal, f := benchBalancer(b, 1000, 12)
+		a := f["host-0000"]
+		b.ReportAllocs()
+		for b.Loop() {
+			bal.SetNode("host-0000", a)
+		}
+	})
+}
