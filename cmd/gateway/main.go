@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
 	"github.com/herd-cluster/herd/internal/cliutil"
@@ -30,6 +33,30 @@ func main() {
 					Usage: "client traffic address"},
 				&cli.StringFlag{Name: "service", Value: "predictor", EnvVars: []string{"HERD_SERVICE"},
 					Usage: "the service to route"},
+				&cli.StringFlag{Name: "health-path", Value: "/healthz", EnvVars: []string{"HERD_HEALTH_PATH"},
+					Usage: "active health check: the path asked on every backend"},
+				&cli.DurationFlag{Name: "health-interval", Value: 2 * time.Second, EnvVars: []string{"HERD_HEALTH_INTERVAL"},
+					Usage: "active health check interval per backend (0 turns checks off)"},
+				&cli.DurationFlag{Name: "health-timeout", Value: time.Second, EnvVars: []string{"HERD_HEALTH_TIMEOUT"},
+					Usage: "active health check timeout"},
+				&cli.IntFlag{Name: "health-rise", Value: 2, EnvVars: []string{"HERD_HEALTH_RISE"},
+					Usage: "passing checks in a row that bring a backend back"},
+				&cli.IntFlag{Name: "health-fall", Value: 3, EnvVars: []string{"HERD_HEALTH_FALL"},
+					Usage: "failing checks in a row that take a backend out"},
+				&cli.DurationFlag{Name: "slow-start", EnvVars: []string{"HERD_SLOW_START"},
+					Usage: "ramp a new or recovered backend to its full share over this long (0: off)"},
+				&cli.IntFlag{Name: "retries", Value: 2, EnvVars: []string{"HERD_RETRIES"},
+					Usage: "other backends a failed request may be sent to (only when safe; see docs/http.md)"},
+				&cli.DurationFlag{Name: "connect-timeout", Value: 2 * time.Second, EnvVars: []string{"HERD_CONNECT_TIMEOUT"},
+					Usage: "connecting to a backend"},
+				&cli.DurationFlag{Name: "response-header-timeout", Value: 60 * time.Second, EnvVars: []string{"HERD_RESPONSE_HEADER_TIMEOUT"},
+					Usage: "waiting for a backend's response head once the request is sent"},
+				&cli.DurationFlag{Name: "client-idle-timeout", Value: 60 * time.Second, EnvVars: []string{"HERD_CLIENT_IDLE_TIMEOUT"},
+					Usage: "closing a client connection that sends no request"},
+				&cli.StringFlag{Name: "access-log", Value: "off", EnvVars: []string{"HERD_ACCESS_LOG"},
+					Usage: "one log line per request: off, on, or sampled (see --access-log-sample)"},
+				&cli.Float64Flag{Name: "access-log-sample", Value: 0.01, EnvVars: []string{"HERD_ACCESS_LOG_SAMPLE"},
+					Usage: "with --access-log sampled, the fraction of requests logged"},
 				&cli.BoolFlag{Name: "enable-pprof", EnvVars: []string{"HERD_ENABLE_PPROF"},
 					Usage: "serve Go's profiler at /debug/pprof/ on the admin address (behind the token)"},
 				&cli.DurationFlag{Name: "shutdown-grace", Value: 30 * time.Second, EnvVars: []string{"HERD_SHUTDOWN_GRACE"},
@@ -52,7 +79,19 @@ func run(c *cli.Context) error {
 	gcfg := gateway.DefaultConfig()
 	gcfg.Service = c.String("service")
 	gcfg.Logger = logger
-	gw := gateway.New(gcfg)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	gcfg.Registerer = reg
+	bc := &gcfg.Balancer
+	bc.AccessLog, bc.AccessLogSample = c.String("access-log"), c.Float64("access-log-sample")
+	bc.HealthPath, bc.HealthInterval, bc.HealthTimeout = c.String("health-path"), c.Duration("health-interval"), c.Duration("health-timeout")
+	bc.Rise, bc.Fall, bc.SlowStart, bc.Retries = c.Int("health-rise"), c.Int("health-fall"), c.Duration("slow-start"), c.Int("retries")
+	bc.DialTimeout, bc.ResponseHeaderTimeout = c.Duration("connect-timeout"), c.Duration("response-header-timeout")
+	bc.ClientIdleTimeout = c.Duration("client-idle-timeout")
+	gw, err := gateway.New(gcfg)
+	if err != nil {
+		return cli.Exit("gateway: "+err.Error(), 2)
+	}
 
 	traffic, err := cliutil.Listen("--listen", c.String("listen"))
 	if err != nil {
@@ -100,6 +139,7 @@ func run(c *cli.Context) error {
 	}
 	defer coord.Close()
 	srv.HandleRollouts(coord)
+	srv.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if c.Bool("enable-pprof") {
 		srv.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
 		srv.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))

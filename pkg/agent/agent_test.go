@@ -46,7 +46,8 @@ func startGateway(t *testing.T) *testGateway {
 	t.Helper()
 	gcfg := gateway.DefaultConfig()
 	gcfg.Logger = quietLogger("gw")
-	gw := gateway.New(gcfg)
+	gw, err := gateway.New(gcfg)
+	require.NoError(t, err)
 	mc := membership.DefaultConfig()
 	mc.NodeName, mc.BindAddr, mc.Profile = "gw", "127.0.0.1:0", membership.ProfileLocal
 	mc.Tags = membership.Tags{Role: membership.RoleGateway, Gen: 1}

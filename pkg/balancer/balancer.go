@@ -5,7 +5,10 @@
 package balancer
 
 import (
+	"fmt"
+	"math"
 	"net"
+	"net/http"
 	"net/netip"
 	"slices"
 	"sync"
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Backend is one address that may receive requests.
@@ -45,11 +49,71 @@ type Config struct {
 	// requests (or any with an Idempotency-Key header) that failed later. A
 	// request whose body was read is never retried. Default 2.
 	Retries int
-	// EjectFor is how long a backend that refused a connection gets no new
-	// requests (passive ejection). Default 3 s.
+	// EjectFor is how long a backend that refused or reset a connection gets
+	// no new requests (passive ejection) when active checks are off. With
+	// them on, it is out until Rise checks in a row pass. Default 3 s.
 	EjectFor time.Duration
+	// Active health checks: GET HealthPath every HealthInterval (0: off),
+	// each within HealthTimeout; Fall failures in a row take a backend out,
+	// Rise successes bring it back. Defaults /healthz, 2 s, 1 s, 2, 3.
+	HealthPath     string
+	HealthInterval time.Duration
+	HealthTimeout  time.Duration
+	Rise, Fall     int
+	// SlowStart ramps a backend that just joined or came back from 0 to its
+	// full share of requests over this long. Default 0: off.
+	SlowStart time.Duration
+	// AccessLog logs one line per request, through Logger named "access":
+	// "off" (default), "on", or "sampled" (AccessLogSample of them).
+	AccessLog       string
+	AccessLogSample float64
+	// Registerer, if set, receives the balancer's Prometheus metrics.
+	Registerer prometheus.Registerer
 	// Logger receives the balancer's logs. Default: hclog's default logger.
 	Logger hclog.Logger
+}
+
+// Backend states, as Backends and the metrics report them.
+const (
+	StateUp        = "up"
+	StateDown      = "down"       // failing its active health check
+	StateEjected   = "ejected"    // passive ejection after a refused or reset connection
+	StateSlowStart = "slow_start" // up, its share of traffic still ramping
+)
+
+func (c *Config) validate() error {
+	switch {
+	case c.HealthInterval < 0:
+		return fmt.Errorf("health interval %s: must not be negative", c.HealthInterval)
+	case c.HealthInterval > 0 && (c.HealthTimeout <= 0 || c.HealthTimeout > c.HealthInterval):
+		return fmt.Errorf("health timeout %s: want more than 0 and at most the interval %s", c.HealthTimeout, c.HealthInterval)
+	case c.HealthInterval > 0 && (c.Rise < 1 || c.Fall < 1):
+		return fmt.Errorf("health rise %d and fall %d: want at least 1", c.Rise, c.Fall)
+	case c.HealthInterval > 0 && (c.HealthPath == "" || c.HealthPath[0] != '/'):
+		return fmt.Errorf("health path %q: want a path starting with /", c.HealthPath)
+	case c.Retries < 0 || c.Retries > 7:
+		return fmt.Errorf("retries %d: want 0 to 7", c.Retries)
+	case c.SlowStart < 0:
+		return fmt.Errorf("slow start %s: must not be negative", c.SlowStart)
+	}
+	return nil
+}
+
+// accessEvery turns the access log settings into "log one request in n"
+// (0: none).
+func accessEvery(mode string, sample float64) (uint64, error) {
+	switch mode {
+	case "", "off":
+		return 0, nil
+	case "on":
+		return 1, nil
+	case "sampled":
+		if sample <= 0 || sample > 1 {
+			return 0, fmt.Errorf("access log sample %v: want a fraction in (0, 1]", sample)
+		}
+		return uint64(math.Round(1 / sample)), nil
+	}
+	return 0, fmt.Errorf("access log %q: want off, on or sampled", mode)
 }
 
 // DefaultConfig returns a Config with the defaults documented on each field.
@@ -63,6 +127,11 @@ func DefaultConfig() Config {
 		MaxIdleConnsPerBackend: 128,
 		Retries:                2,
 		EjectFor:               3 * time.Second,
+		HealthPath:             "/healthz",
+		HealthInterval:         2 * time.Second,
+		HealthTimeout:          time.Second,
+		Rise:                   2,
+		Fall:                   3,
 		Logger:                 hclog.Default(),
 	}
 }
@@ -81,6 +150,11 @@ type Balancer struct {
 	shutting  atomic.Bool
 
 	retries, ejections atomic.Uint64
+	m                  *metrics
+	access             hclog.Logger
+	accessEvery        uint64
+	accessN            atomic.Uint64
+	health             *http.Client
 
 	snap atomic.Pointer[snapshot]
 	rr   atomic.Uint64
@@ -93,7 +167,8 @@ type Balancer struct {
 }
 
 // New returns a Balancer with no backends: it answers 503 until Update.
-func New(cfg Config) *Balancer {
+// It fails only on a bad access log setting.
+func New(cfg Config) (*Balancer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.Default()
 	}
@@ -108,8 +183,20 @@ func New(cfg Config) *Balancer {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*clientConn]struct{}),
 	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	every, err := accessEvery(cfg.AccessLog, cfg.AccessLogSample)
+	if err != nil {
+		return nil, err
+	}
+	b.accessEvery, b.access = every, cfg.Logger.Named("access")
+	b.m = newMetrics(b, cfg.Registerer)
+	if b.activeChecks() {
+		b.health = b.newHealthClient()
+	}
 	b.snap.Store(&snapshot{})
-	return b
+	return b, nil
 }
 
 // Update replaces the whole backend set. Backends that stay keep their
@@ -219,15 +306,24 @@ func (b *Balancer) publishLocked() {
 }
 
 // started and retired hook backend lifecycles (health checks, metrics).
-func (b *Balancer) started(be *backend) {}
+func (b *Balancer) started(be *backend) {
+	be.upSince.Store(time.Now().UnixNano())
+	b.m.startedMetrics(be)
+	if b.activeChecks() {
+		go b.healthLoop(be)
+	}
+}
 
-func (b *Balancer) retired(be *backend) { be.retire() }
+func (b *Balancer) retired(be *backend) {
+	be.retire()
+	b.m.retiredMetrics(be)
+}
 
 // BackendStatus is a backend's live state, for the admin API.
 type BackendStatus struct {
 	Addr     netip.AddrPort `json:"addr"`
 	Node     string         `json:"node"`
-	State    string         `json:"state"` // "up" or "ejected"
+	State    string         `json:"state"` // StateUp, StateDown, StateEjected or StateSlowStart
 	InFlight int64          `json:"in_flight"`
 	Requests uint64         `json:"requests"`
 	Failures uint64         `json:"failures"`
@@ -239,9 +335,14 @@ func (b *Balancer) Backends() []BackendStatus {
 	snap := b.snap.Load()
 	out := make([]BackendStatus, len(snap.backends))
 	for i, be := range snap.backends {
-		state := "up"
-		if be.ejected(now) {
-			state = "ejected"
+		state := StateUp
+		switch {
+		case be.down.Load():
+			state = StateDown
+		case be.ejected(now):
+			state = StateEjected
+		case b.cfg.SlowStart > 0 && now-be.upSince.Load() < int64(b.cfg.SlowStart):
+			state = StateSlowStart
 		}
 		out[i] = BackendStatus{
 			Addr: be.addr, Node: be.node, State: state, InFlight: be.inflight.Load(),
@@ -253,9 +354,6 @@ func (b *Balancer) Backends() []BackendStatus {
 
 // Len is the number of backends in the current set.
 func (b *Balancer) Len() int { return len(b.snap.Load().backends) }
-
-// record accounts for one answered request.
-func (b *Balancer) record(be *backend, status int, st *relayState) {}
 
 // Close closes idle connections to every backend.
 func (b *Balancer) Close() {

@@ -45,12 +45,14 @@ func newTestBalancer(t *testing.T) (*Balancer, *front) {
 	cfg := DefaultConfig()
 	cfg.Service = "predictor"
 	cfg.Logger = hclog.NewNullLogger()
+	cfg.HealthInterval = 0 // tests of health checks turn them on
 	return serveBalancer(t, cfg)
 }
 
 func serveBalancer(t *testing.T, cfg Config) (*Balancer, *front) {
 	t.Helper()
-	b := New(cfg)
+	b, err := New(cfg)
+	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	done := make(chan error, 1)

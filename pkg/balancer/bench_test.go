@@ -27,7 +27,8 @@ func benchBalancer(b *testing.B, hosts, perHost int) (*Balancer, map[string][]ne
 	b.Helper()
 	cfg := DefaultConfig()
 	cfg.Logger = hclog.NewNullLogger()
-	bal := New(cfg)
+	bal, err := New(cfg)
+	require.NoError(b, err)
 	f := fleet(hosts, perHost)
 	for node, addrs := range f {
 		bal.SetNode(node, addrs)
@@ -45,7 +46,7 @@ func BenchmarkPick(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				if bal.snap.Load().pick(&rr, nil) == nil {
+				if bal.snap.Load().pick(&rr, nil, 0) == nil {
 					b.Fatal("no backend")
 				}
 			}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // backend is one backend's live state. It outlives snapshot swaps: a set
@@ -28,6 +30,11 @@ type backend struct {
 	failures     atomic.Uint64
 	ejectedUntil atomic.Int64 // unix nanoseconds
 	retired      atomic.Bool
+	down         atomic.Bool  // failed its active health checks, or ejected while they run
+	upSince      atomic.Int64 // unix nanoseconds it (re)entered rotation, for slow start
+	resetRuns    atomic.Bool  // the health loop restarts its count of good checks
+	stop         chan struct{}
+	codes        [6]prometheus.Counter // requests by status class; see metrics
 }
 
 func newBackend(be Backend, cfg Config) *backend {
@@ -38,6 +45,7 @@ func newBackend(be Backend, cfg Config) *backend {
 		dialer:      net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
 		maxIdle:     cfg.MaxIdleConnsPerBackend,
 		idleTimeout: cfg.IdleConnTimeout,
+		stop:        make(chan struct{}),
 	}
 }
 
@@ -107,14 +115,26 @@ func (be *backend) closeIdle() {
 
 func (be *backend) ejected(now int64) bool { return be.ejectedUntil.Load() > now }
 
-func (be *backend) eject(d time.Duration) {
+// out reports whether be is out of rotation.
+func (be *backend) out(now int64) bool { return be.down.Load() || be.ejected(now) }
+
+// eject takes be out of rotation after a refused or reset connection: for
+// d, or, when active checks run, until they pass again.
+func (be *backend) eject(d time.Duration, activeChecks bool) {
+	if activeChecks {
+		be.resetRuns.Store(true)
+		be.down.Store(true)
+		return
+	}
 	be.ejectedUntil.Store(time.Now().Add(d).UnixNano())
+	be.upSince.Store(time.Now().Add(d).UnixNano())
 }
 
 // retire marks a backend removed from the set: in-flight requests finish,
 // then its connections are closed.
 func (be *backend) retire() {
 	be.retired.Store(true)
+	close(be.stop)
 	be.closeIdle()
 }
 
@@ -130,11 +150,11 @@ type snapshot struct {
 	backends []*backend
 }
 
-// pick returns the next backend in round robin, skipping ejected ones and
-// those in tried. When every backend is ejected it still returns one not
-// tried: a possibly-recovered backend beats a certain 503. Nil when all
-// were tried.
-func (s *snapshot) pick(rr *atomic.Uint64, tried []*backend) *backend {
+// pick returns the next backend in round robin, skipping those out of
+// rotation, those in tried, and (by chance) those in slow start. When every
+// backend is out it still returns one not tried: a possibly-recovered
+// backend beats a certain 503. Nil when all were tried.
+func (s *snapshot) pick(rr *atomic.Uint64, tried []*backend, slowStart int64) *backend {
 	n := uint64(len(s.backends))
 	if n == 0 {
 		return nil
@@ -147,10 +167,10 @@ func (s *snapshot) pick(rr *atomic.Uint64, tried []*backend) *backend {
 		if contains(tried, be) {
 			continue
 		}
-		if !be.ejected(now) {
+		if !be.out(now) && !slowStartSkip(be, now, slowStart) {
 			return be
 		}
-		if fallback == nil {
+		if fallback == nil || fallback.out(now) && !be.out(now) {
 			fallback = be
 		}
 	}

@@ -52,8 +52,8 @@ type head struct {
 	fields        []field
 	contentLength int64 // -1: absent
 	chunked       bool
-	close         bool // the sender closes the connection after this message
-	keepAlive     bool // "Connection: keep-alive" (HTTP/1.0)
+	close         bool   // the sender closes the connection after this message
+	keepAlive     bool   // "Connection: keep-alive" (HTTP/1.0)
 	upgrade       []byte // Upgrade header value
 	connUpgrade   bool   // "Connection: upgrade"
 	conn          [][]byte
@@ -318,7 +318,6 @@ func (h *head) connection(v []byte) {
 // upgrading reports whether a request asks to switch protocols
 // (WebSocket): both "Connection: upgrade" and an Upgrade header.
 func (h *head) upgrading() bool { return h.connUpgrade && len(h.upgrade) > 0 }
-
 
 // bodyless reports whether a response to method with this head has no body.
 func (h *head) bodyless(method []byte) bool {

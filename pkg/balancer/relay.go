@@ -130,6 +130,8 @@ type clientConn struct {
 	req      head
 	resp     head
 	reqID    []byte
+	// For the access log: copies of the request's method and target.
+	method, path []byte
 }
 
 func (b *Balancer) newClientConn(c net.Conn) *clientConn {
@@ -195,6 +197,10 @@ func (cc *clientConn) relay() bool {
 	b, req := cc.b, &cc.req
 	st := relayState{started: time.Now()}
 	cc.requestID()
+	if b.accessEvery > 0 { // the head's bytes do not outlive the body
+		cc.method = append(cc.method[:0], req.line[0]...)
+		cc.path = append(cc.path[:0], req.line[1]...)
+	}
 	cc.out = cc.appendRequestHead(cc.out[:0])
 	// A body that is already buffered goes out in the same write as the head.
 	rest := req.contentLength
@@ -217,7 +223,7 @@ func (cc *clientConn) relay() bool {
 		}
 		if status != 0 { // the client is gone or can no longer be answered
 			st.closeAfter = true
-			b.record(st.be, status, &st)
+			b.record(st.be, status, &st, cc)
 			return false
 		}
 		if st.nTried >= len(st.tried) || st.attempts > b.cfg.Retries || !cc.mayRetry(&st, err) {
@@ -229,7 +235,7 @@ func (cc *clientConn) relay() bool {
 				code = 503
 			}
 			cc.writeError(code, cc.errorText(code, err), &st)
-			b.record(st.be, code, &st)
+			b.record(st.be, code, &st, cc)
 			return !st.closeAfter && !b.shutting.Load()
 		}
 		b.retries.Add(1)
@@ -265,7 +271,7 @@ func (cc *clientConn) mayRetry(st *relayState, err error) bool {
 // status, the exchange is over and the client connection must close.
 func (cc *clientConn) attempt(st *relayState) (int, error) {
 	b, req := cc.b, &cc.req
-	be := b.snap.Load().pick(&b.rr, st.tried[:st.nTried])
+	be := b.snap.Load().pick(&b.rr, st.tried[:st.nTried], int64(b.cfg.SlowStart))
 	if be == nil {
 		if st.nTried == 0 {
 			return 0, errNoBackends
@@ -283,7 +289,7 @@ func (cc *clientConn) attempt(st *relayState) (int, error) {
 	bc, err := be.get(b.cfg.DialTimeout)
 	if err != nil {
 		be.failures.Add(1)
-		be.eject(b.cfg.EjectFor)
+		be.eject(b.cfg.EjectFor, b.activeChecks())
 		b.ejections.Add(1)
 		b.logger.Warn("backend ejected: connect failed", "addr", be.hostPort, "node", be.node, "error", err)
 		return 0, &attemptError{err: err, unsent: true}
@@ -386,7 +392,7 @@ func (e *clientError) Unwrap() error { return e.err }
 func (cc *clientConn) backendFailed(be *backend, bc *bconn, err error) error {
 	be.failures.Add(1)
 	if !bc.reused && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
-		be.eject(cc.b.cfg.EjectFor)
+		be.eject(cc.b.cfg.EjectFor, cc.b.activeChecks())
 		cc.b.ejections.Add(1)
 		cc.b.logger.Warn("backend ejected: connection reset or closed", "addr", be.hostPort, "node", be.node, "error", err)
 	}
@@ -443,7 +449,6 @@ func (cc *clientConn) respond(st *relayState, bc *bconn) (int, error) {
 	switch {
 	case bodyless || n == 0:
 	case upgrade:
-		b.record(st.be, status, st)
 		st.closeAfter = true
 		cc.tunnel(bc)
 		return status, errUpgraded
@@ -469,7 +474,7 @@ func (cc *clientConn) respond(st *relayState, bc *bconn) (int, error) {
 	} else {
 		bc.close()
 	}
-	b.record(st.be, status, st)
+	b.record(st.be, status, st, cc)
 	return 0, nil
 }
 

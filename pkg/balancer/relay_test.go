@@ -354,7 +354,7 @@ func TestResponseUntilCloseAndBackendTimeouts(t *testing.T) {
 	// the same time is not held up.
 	cfg := DefaultConfig()
 	cfg.ResponseHeaderTimeout = 300 * time.Millisecond
-	cfg.Retries = 0
+	cfg.Retries, cfg.HealthInterval = 0, 0
 	b2, f2 := serveBalancer(t, cfg)
 	slow := startBackends(t, 1, func(int) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {

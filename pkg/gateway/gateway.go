@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herd-cluster/herd/pkg/balancer"
 	"github.com/herd-cluster/herd/pkg/membership"
@@ -22,7 +23,10 @@ type Config struct {
 	Balancer balancer.Config
 	// EventBuffer is the length of the membership event queue. Default 1024.
 	EventBuffer int
-	Logger      hclog.Logger
+	// Registerer, if set, receives the gateway's and the balancer's
+	// Prometheus metrics.
+	Registerer prometheus.Registerer
+	Logger     hclog.Logger
 }
 
 // DefaultConfig returns a Config with the defaults documented on each field.
@@ -45,11 +49,15 @@ type Gateway struct {
 	applied map[string]uint64 // node → tag generation the balancer reflects
 	present map[string]bool   // nodes in the view
 	changed chan struct{}     // closed and replaced on every swap
+
+	eventsTotal *prometheus.CounterVec
+	eventToSwap prometheus.Histogram
 }
 
 // New returns a Gateway. Pass EventCh and QueryCh into the membership
-// Config, then call Run with the cluster.
-func New(cfg Config) *Gateway {
+// Config, then call Run with the cluster. It fails on a bad balancer
+// setting.
+func New(cfg Config) (*Gateway, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.Default()
 	}
@@ -60,17 +68,34 @@ func New(cfg Config) *Gateway {
 	if cfg.Balancer.Logger == nil {
 		cfg.Balancer.Logger = cfg.Logger
 	}
-	return &Gateway{
+	cfg.Balancer.Registerer = cfg.Registerer
+	bal, err := balancer.New(cfg.Balancer)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{
 		cfg:     cfg,
 		logger:  cfg.Logger.Named("gateway"),
-		bal:     balancer.New(cfg.Balancer),
+		bal:     bal,
 		events:  make(chan membership.Event, cfg.EventBuffer),
 		queries: make(chan *membership.Query, 64),
 		nodes:   make(map[string]membership.Node),
 		applied: make(map[string]uint64),
 		present: make(map[string]bool),
 		changed: make(chan struct{}),
+		eventsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_gateway_membership_events_total", Help: "Membership events applied, by type.",
+		}, []string{"type"}),
+		eventToSwap: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herd_gateway_event_to_swap_seconds",
+			Help:    "Time from Serf delivering a membership event to the new backend set being in use.",
+			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10), // 10 µs .. 2.6 s
+		}),
 	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(g.eventsTotal, g.eventToSwap)
+	}
+	return g, nil
 }
 
 // EventCh is where membership must deliver events.
@@ -114,6 +139,10 @@ func (g *Gateway) apply(e membership.Event) {
 		}
 	}
 	total := g.bal.Len()
+	g.eventsTotal.WithLabelValues(e.Type.String()).Inc()
+	if !e.At.IsZero() {
+		g.eventToSwap.Observe(time.Since(e.At).Seconds())
+	}
 	g.mu.Lock()
 	for _, n := range e.Nodes {
 		_, g.present[n.Name] = g.nodes[n.Name]

@@ -39,7 +39,8 @@ func TestSyncIsAnsweredOnlyAfterTheSwap(t *testing.T) {
 	for i := range 3 {
 		cfg := DefaultConfig()
 		cfg.Logger = quiet()
-		g := New(cfg)
+		g, err := New(cfg)
+		require.NoError(t, err)
 		c := member(t, "gw"+string(rune('a'+i)), membership.Tags{Role: membership.RoleGateway, Gen: 1}, g.EventCh(), g.QueryCh())
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
@@ -76,14 +77,15 @@ func TestSyncIsAnsweredOnlyAfterTheSwap(t *testing.T) {
 func TestSyncForUnknownGenerationTimesOutSilently(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Logger = quiet()
-	g := New(cfg)
+	g, err := New(cfg)
+	require.NoError(t, err)
 	gwc := member(t, "gw", membership.Tags{Role: membership.RoleGateway, Gen: 1}, g.EventCh(), g.QueryCh())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { g.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	agent := member(t, "agent", agentTags(5, membership.StateActive, 9001), nil, nil)
-	_, err := agent.Join([]string{gwc.LocalNode().Addr.String()})
+	_, err = agent.Join([]string{gwc.LocalNode().Addr.String()})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return g.Balancer().Len() == 1 }, 5*time.Second, 5*time.Millisecond)
 	// Ask for a generation the agent never announced: no false acknowledgement.
