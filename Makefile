@@ -10,7 +10,7 @@ STATIC := CGO_ENABLED=0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL = $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
 
-.PHONY: all build binaries images-process images demo test test-deps vet fmt-check fuzz clean dockerd-start dockerd-stop
+.PHONY: all build binaries images-process images demo test test-deps vet fmt-check fuzz bench bench-deps clean dockerd-start dockerd-stop
 
 all: build
 
@@ -38,6 +38,18 @@ images:
 ## demo: a gateway and three agents × 4 replicas on loopback (process runtime)
 demo: build
 	./scripts/demo.sh
+
+## bench: the gateway against HAProxy with wrk (4 and 12 replicas, streaming), the
+## balancer's Go benchmarks, and membership convergence with 200 members
+BENCH_ROUNDS ?= 5
+BENCH_DURATION ?= 10s
+bench: bench-deps build
+	$(GO) run ./test/bench -bin $(BIN) -rounds $(BENCH_ROUNDS) -duration $(BENCH_DURATION)
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/balancer/
+	$(GO) test -count=1 -run TestConvergenceAtScale -v ./pkg/gateway/ | grep -E 'MEASURE|^(ok|FAIL|---)'
+
+bench-deps:
+	@command -v wrk >/dev/null && command -v haproxy >/dev/null || { $(APT_INSTALL) wrk haproxy; }
 
 ## test: install what the tests need, then vet, format check and every test with -race
 # The tests' own Docker engine (scripts/test-dockerd.sh); the Docker tests use it
