@@ -27,6 +27,7 @@ func benchBalancer(b *testing.B, hosts, perHost int) (*Balancer, map[string][]ne
 	b.Helper()
 	cfg := DefaultConfig()
 	cfg.Logger = hclog.NewNullLogger()
+	cfg.HealthInterval = 0 // the addresses are never dialled
 	bal, err := New(cfg)
 	require.NoError(b, err)
 	f := fleet(hosts, perHost)

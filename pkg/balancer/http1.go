@@ -85,6 +85,9 @@ func readHead(br *bufio.Reader, h *head, request bool) error {
 				end = max(scanned-3, 0) + i + 4
 				break
 			}
+			if bytes.Contains(b, lflf) || bytes.Contains(b, crlflf) {
+				return badRequest("bare LF line endings")
+			}
 			scanned = len(b)
 		}
 		if err != nil {
@@ -114,6 +117,8 @@ func readHead(br *bufio.Reader, h *head, request bool) error {
 var (
 	crlf     = []byte("\r\n")
 	crlfcrlf = []byte("\r\n\r\n")
+	lflf     = []byte("\n\n")
+	crlflf   = []byte("\r\n\n")
 )
 
 // parseHead parses b, a head without its final CRLF.

@@ -270,6 +270,7 @@ func TestMalformedRequestsAreRefused(t *testing.T) {
 		"space in name":    {"GET / HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n", "400"},
 		"space before :":   {"GET / HTTP/1.1\r\nHost: x\r\nContent-Length : 0\r\n\r\n", "400"},
 		"folding":          {"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  continued\r\n\r\n", "400"},
+		"bare LF":          {"GET / HTTP/1.1\nHost: x\n\n", "400"},
 		"HTTP/2 preface":   {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "505"},
 		"head over 16 KiB": {"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 17<<10) + "\r\n\r\n", "431"},
 	} {
