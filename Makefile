@@ -81,6 +81,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeTags$$' -fuzztime $(FUZZTIME) ./pkg/membership
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeSyncRequest$$' -fuzztime $(FUZZTIME) ./pkg/membership
 	$(GO) test -run '^$$' -fuzz '^FuzzParseImage$$' -fuzztime $(FUZZTIME) ./pkg/runtime
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeDeployRequest$$' -fuzztime $(FUZZTIME) ./pkg/membership
+	$(GO) test -run '^$$' -fuzz '^FuzzReadHead$$' -fuzztime $(FUZZTIME) ./pkg/balancer
+	$(GO) test -run '^$$' -fuzz '^FuzzRelayChunked$$' -fuzztime $(FUZZTIME) ./pkg/balancer
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRolloutBody$$' -fuzztime $(FUZZTIME) ./pkg/api
+	$(GO) test -run '^$$' -fuzz '^FuzzStateFile$$' -fuzztime $(FUZZTIME) ./pkg/rollout
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadDesired$$' -fuzztime $(FUZZTIME) ./pkg/agent
 
 dockerd-start:
 	./scripts/test-dockerd.sh start $(DOCKERD_DIR)

@@ -14,7 +14,7 @@ HOSTS=(127.0.0.2 127.0.0.3 127.0.0.4)
 
 rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR"
-key=$(head -c 32 /dev/urandom | base64)
+key=$("$BIN/clusterctl" keygen)
 export HERD_ENCRYPT="$key" HERD_GOSSIP_PROFILE=local HERD_LOG_LEVEL=${HERD_LOG_LEVEL:-info}
 
 pids=()

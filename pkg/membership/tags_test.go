@@ -160,3 +160,18 @@ func FuzzDecodeSyncRequest(f *testing.F) {
 		require.LessOrEqual(t, len(b), maxSyncPayload)
 	})
 }
+
+func FuzzDecodeDeployRequest(f *testing.F) {
+	f.Add([]byte(`{"rollout":"r1","image":"predictor:1.1.0"}`))
+	f.Add([]byte(`{"rollout":"r1","image":"predictor:1.1.0","check_only":true}`))
+	f.Add([]byte(`{"image":"predictor"}`))
+	f.Add([]byte(`{"image":"a:b","x":1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeDeployRequest(b)
+		if err != nil {
+			return
+		}
+		require.Regexp(t, imageRe, r.Image)
+		require.LessOrEqual(t, len(b), maxDeployPayload)
+	})
+}

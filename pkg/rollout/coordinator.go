@@ -43,6 +43,26 @@ type state struct {
 	History []Rollout `json:"history"` // newest first
 }
 
+// check validates what a resumed rollout relies on.
+func (s *state) check() error {
+	r := s.Current
+	if r == nil || r.Done() {
+		return nil
+	}
+	if err := r.Options.Validate(); err != nil {
+		return fmt.Errorf("running rollout %s: %v", r.ID, err)
+	}
+	if _, err := runtime.ParseImage(r.Image); err != nil {
+		return fmt.Errorf("running rollout %s: %v", r.ID, err)
+	}
+	for _, h := range r.Hosts {
+		if h.Batch < 1 || h.Batch > len(r.Hosts) || h.Node == "" {
+			return fmt.Errorf("running rollout %s: host %q in batch %d of %d hosts", r.ID, h.Node, h.Batch, len(r.Hosts))
+		}
+	}
+	return nil
+}
+
 // Coordinator runs at most one rollout at a time.
 type Coordinator struct {
 	cfg    Config
@@ -76,6 +96,9 @@ func New(cfg Config) (*Coordinator, error) {
 			return nil, fmt.Errorf("rollout state %s: %w", cfg.StatePath, err)
 		default:
 			if err := json.Unmarshal(b, &c.st); err != nil {
+				return nil, fmt.Errorf("rollout state %s is corrupt: %v (move it away to start with no history)", cfg.StatePath, err)
+			}
+			if err := c.st.check(); err != nil {
 				return nil, fmt.Errorf("rollout state %s is corrupt: %v (move it away to start with no history)", cfg.StatePath, err)
 			}
 		}

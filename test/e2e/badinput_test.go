@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herd-cluster/herd/internal/testutil"
+	"github.com/herd-cluster/herd/pkg/membership"
 )
 
 // runBinary runs a binary to completion and returns its exit code and the
@@ -115,4 +117,22 @@ func TestClusterctlErrors(t *testing.T) {
 	code, last = runBinary(t, "clusterctl", "--addr", g.admin, "--token", "s3cret", "backends")
 	assert.Zero(t, code)
 	assert.Contains(t, last, "ADDRESS")
+}
+
+// TestKeygen: `clusterctl keygen` prints a new 32-byte base64 key each time,
+// one that the gateway accepts as --encrypt.
+func TestKeygen(t *testing.T) {
+	buildAll(t)
+	out1, code := runToEnd(t, os.Environ(), "clusterctl", "keygen")
+	require.Equal(t, 0, code, out1)
+	out2, _ := runToEnd(t, os.Environ(), "clusterctl", "keygen")
+	k1 := strings.TrimSpace(out1)
+	key, err := membership.ParseKey(k1)
+	require.NoError(t, err)
+	assert.Len(t, key, 32)
+	assert.NotEqual(t, k1, strings.TrimSpace(out2))
+	g := startGateway(t, "--encrypt", k1)
+	out, code := g.clusterctl(t, "members", "--json")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, `"gateway"`)
 }
