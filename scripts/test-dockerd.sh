@@ -35,7 +35,7 @@ stop() {
   fi
   rm -f "$pidfile"
   # A killed daemon leaves mounts behind: unmount, deepest first.
-  grep -o " $dir/[^ ]*" /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  { grep -o " $dir/[^ ]*" /proc/mounts || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 }
 
 start() {
