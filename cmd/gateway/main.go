@@ -51,6 +51,8 @@ func main() {
 					Usage: "connecting to a backend"},
 				&cli.DurationFlag{Name: "response-header-timeout", Value: 60 * time.Second, EnvVars: []string{"HERD_RESPONSE_HEADER_TIMEOUT"},
 					Usage: "waiting for a backend's response head once the request is sent"},
+				&cli.DurationFlag{Name: "backend-idle-timeout", Value: 90 * time.Second, EnvVars: []string{"HERD_BACKEND_IDLE_TIMEOUT"},
+					Usage: "closing an unused keep-alive connection to a backend; keep it below the backends' own"},
 				&cli.DurationFlag{Name: "client-idle-timeout", Value: 60 * time.Second, EnvVars: []string{"HERD_CLIENT_IDLE_TIMEOUT"},
 					Usage: "closing a client connection that sends no request"},
 				&cli.StringFlag{Name: "access-log", Value: "off", EnvVars: []string{"HERD_ACCESS_LOG"},
@@ -87,7 +89,7 @@ func run(c *cli.Context) error {
 	bc.HealthPath, bc.HealthInterval, bc.HealthTimeout = c.String("health-path"), c.Duration("health-interval"), c.Duration("health-timeout")
 	bc.Rise, bc.Fall, bc.SlowStart, bc.Retries = c.Int("health-rise"), c.Int("health-fall"), c.Duration("slow-start"), c.Int("retries")
 	bc.DialTimeout, bc.ResponseHeaderTimeout = c.Duration("connect-timeout"), c.Duration("response-header-timeout")
-	bc.ClientIdleTimeout = c.Duration("client-idle-timeout")
+	bc.ClientIdleTimeout, bc.IdleConnTimeout = c.Duration("client-idle-timeout"), c.Duration("backend-idle-timeout")
 	gw, err := gateway.New(gcfg)
 	if err != nil {
 		return cli.Exit("gateway: "+err.Error(), 2)

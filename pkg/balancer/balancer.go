@@ -132,7 +132,6 @@ func DefaultConfig() Config {
 		HealthTimeout:          time.Second,
 		Rise:                   2,
 		Fall:                   3,
-		Logger:                 hclog.Default(),
 	}
 }
 

@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -102,6 +105,49 @@ func TestGatewayBadInput(t *testing.T) {
 	code, last = runBinary(t, "gateway", "run", "--listen", "127.0.0.1:0", "--admin", "0.0.0.0:0", "--bind", "127.0.0.1:0")
 	assert.NotZero(t, code)
 	assert.Contains(t, last, "set --token")
+
+	for flag, want := range map[string]string{
+		"--health-rise=0":        "health rise 0 and fall 3: want at least 1",
+		"--health-path=healthz":  `health path "healthz": want a path starting with /`,
+		"--health-timeout=5s":    "health timeout 5s: want more than 0 and at most the interval 2s",
+		"--retries=9":            "retries 9: want 0 to 7",
+		"--access-log=sometimes": `access log "sometimes": want off, on or sampled`,
+	} {
+		code, last = runBinary(t, "gateway", "run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--bind", "127.0.0.1:0",
+			"--data-dir", t.TempDir(), flag)
+		assert.Equal(t, 2, code, flag)
+		assert.Equal(t, "gateway: "+want, last, flag)
+	}
+}
+
+// TestGatewayBalancingFlagsAndMetrics: the gateway started with every
+// balancing flag set serves through a real agent, logs each request, and
+// its /metrics shows the requests by backend.
+func TestGatewayBalancingFlagsAndMetrics(t *testing.T) {
+	g := startGateway(t, "--health-path", "/healthz", "--health-interval", "300ms", "--health-timeout", "200ms",
+		"--health-rise", "1", "--health-fall", "2", "--slow-start", "1s", "--retries", "1", "--connect-timeout", "1s",
+		"--response-header-timeout", "5s", "--client-idle-timeout", "10s", "--backend-idle-timeout", "4s",
+		"--access-log", "on", "--log-json")
+	startAgent(t, g, "flags-a", "127.0.0.2", 2)
+	g.waitBackends(t, 2, 30*time.Second)
+	time.Sleep(1100 * time.Millisecond) // past slow start
+	for range 10 {
+		_, err := getVersion(t, g.url)
+		require.NoError(t, err)
+	}
+	resp, err := http.Get("http://" + g.admin + "/metrics")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	for _, b := range g.backends(t) {
+		assert.Contains(t, string(body), fmt.Sprintf(`herd_gateway_requests_total{backend="%s",code="2xx"}`, b.Addr))
+		assert.Equal(t, "up", b.State)
+	}
+	assert.Contains(t, string(body), `herd_gateway_membership_events_total{type="member-join"}`)
+	assert.Contains(t, string(body), "herd_gateway_event_to_swap_seconds_count")
+	require.Eventually(t, func() bool { return strings.Count(g.output(), `"@message":"request"`) >= 10 },
+		5*time.Second, 20*time.Millisecond, "one access log line per request")
 }
 
 func TestClusterctlErrors(t *testing.T) {

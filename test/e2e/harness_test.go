@@ -88,6 +88,12 @@ func startProcEnv(t *testing.T, name string, env []string, args ...string) *proc
 	return p
 }
 
+// output is everything the process has logged so far.
+func (p *proc) output() string {
+	b, _ := os.ReadFile(p.log)
+	return string(b)
+}
+
 func tail(s string, n int) string {
 	if len(s) <= n {
 		return s
