@@ -66,6 +66,7 @@ test: test-deps vet fmt-check
 test-deps:
 	@command -v $(GO) >/dev/null || { echo "Go is required: https://go.dev/dl"; exit 1; }
 	@command -v gcc >/dev/null || { $(APT_INSTALL) gcc libc6-dev; }
+	@command -v serf >/dev/null || { $(APT_INSTALL) serf; }
 	$(GO) mod download
 
 vet:
