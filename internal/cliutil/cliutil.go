@@ -81,6 +81,7 @@ func MembershipConfig(c *cli.Context, logger hclog.Logger) (*membership.Config, 
 		return nil, err
 	}
 	cfg.SnapshotPath = filepath.Join(dir, "serf.snapshot")
+	cfg.KeyringPath = filepath.Join(dir, "serf.keyring")
 	if k := c.String("encrypt"); k != "" {
 		key, err := membership.ParseKey(k)
 		if err != nil {

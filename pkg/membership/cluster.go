@@ -51,6 +51,13 @@ func New(cfg *Config) (*Cluster, error) {
 	}
 	std := logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true, InferLevelsWithTimestamp: true})
 	mc.Logger = std
+	if cfg.EncryptKey != nil {
+		keyring, err := loadKeyring(cfg.KeyringPath, cfg.EncryptKey)
+		if err != nil {
+			return nil, err
+		}
+		mc.Keyring, mc.SecretKey = keyring, nil
+	}
 
 	c := &Cluster{
 		logger:     logger,
@@ -66,6 +73,9 @@ func New(cfg *Config) (*Cluster, error) {
 	sc.EventCh = c.serfEvents
 	sc.Logger = std
 	sc.ValidateNodeNames = true
+	if cfg.EncryptKey != nil {
+		sc.KeyringFile = cfg.KeyringPath
+	}
 	if cfg.SnapshotPath != "" {
 		sc.SnapshotPath = cfg.SnapshotPath
 		sc.RejoinAfterLeave = true // a restart after a graceful stop rejoins too

@@ -40,6 +40,10 @@ type Config struct {
 	EncryptKey []byte
 	// Tags are announced at start; SetTags replaces them.
 	Tags Tags
+	// KeyringPath, if set, is where the gossip keys are kept across restarts
+	// once rotated (InstallKey, UseKey, RemoveKey); when the file exists it
+	// takes precedence over EncryptKey.
+	KeyringPath string
 	// SnapshotPath, if set, is where Serf records the members it knows; a
 	// restarted node rejoins them from it at once, without a --join.
 	SnapshotPath string
