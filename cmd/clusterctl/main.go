@@ -20,6 +20,6 @@ func newApp() *cli.App {
 				Usage: "admin API of a gateway (or agent)"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"HERD_TOKEN"}, Usage: "admin API bearer token"},
 		},
-		Commands: []*cli.Command{membersCommand(), backendsCommand(), rolloutCommand(), rollbackCommand(), keygenCommand()},
+		Commands: []*cli.Command{membersCommand(), backendsCommand(), rolloutCommand(), rollbackCommand(), keygenCommand(), keysCommand()},
 	}
 }

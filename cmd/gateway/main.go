@@ -141,6 +141,7 @@ func run(c *cli.Context) error {
 	}
 	defer coord.Close()
 	srv.HandleRollouts(coord)
+	srv.HandleKeys(cluster)
 	srv.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if c.Bool("enable-pprof") {
 		srv.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))

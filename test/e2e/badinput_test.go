@@ -182,3 +182,39 @@ func TestKeygen(t *testing.T) {
 	require.Equal(t, 0, code, out)
 	assert.Contains(t, out, `"gateway"`)
 }
+
+// TestKeyRotation: a cluster started with one gossip key moves to a new one
+// with clusterctl keys install / use / remove while it serves, and a
+// restarted agent, started with the old key, still gets in (its keyring
+// was saved).
+func TestKeyRotation(t *testing.T) {
+	buildAll(t)
+	oldKey, _ := runToEnd(t, os.Environ(), "clusterctl", "keygen")
+	newKey, _ := runToEnd(t, os.Environ(), "clusterctl", "keygen")
+	oldKey, newKey = strings.TrimSpace(oldKey), strings.TrimSpace(newKey)
+	g := startGateway(t, "--encrypt", oldKey)
+	a := startAgent(t, g, "keyed", "127.0.0.2", 2, "--encrypt", oldKey)
+	g.waitBackends(t, 2, 30*time.Second)
+	l := startLoad(t, g.url, 100, true)
+
+	for _, step := range [][]string{{"install", newKey}, {"use", newKey}, {"remove", oldKey}} {
+		out, code := g.clusterctl(t, "keys", step[0], step[1])
+		require.Equal(t, 0, code, out)
+		assert.Contains(t, out, step[0]+": done on 2 of 2 members")
+	}
+	out, code := g.clusterctl(t, "keys", "list", "--json")
+	require.Equal(t, 0, code, out)
+	assert.Contains(t, out, newKey)
+	assert.NotContains(t, out, oldKey)
+	out, code = g.clusterctl(t, "keys", "use", "not-a-key")
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "not valid base64")
+	l.finish()
+	t.Logf("MEASURE key rotation under load: sent=%d failed=%d", l.sent.Load(), l.failed.Load())
+	require.Zero(t, l.failed.Load(), "failed requests:\n%s", l.failures())
+
+	a.stop(t, 30*time.Second)
+	g.waitBackends(t, 0, 10*time.Second)
+	a.restart(t) // still --encrypt oldKey; the saved keyring has the new one
+	g.waitBackends(t, 2, 30*time.Second)
+}
