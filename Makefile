@@ -10,7 +10,7 @@ STATIC := CGO_ENABLED=0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL = $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
 
-.PHONY: all build binaries images-process images demo test test-deps vet fmt-check fuzz bench bench-deps clean dockerd-start dockerd-stop
+.PHONY: chaos all build binaries images-process images demo test test-deps vet fmt-check fuzz bench bench-deps clean dockerd-start dockerd-stop
 
 all: build
 
@@ -38,6 +38,14 @@ images:
 ## demo: a gateway and three agents × 4 replicas on loopback (process runtime)
 demo: build
 	./scripts/demo.sh
+
+## chaos: the fault-injection cases under load (also part of make test), with their figures
+CHAOS_TESTS := TestSkeleton|TestDockerCluster|TestDockerEngineDown|TestChaos.*|TestRolloutCoordinatorRestart|TestRogueSerfMember
+chaos: test-deps
+	@./scripts/test-dockerd.sh start $(DOCKERD_DIR) || [ "$$CI" != true ]
+	@DOCKER_HOST=unix://$(DOCKERD_DIR)/docker.sock CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m \
+	  -run '^($(CHAOS_TESTS))$$' -v ./test/e2e/ | grep -E 'MEASURE|^(--- |ok|FAIL|panic)'; \
+	  rc=$${PIPESTATUS[0]}; ./scripts/test-dockerd.sh stop $(DOCKERD_DIR); exit $$rc
 
 ## bench: the gateway against HAProxy with wrk (4 and 12 replicas, streaming), the
 ## balancer's Go benchmarks, and membership convergence with 200 members

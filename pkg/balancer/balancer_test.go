@@ -258,3 +258,22 @@ func TestUpdateKeepsStateOfBackendsThatStay(t *testing.T) {
 	require.Len(t, st, 1)
 	assert.Equal(t, uint64(5), st[0].Requests, "a staying backend keeps its counters")
 }
+
+// TestRetryGoesToAnotherHost: when a host crashes, all its replicas fail;
+// a retry goes to a host not tried yet, so a host with more replicas than
+// Retries does not turn into 502s.
+func TestRetryGoesToAnotherHost(t *testing.T) {
+	b, f := newTestBalancer(t)
+	var dead []Backend
+	for range 5 {
+		dead = append(dead, Backend{Addr: closedPort(t), Node: "crashed"})
+	}
+	live := startBackends(t, 1, nil)
+	live[0].Node = "alive"
+	b.Update(append(dead, live...))
+	for range 12 {
+		code, body := get(t, f.URL)
+		require.Equal(t, http.StatusOK, code)
+		require.Equal(t, "0", body)
+	}
+}

@@ -151,9 +151,11 @@ type snapshot struct {
 }
 
 // pick returns the next backend in round robin, skipping those out of
-// rotation, those in tried, and (by chance) those in slow start. When every
-// backend is out it still returns one not tried: a possibly-recovered
-// backend beats a certain 503. Nil when all were tried.
+// rotation, those in tried, and (by chance) those in slow start. A retry
+// (tried not empty) prefers a host not tried yet: when a host crashes, all
+// its replicas fail at once. When every backend is out it still returns one
+// not tried: a possibly-recovered backend beats a certain 503. Nil when all
+// were tried.
 func (s *snapshot) pick(rr *atomic.Uint64, tried []*backend, slowStart int64) *backend {
 	n := uint64(len(s.backends))
 	if n == 0 {
@@ -161,20 +163,38 @@ func (s *snapshot) pick(rr *atomic.Uint64, tried []*backend, slowStart int64) *b
 	}
 	start := rr.Add(1)
 	now := time.Now().UnixNano()
-	var fallback *backend
+	var fallback, sameHost *backend
 	for i := uint64(0); i < n; i++ {
 		be := s.backends[(start+i)%n]
 		if contains(tried, be) {
 			continue
 		}
 		if !be.out(now) && !slowStartSkip(be, now, slowStart) {
-			return be
+			if len(tried) == 0 || !triedNode(tried, be.node) {
+				return be
+			}
+			if sameHost == nil {
+				sameHost = be
+			}
+			continue
 		}
 		if fallback == nil || fallback.out(now) && !be.out(now) {
 			fallback = be
 		}
 	}
+	if sameHost != nil {
+		return sameHost
+	}
 	return fallback
+}
+
+func triedNode(tried []*backend, node string) bool {
+	for _, x := range tried {
+		if x.node == node {
+			return true
+		}
+	}
+	return false
 }
 
 func contains(list []*backend, be *backend) bool {

@@ -247,9 +247,9 @@ func (cc *clientConn) relay() bool {
 // attemptError is a failure of one attempt and whether it happened before
 // the request could have reached the backend.
 type attemptError struct {
-	err       error
-	unsent    bool // connect failed: nothing reached the backend
-	responded bool // some of the response was already sent to the client
+	err     error
+	unsent  bool // connect failed: nothing reached the backend
+	noRetry bool // the request (or its body) may have reached the backend, or the answer began
 }
 
 func (e *attemptError) Error() string { return e.err.Error() }
@@ -257,7 +257,7 @@ func (e *attemptError) Unwrap() error { return e.err }
 
 func (cc *clientConn) mayRetry(st *relayState, err error) bool {
 	var ae *attemptError
-	if !errors.As(err, &ae) || ae.responded {
+	if !errors.As(err, &ae) || ae.noRetry {
 		return false
 	}
 	if ae.unsent {
@@ -323,7 +323,7 @@ func (cc *clientConn) attempt(st *relayState) (int, error) {
 					return 499, err
 				}
 				be.failures.Add(1)
-				return 0, &attemptError{err: err, responded: true} // the body was consumed: no retry
+				return 0, &attemptError{err: err, noRetry: true} // the body was consumed: no retry
 			}
 		}
 	}
@@ -466,7 +466,7 @@ func (cc *clientConn) respond(st *relayState, bc *bconn) (int, error) {
 		if errors.As(err, &ce) {
 			return 499, err
 		}
-		return status, &attemptError{err: err, responded: true}
+		return status, &attemptError{err: err, noRetry: true}
 	}
 	if reuse {
 		bc.be.put(bc)

@@ -73,6 +73,11 @@ func New(cfg *Config) (*Cluster, error) {
 	sc.EventCh = c.serfEvents
 	sc.Logger = std
 	sc.ValidateNodeNames = true
+	if cfg.Profile == ProfileLocal {
+		// Members that failed (a partition, say) are retried every 30 s by
+		// default; on one machine, every 3 s.
+		sc.ReconnectInterval = 3 * time.Second
+	}
 	if cfg.EncryptKey != nil {
 		sc.KeyringFile = cfg.KeyringPath
 	}

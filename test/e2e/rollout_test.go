@@ -152,6 +152,11 @@ func TestRolloutCoordinatorRestart(t *testing.T) {
 	a := startAgent(t, g, "rs-a", "127.0.0.2", 2)
 	startAgent(t, g, "rs-b", "127.0.0.3", 2)
 	g.waitBackends(t, 4, 30*time.Second)
+	// The load goes to a second gateway, as clients of a cluster with two
+	// would: the coordinator's gateway is killed on purpose.
+	g2 := startGateway(t, "--join", g.gossip, "--node", "gateway-2")
+	g2.waitBackends(t, 4, 30*time.Second)
+	l := startLoad(t, g2.url, 100, true)
 
 	out, code := g.clusterctl(t, "rollout", "--detach", "--json", "--min-healthy", "3s", "predictor:1.1.0")
 	require.Equal(t, 0, code, out)
@@ -186,6 +191,9 @@ func TestRolloutCoordinatorRestart(t *testing.T) {
 	}, 60*time.Second, 100*time.Millisecond, "the rollout resumes and succeeds")
 	g.waitBackends(t, 4, 30*time.Second)
 	assert.Equal(t, map[string]int{"1.1.0": 8}, versions(t, g, 8))
+	l.finish()
+	t.Logf("MEASURE coordinator killed mid-rollout, load through a second gateway: sent=%d failed=%d", l.sent.Load(), l.failed.Load())
+	require.Zero(t, l.failed.Load(), "failed requests:\n%s", l.failures())
 
 	// Agents persist the desired image: restarted with --image 1.0.0, it
 	// still runs 1.1.0.

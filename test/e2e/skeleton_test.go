@@ -106,10 +106,16 @@ func TestSkeleton(t *testing.T) {
 		assert.False(t, pidAlive(pid), "host-1's replica %d stopped with its agent", pid)
 	}
 
-	// SIGKILL host-2 with its replicas: gone after failure detection.
+	// SIGKILL host-2 with its replicas, under load: gone after failure
+	// detection; meanwhile retries carry every request to host-3.
+	crashLoad := startLoad(t, g.url, 100, true)
+	time.Sleep(300 * time.Millisecond)
 	a2Pids := a2.crash(t)
 	took = g.waitBackends(t, 4, 30*time.Second)
 	t.Logf("MEASURE SIGKILL (host crash) to backends leaving the gateway: %s (gossip profile %s)", took.Round(time.Millisecond), gossipProfile())
+	crashLoad.finish()
+	t.Logf("MEASURE load during the host crash: sent=%d failed=%d", crashLoad.sent.Load(), crashLoad.failed.Load())
+	assert.Zero(t, crashLoad.failed.Load(), "requests failed during the host crash:\n%s", crashLoad.failures())
 	for range 8 {
 		v, err := getVersion(t, g.url)
 		require.NoError(t, err)
