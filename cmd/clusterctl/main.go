@@ -19,6 +19,8 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "addr", Value: "http://127.0.0.1:7070", EnvVars: []string{"HERD_ADDR"},
 				Usage: "admin API of a gateway (or agent)"},
 			&cli.StringFlag{Name: "token", EnvVars: []string{"HERD_TOKEN"}, Usage: "admin API bearer token"},
+			&cli.StringFlag{Name: "ca-cert", EnvVars: []string{"HERD_CA_CERT"},
+				Usage: "PEM certificate(s) to trust for an https --addr (the admin API's --admin-tls-cert)"},
 		},
 		Commands: []*cli.Command{membersCommand(), backendsCommand(), rolloutCommand(), rollbackCommand(), keygenCommand(), keysCommand()},
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -15,7 +16,16 @@ import (
 var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON for scripts"}
 
 func client(c *cli.Context) *api.Client {
-	return api.NewClient(c.String("addr"), c.String("token"))
+	cl := api.NewClient(c.String("addr"), c.String("token"))
+	if ca := c.String("ca-cert"); ca != "" {
+		withCA, err := cl.WithCA(ca)
+		if err != nil {
+			fmt.Fprintln(c.App.ErrWriter, "clusterctl:", err)
+			os.Exit(2)
+		}
+		return withCA
+	}
+	return cl
 }
 
 func membersCommand() *cli.Command {

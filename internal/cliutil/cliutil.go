@@ -4,6 +4,7 @@ package cliutil
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -64,6 +65,10 @@ func GossipFlags(adminDefault string) []cli.Flag {
 			Usage: "admin API address, ip:port"},
 		&cli.StringFlag{Name: "token", EnvVars: []string{"HERD_TOKEN"},
 			Usage: "admin API bearer token (required when --admin is not loopback)"},
+		&cli.StringFlag{Name: "admin-tls-cert", EnvVars: []string{"HERD_ADMIN_TLS_CERT"},
+			Usage: "serve the admin API over TLS with this PEM certificate (with --admin-tls-key)"},
+		&cli.StringFlag{Name: "admin-tls-key", EnvVars: []string{"HERD_ADMIN_TLS_KEY"},
+			Usage: "the PEM private key of --admin-tls-cert"},
 		&cli.StringFlag{Name: "data-dir", EnvVars: []string{"HERD_DATA_DIR"}, Usage: "where state is kept"},
 	}
 }
@@ -103,7 +108,23 @@ func ListenAdmin(c *cli.Context) (net.Listener, error) {
 	if !ap.Addr().IsLoopback() && c.String("token") == "" {
 		return nil, fmt.Errorf("--admin %s is reachable from other hosts: set --token (HERD_TOKEN) too", addr)
 	}
-	return Listen("admin API", addr)
+	certFile, keyFile := c.String("admin-tls-cert"), c.String("admin-tls-key")
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("--admin-tls-cert and --admin-tls-key go together")
+	}
+	var tlsConfig *tls.Config
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--admin-tls-cert %s / --admin-tls-key %s: %w", certFile, keyFile, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	l, err := Listen("admin API", addr)
+	if err != nil || tlsConfig == nil {
+		return l, err
+	}
+	return tls.NewListener(l, tlsConfig), nil
 }
 
 // Listen opens a TCP listener, naming the address and what it is for in the
