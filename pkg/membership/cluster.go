@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -104,8 +105,18 @@ func (c *Cluster) Join(addrs []string) (int, error) {
 	if err == nil {
 		err = errors.New("no address answered")
 	}
-	return 0, fmt.Errorf("join %v: %w", addrs, err)
+	msg := strings.Join(strings.Fields(err.Error()), " ") // Serf's multi-line list, on one line
+	switch {
+	case strings.Contains(msg, "could decrypt"), strings.Contains(msg, "not encrypted"), strings.Contains(msg, "encryption"):
+		return 0, fmt.Errorf("join %v: %s: the gossip key differs from the cluster's (check --encrypt / HERD_ENCRYPT): %w",
+			addrs, msg, ErrWrongKey)
+	}
+	return 0, fmt.Errorf("join %v: %s", addrs, msg)
 }
+
+// ErrWrongKey: the cluster refused this member's gossip encryption (a
+// different key, or one side has none).
+var ErrWrongKey = errors.New("gossip encryption mismatch")
 
 // LocalNode returns this member as others see it.
 func (c *Cluster) LocalNode() Node {

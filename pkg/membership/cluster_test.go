@@ -167,9 +167,10 @@ func TestClusterWrongKeyCannotJoin(t *testing.T) {
 	b := start("b", key2)
 	plain := start("plain", nil)
 	_, err = b.Join([]string{a.LocalNode().Addr.String()})
-	assert.Error(t, err, "a wrong key must not join")
+	assert.ErrorIs(t, err, ErrWrongKey, "a wrong key must not join")
+	assert.ErrorContains(t, err, "check --encrypt")
 	_, err = plain.Join([]string{a.LocalNode().Addr.String()})
-	assert.Error(t, err, "no key must not join an encrypted cluster")
+	assert.ErrorIs(t, err, ErrWrongKey, "no key must not join an encrypted cluster")
 	assert.Len(t, a.Members(), 1)
 
 	_, err = ParseKey("c2hvcnQ=")

@@ -181,6 +181,25 @@ func TestKeygen(t *testing.T) {
 	out, code := g.clusterctl(t, "members", "--json")
 	require.Equal(t, 0, code, out)
 	assert.Contains(t, out, `"gateway"`)
+
+	// An agent with another key, or none, is refused, says why, and the
+	// gateway logs the refusal; it never appears in members.
+	for _, key := range []string{strings.TrimSpace(out2), ""} {
+		args := []string{"agent", "join", "--node", "intruder", "--join", g.gossip,
+			"--bind", fmt.Sprintf("127.0.0.6:%d", testutil.FreePortRange(t, 1, "127.0.0.6")), "--admin", "127.0.0.6:0",
+			"--runtime", "process", "--images-dir", filepath.Join(binDir, "images"), "--data-dir", t.TempDir(),
+			"--gossip-profile", "local"}
+		if key != "" {
+			args = append(args, "--encrypt", key)
+		}
+		code, last := runBinary(t, args...)
+		assert.NotZero(t, code)
+		assert.Contains(t, last, "the gossip key differs from the cluster's (check --encrypt / HERD_ENCRYPT)")
+	}
+	out, _ = g.clusterctl(t, "members", "--json")
+	assert.NotContains(t, out, "intruder")
+	assert.Contains(t, g.output(), "no installed keys could decrypt the message")
+	assert.Contains(t, g.output(), "encryption is configured but remote state is not encrypted")
 }
 
 // TestKeyRotation: a cluster started with one gossip key moves to a new one
