@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
 )
 
@@ -29,6 +30,9 @@ type Cluster struct {
 
 	shutdownOnce sync.Once
 	shutdownErr  error
+
+	keyring   *memberlist.Keyring
+	saverDone chan struct{}
 }
 
 // New starts a gossip member that is alone until Join. It binds the gossip
@@ -79,9 +83,8 @@ func New(cfg *Config) (*Cluster, error) {
 		// default; on one machine, every 3 s.
 		sc.ReconnectInterval = 3 * time.Second
 	}
-	if cfg.EncryptKey != nil {
-		sc.KeyringFile = cfg.KeyringPath
-	}
+	// Serf would write the keyring file itself, but not atomically; the
+	// keyring saver below does (temp file, fsync, rename).
 	if cfg.SnapshotPath != "" {
 		sc.SnapshotPath = cfg.SnapshotPath
 		sc.RejoinAfterLeave = true // a restart after a graceful stop rejoins too
@@ -92,6 +95,11 @@ func New(cfg *Config) (*Cluster, error) {
 	}
 	c.serf = s
 	go c.loop()
+	if cfg.EncryptKey != nil && cfg.KeyringPath != "" {
+		c.keyring = mc.Keyring
+		c.saverDone = make(chan struct{})
+		go c.saveKeyring()
+	}
 	return c, nil
 }
 
@@ -186,6 +194,9 @@ func (c *Cluster) Shutdown() error {
 	c.shutdownOnce.Do(func() {
 		c.shutdownErr = c.serf.Shutdown()
 		<-c.loopDone
+		if c.saverDone != nil {
+			<-c.saverDone
+		}
 	})
 	return c.shutdownErr
 }

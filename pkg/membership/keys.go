@@ -7,10 +7,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"sort"
+	"time"
 
 	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
+
+	"github.com/herd-cluster/herd/internal/atomicfile"
 )
 
 type keyResponse = serf.KeyResponse
@@ -117,4 +121,42 @@ func loadKeyring(path string, key []byte) (*memberlist.Keyring, error) {
 		}
 	}
 	return memberlist.NewKeyring(nil, key)
+}
+
+// saveKeyring writes the keyring to KeyringPath whenever it changes (a key
+// operation from any member changes it), atomically, until shutdown.
+func (c *Cluster) saveKeyring() {
+	defer close(c.saverDone)
+	var saved []string
+	if b, err := os.ReadFile(c.cfg.KeyringPath); err == nil {
+		_ = json.Unmarshal(b, &saved)
+	}
+	save := func() {
+		keys := c.keyring.GetKeys() // primary first
+		encoded := make([]string, len(keys))
+		for i, k := range keys {
+			encoded[i] = base64.StdEncoding.EncodeToString(k)
+		}
+		if slices.Equal(encoded, saved) {
+			return
+		}
+		b, _ := json.MarshalIndent(encoded, "", "  ")
+		if err := atomicfile.Write(c.cfg.KeyringPath, b, 0o600); err != nil {
+			c.logger.Error("could not save the gossip keyring", "path", c.cfg.KeyringPath, "error", err)
+			return
+		}
+		saved = encoded
+	}
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	shutdown := c.serf.ShutdownCh()
+	for {
+		save()
+		select {
+		case <-shutdown:
+			save()
+			return
+		case <-tick.C:
+		}
+	}
 }

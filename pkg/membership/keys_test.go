@@ -3,6 +3,7 @@ package membership
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,6 +68,12 @@ func TestKeyRotation(t *testing.T) {
 	fresh := startKeyed(t, "fresh", newKey, "")
 	_, err = fresh.Join([]string{a.LocalNode().Addr.String()})
 	assert.NoError(t, err)
+
+	// Every member saved the rotated keyring (atomically) in its data dir.
+	require.Eventually(t, func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "b.keyring"))
+		return err == nil && strings.Contains(string(b), newKey) && !strings.Contains(string(b), oldKey)
+	}, 5*time.Second, 20*time.Millisecond)
 
 	// b restarts with its old --encrypt flag: the saved keyring wins.
 	require.NoError(t, b.Shutdown())

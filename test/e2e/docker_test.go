@@ -156,16 +156,25 @@ func TestDockerCluster(t *testing.T) {
 	assert.Len(t, containers(t, n2, true), 3, "the dead container was removed, not left beside its replacement")
 	time.Sleep(time.Second) // traffic on the new container too
 
-	l.finish()
-	t.Logf("MEASURE load during agent restart and container kill: sent=%d failed=%d", l.sent.Load(), l.failed.Load())
-	require.Greater(t, l.sent.Load(), int64(500))
-	require.Zero(t, l.failed.Load(), "failed requests:\n%s", l.failures())
-
 	// SIGTERM with the Docker runtime drains and leaves; the containers stay
-	// for the next agent (an agent upgrade does not restart the service).
+	// for the next agent (an agent upgrade does not restart the service),
+	// which adopts them.
+	before2 := containerIDs(containers(t, n2, true))
 	a2.stop(t, 30*time.Second)
 	g.waitBackends(t, 3, 5*time.Second)
 	assert.Len(t, containers(t, n2, false), 3)
+	restarted = time.Now()
+	a2.restart(t)
+	a2.allHealthy(t, 3, 30*time.Second)
+	g.waitBackends(t, 6, 30*time.Second)
+	t.Logf("MEASURE agent SIGTERM + start again: its 3 running containers adopted and announced %s after the start", time.Since(restarted).Round(time.Millisecond))
+	assert.Equal(t, before2, containerIDs(containers(t, n2, true)), "adopted, not restarted")
+	time.Sleep(500 * time.Millisecond)
+
+	l.finish()
+	t.Logf("MEASURE load during agent crash+restart, container kill, agent SIGTERM+restart: sent=%d failed=%d", l.sent.Load(), l.failed.Load())
+	require.Greater(t, l.sent.Load(), int64(500))
+	require.Zero(t, l.failed.Load(), "failed requests:\n%s", l.failures())
 }
 
 // TestDockerAgentStartup measures `agent join --replicas 12` on the Docker
