@@ -56,6 +56,7 @@ type bconn struct {
 	br        *bufio.Reader
 	reused    bool // it served a request before this one
 	idleSince time.Time
+	deadline  readDeadline
 }
 
 // get returns an idle connection to be, or dials one.

@@ -132,6 +132,32 @@ type clientConn struct {
 	reqID    []byte
 	// For the access log: copies of the request's method and target.
 	method, path []byte
+	deadline     readDeadline
+}
+
+// readDeadline sets a connection's read deadline at most about once a
+// second on the fast path: a deadline set less than a second ago is left as
+// it is (so a timeout fires up to a second early), and one no longer wanted
+// stays until a read that could outlast it.
+type readDeadline struct{ at time.Time }
+
+func (d *readDeadline) extend(c net.Conn, timeout time.Duration) {
+	if timeout <= 0 {
+		d.clear(c)
+		return
+	}
+	now := time.Now()
+	if d.at.IsZero() || d.at.Sub(now) < timeout-time.Second {
+		d.at = now.Add(timeout)
+		_ = c.SetReadDeadline(d.at)
+	}
+}
+
+func (d *readDeadline) clear(c net.Conn) {
+	if !d.at.IsZero() {
+		d.at = time.Time{}
+		_ = c.SetReadDeadline(time.Time{})
+	}
 }
 
 func (b *Balancer) newClientConn(c net.Conn) *clientConn {
@@ -160,7 +186,7 @@ func (cc *clientConn) serve() {
 		if b.shutting.Load() {
 			return
 		}
-		_ = cc.c.SetReadDeadline(time.Now().Add(b.cfg.ClientIdleTimeout))
+		cc.deadline.extend(cc.c, b.cfg.ClientIdleTimeout)
 		err := readHead(cc.br, &cc.req, true)
 		cc.idle.Store(false)
 		if err != nil {
@@ -170,7 +196,6 @@ func (cc *clientConn) serve() {
 			}
 			return
 		}
-		_ = cc.c.SetReadDeadline(time.Time{})
 		if !cc.relay() {
 			return
 		}
@@ -327,7 +352,7 @@ func (cc *clientConn) attempt(st *relayState) (int, error) {
 			}
 		}
 	}
-	_ = bc.c.SetReadDeadline(deadline(b.cfg.ResponseHeaderTimeout))
+	bc.deadline.extend(bc.c, b.cfg.ResponseHeaderTimeout)
 	for {
 		if err := readHead(bc.br, &cc.resp, false); err != nil {
 			return 0, cc.backendFailed(be, bc, err)
@@ -345,7 +370,6 @@ func (cc *clientConn) attempt(st *relayState) (int, error) {
 		}
 		_, _ = bc.br.Discard(cc.resp.size)
 	}
-	_ = bc.c.SetReadDeadline(time.Time{})
 	status, err := cc.respond(st, bc)
 	if err == nil {
 		ok = true
@@ -357,9 +381,10 @@ func (cc *clientConn) attempt(st *relayState) (int, error) {
 // "Expect: 100-continue" and returns its status (0 when it sent none). A
 // 100 is forwarded to the client and consumed.
 func (cc *clientConn) expectContinue(bc *bconn) (int, error) {
-	_ = bc.c.SetReadDeadline(time.Now().Add(time.Second))
+	bc.deadline.at = time.Now().Add(time.Second)
+	_ = bc.c.SetReadDeadline(bc.deadline.at)
 	_, err := bc.br.Peek(1)
-	_ = bc.c.SetReadDeadline(time.Time{})
+	bc.deadline.clear(bc.c)
 	if err != nil {
 		if isTimeout(err) {
 			return 0, nil
@@ -401,6 +426,7 @@ func (cc *clientConn) backendFailed(be *backend, bc *bconn, err error) error {
 
 // relayRequestBody streams the request body from the client to bc.
 func (cc *clientConn) relayRequestBody(bc *bconn) error {
+	cc.deadline.clear(cc.c) // a large upload may take longer than the idle timeout
 	var err error
 	if cc.req.chunked {
 		err = relayChunked(bc.c, cc.br, false)
@@ -445,6 +471,10 @@ func (cc *clientConn) respond(st *relayState, bc *bconn) (int, error) {
 	if _, err := cc.c.Write(cc.out); err != nil {
 		return 499, &clientError{err}
 	}
+	if !bodyless && n != 0 || upgrade {
+		// More is read from the backend: no response-header deadline for it.
+		bc.deadline.clear(bc.c)
+	}
 	var err error
 	switch {
 	case bodyless || n == 0:
@@ -483,6 +513,7 @@ var errUpgraded = errors.New("connection upgraded")
 // tunnel copies bytes both ways between the client and bc until either side
 // closes: a WebSocket or other upgraded connection.
 func (cc *clientConn) tunnel(bc *bconn) {
+	cc.deadline.clear(cc.c)
 	done := make(chan struct{}, 2)
 	go func() {
 		_, _ = copyAll(bc.c, cc.br)
@@ -690,13 +721,6 @@ func isIdempotent(method []byte) bool {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-func deadline(d time.Duration) time.Time {
-	if d <= 0 {
-		return time.Time{}
-	}
-	return time.Now().Add(d)
 }
 
 // copyN copies n bytes from src to dst as they arrive, through src's

@@ -394,3 +394,47 @@ func TestQueryStringAndMethodsPassThrough(t *testing.T) {
 		assert.Equal(t, m+" /p/a%20b?x=1%262", string(b))
 	}
 }
+
+// TestClientIdleTimeout: an idle keep-alive client connection is closed
+// after ClientIdleTimeout (to within a second), but an upload that takes
+// longer than that is not cut off.
+func TestClientIdleTimeout(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HealthInterval, cfg.ClientIdleTimeout = 0, 1500*time.Millisecond
+	b, f := serveBalancer(t, cfg)
+	b.Update(startBackends(t, 1, func(int) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			n, _ := io.Copy(io.Discard, r.Body)
+			fmt.Fprintf(w, "%d", n)
+		}
+	}))
+	c, err := net.Dial("tcp", f.Addr)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	_, _ = io.ReadAll(resp.Body)
+	idle := time.Now()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = br.ReadByte()
+	assert.ErrorIs(t, err, io.EOF, "the gateway closed the idle connection")
+	assert.InDelta(t, 1.5, time.Since(idle).Seconds(), 1.0)
+
+	// A slow upload: 4 pieces 600 ms apart, 2.4 s in all.
+	pr, pw := io.Pipe()
+	go func() {
+		for range 4 {
+			_, _ = pw.Write([]byte("piece"))
+			time.Sleep(600 * time.Millisecond)
+		}
+		pw.Close()
+	}()
+	r2, err := http.Post(f.URL, "text/plain", pr)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(r2.Body)
+	r2.Body.Close()
+	assert.Equal(t, "20", string(body))
+}
