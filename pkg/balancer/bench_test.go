@@ -10,14 +10,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// fleet is hosts × perHost backends on 10.0.0.0/8-style addresses that are
-// never dialled: the benchmarks measure set operations only.
+// fleet is hosts × perHost backends on 127.x.y.z addresses that are never
+// dialled: the benchmarks measure set operations only.
 func fleet(hosts, perHost int) map[string][]netip.AddrPort {
 	out := make(map[string][]netip.AddrPort, hosts)
 	for h := range hosts {
 		ip := netip.AddrFrom4([4]byte{127, byte(1 + h/65536), byte(h / 256 % 256), byte(h % 256)})
+		node := fmt.Sprintf("host-%04d", h)
 		for k := range perHost {
-			out[fmt.Sprintf("host-%04d", h)] = append(out[fmt.Sprintf("host-%04d", h)], netip.AddrPortFrom(ip, uint16(8000+k)))
+			out[node] = append(out[node], netip.AddrPortFrom(ip, uint16(8000+k)))
 		}
 	}
 	return out

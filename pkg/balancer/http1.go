@@ -59,6 +59,7 @@ type head struct {
 	conn          [][]byte
 	expect100     bool
 	host          bool
+	hostValue     []byte
 	requestID     []byte
 	idempotent    bool // Idempotency-Key present
 	forwardedFor  []byte
@@ -226,7 +227,7 @@ func (h *head) addField(line []byte) error {
 			if h.host {
 				return badRequest("more than one Host header")
 			}
-			h.host = true
+			h.host, h.hostValue = true, f.value
 		}
 	case 6:
 		if equalFold(f.name, "Expect") && equalFold(f.value, "100-continue") {

@@ -572,15 +572,10 @@ func (cc *clientConn) appendRequestHead(out []byte) []byte {
 	out = append(out, ' ')
 	out = append(out, originForm(req.line[1])...)
 	out = append(out, " HTTP/1.1\r\n"...)
-	var host []byte
 	for _, f := range req.fields {
-		if f.drop {
-			continue
+		if !f.drop {
+			out = appendField(out, f.name, f.value)
 		}
-		if len(f.name) == 4 && equalFold(f.name, "Host") {
-			host = f.value
-		}
-		out = appendField(out, f.name, f.value)
 	}
 	out = append(out, "X-Forwarded-For: "...)
 	if len(req.forwardedFor) > 0 {
@@ -589,8 +584,8 @@ func (cc *clientConn) appendRequestHead(out []byte) []byte {
 	}
 	out = append(out, cc.remoteIP...)
 	out = append(out, "\r\nX-Forwarded-Proto: http\r\n"...)
-	if len(host) > 0 {
-		out = appendField(out, []byte("X-Forwarded-Host"), host)
+	if len(req.hostValue) > 0 {
+		out = appendField(out, []byte("X-Forwarded-Host"), req.hostValue)
 	} else if !req.host {
 		out = append(out, "Host: \r\n"...) // HTTP/1.0 without Host: empty, as RFC 9112 §3.2 says
 	}

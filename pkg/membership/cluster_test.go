@@ -149,24 +149,10 @@ func TestClusterQueryNamesSilentMembers(t *testing.T) {
 }
 
 func TestClusterWrongKeyCannotJoin(t *testing.T) {
-	key1, err := ParseKey("T9jncgl9mbLus+baTTa7q7nPSUrXwbDi2dhbtqir37s=")
-	require.NoError(t, err)
-	key2, err := ParseKey("5K9OtfP7efFrNKe5WCQvXvnaXJ5cWP0SvXiwe0kkjM4=")
-	require.NoError(t, err)
-	start := func(name string, key []byte) *Cluster {
-		cfg := DefaultConfig()
-		cfg.NodeName, cfg.BindAddr, cfg.Profile, cfg.EncryptKey = name, "127.0.0.1:0", ProfileLocal, key
-		cfg.Tags = Tags{Role: RoleGateway, Gen: 1}
-		cfg.Logger = hclog.NewNullLogger()
-		c, err := New(cfg)
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = c.Shutdown() })
-		return c
-	}
-	a := start("a", key1)
-	b := start("b", key2)
-	plain := start("plain", nil)
-	_, err = b.Join([]string{a.LocalNode().Addr.String()})
+	a := startKeyed(t, "a", oldKey, "")
+	b := startKeyed(t, "b", newKey, "")
+	plain := startKeyed(t, "plain", "", "")
+	_, err := b.Join([]string{a.LocalNode().Addr.String()})
 	assert.ErrorIs(t, err, ErrWrongKey, "a wrong key must not join")
 	assert.ErrorContains(t, err, "check --encrypt")
 	_, err = plain.Join([]string{a.LocalNode().Addr.String()})

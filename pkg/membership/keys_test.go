@@ -17,12 +17,17 @@ const (
 	newKey = "5K9OtfP7efFrNKe5WCQvXvnaXJ5cWP0SvXiwe0kkjM4="
 )
 
+// startKeyed starts a gateway member with gossip key key ("" for none)
+// keeping its keyring at keyring ("" for none).
 func startKeyed(t *testing.T, name, key, keyring string) *Cluster {
 	t.Helper()
-	k, err := ParseKey(key)
-	require.NoError(t, err)
 	cfg := DefaultConfig()
-	cfg.NodeName, cfg.BindAddr, cfg.Profile, cfg.EncryptKey, cfg.KeyringPath = name, "127.0.0.1:0", ProfileLocal, k, keyring
+	if key != "" {
+		k, err := ParseKey(key)
+		require.NoError(t, err)
+		cfg.EncryptKey = k
+	}
+	cfg.NodeName, cfg.BindAddr, cfg.Profile, cfg.KeyringPath = name, "127.0.0.1:0", ProfileLocal, keyring
 	cfg.Tags = Tags{Role: RoleGateway, Gen: 1}
 	cfg.Logger = hclog.NewNullLogger()
 	c, err := New(cfg)
