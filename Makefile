@@ -67,7 +67,7 @@ test: test-deps vet fmt-check
 	@if ! ./scripts/test-dockerd.sh start $(DOCKERD_DIR); then \
 	  if [ "$$CI" = true ]; then echo "CI=true: the Docker engine for the tests must start"; exit 1; fi; \
 	  echo "no Docker engine for the tests: the Docker tests will skip"; fi
-	@DOCKER_HOST=unix://$(DOCKERD_DIR)/docker.sock CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m ./...; \
+	@DOCKER_HOST=unix://$(DOCKERD_DIR)/docker.sock CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m -artifacts ./...; \
 	  rc=$$?; ./scripts/test-dockerd.sh stop $(DOCKERD_DIR); exit $$rc
 	$(MAKE) fuzz FUZZTIME=5s
 
@@ -75,6 +75,7 @@ test-deps:
 	@command -v $(GO) >/dev/null || { echo "Go is required: https://go.dev/dl"; exit 1; }
 	@command -v gcc >/dev/null || { $(APT_INSTALL) gcc libc6-dev; }
 	@command -v serf >/dev/null || { $(APT_INSTALL) serf; }
+	@command -v chromium >/dev/null || { $(APT_INSTALL) chromium; }
 	$(GO) mod download
 
 vet:

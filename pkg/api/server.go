@@ -46,7 +46,7 @@ func (s *Server) HandleJSON(path string, fn func(r *http.Request) (any, error)) 
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/healthz" && !s.authorized(r) {
+	if !public(r.URL.Path) && !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="herd"`)
 		WriteError(w, http.StatusUnauthorized, "missing or wrong token: pass --token or HERD_TOKEN")
 		return
@@ -54,12 +54,36 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
+// public paths answer without a token: the health check, and the dashboard's
+// own pages, which ask for the token themselves.
+func public(path string) bool {
+	switch path {
+	case "/healthz", "/", "/login", "/logout":
+		return true
+	}
+	return false
+}
+
+// authorized accepts the bearer token, or for reads only the dashboard's
+// cookie: a cookie rides along with any request the browser makes, so it must
+// never be enough to change anything (no cross-site rollout).
 func (s *Server) authorized(r *http.Request) bool {
 	if len(s.token) == 0 {
 		return true
 	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), s.token) == 1
+	if got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		return s.tokenIs(got)
+	}
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		if c, err := r.Cookie(tokenCookie); err == nil {
+			return s.tokenIs(c.Value)
+		}
+	}
+	return false
+}
+
+func (s *Server) tokenIs(got string) bool {
+	return subtle.ConstantTimeCompare([]byte(got), s.token) == 1
 }
 
 // WriteJSON writes v with status.

@@ -133,6 +133,7 @@ func (p *proc) exited() bool {
 type gatewayProc struct {
 	*proc
 	url, admin, gossip string
+	token              string // --token, if the test gave one
 	args               []string
 }
 
@@ -154,6 +155,11 @@ func startGateway(t *testing.T, extra ...string) *gatewayProc {
 	args := append([]string{"gateway", "run", "--node", "gateway", "--listen", g.url[len("http://"):],
 		"--admin", g.admin, "--bind", g.gossip, "--gossip-profile", gossipProfile(), "--data-dir", t.TempDir()}, extra...)
 	g.args = args
+	for i, a := range extra {
+		if a == "--token" && i+1 < len(extra) {
+			g.token = extra[i+1]
+		}
+	}
 	g.proc = startProc(t, "gateway", args...)
 	g.waitReady(t)
 	return g
@@ -170,7 +176,7 @@ func (g *gatewayProc) waitReady(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond, "gateway admin API answers")
 }
 
-func (g *gatewayProc) client() *api.Client { return api.NewClient(g.admin, "") }
+func (g *gatewayProc) client() *api.Client { return api.NewClient(g.admin, g.token) }
 
 func (g *gatewayProc) backends(t *testing.T) []api.Backend {
 	t.Helper()
