@@ -59,6 +59,8 @@ func main() {
 				&cli.DurationFlag{Name: "stop-grace", Value: d.StopGrace, EnvVars: []string{"HERD_STOP_GRACE"},
 					Usage: "time between SIGTERM and SIGKILL for a replica to finish its requests"},
 			}, cliutil.GossipFlags("127.0.0.1:7071")...), cliutil.LogFlags()...),
+			Description: cliutil.DaemonExitCodes,
+			Before: cliutil.LoadConfig,
 			Action: join,
 		}},
 	})

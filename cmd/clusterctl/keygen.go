@@ -35,7 +35,7 @@ func keysCommand() *cli.Command {
 			Name: name, Usage: usage, ArgsUsage: "KEY", Flags: []cli.Flag{jsonFlag},
 			Action: func(c *cli.Context) error {
 				if c.NArg() != 1 {
-					return cli.Exit(fmt.Sprintf("clusterctl keys %s: want one KEY (base64, from clusterctl keygen)", name), 2)
+					return cli.Exit(fmt.Sprintf("keys %s: want one KEY (base64, from clusterctl keygen)", name), 2)
 				}
 				res, err := client(c).KeyOp(c.Context, name, c.Args().First())
 				if err != nil {

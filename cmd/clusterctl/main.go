@@ -12,9 +12,14 @@ func main() {
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	app := &cli.App{
 		Name:  "clusterctl",
 		Usage: "inspect and operate a Herd cluster through a gateway's admin API",
+		Description: `Exit codes:
+   0  done
+   1  a rollout or rollback failed, was reverted or was aborted
+   2  it could not be done: bad usage or flags, the admin API unreachable, a wrong or missing token,
+      a request the gateway refused (unknown image, a rollout already running, ...)`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: "http://127.0.0.1:7070", EnvVars: []string{"HERD_ADDR"},
 				Usage: "admin API of a gateway (or agent)"},
@@ -23,5 +28,25 @@ func newApp() *cli.App {
 				Usage: "PEM certificate(s) to trust for an https --addr (the admin API's --admin-tls-cert)"},
 		},
 		Commands: []*cli.Command{membersCommand(), backendsCommand(), rolloutCommand(), rollbackCommand(), keygenCommand(), keysCommand()},
+	}
+	couldNotBeDone(app.Commands)
+	return app
+}
+
+// couldNotBeDone makes every error of a command that does not choose its
+// own exit code exit with 2: nothing was done (unreachable, bad token,
+// refused). Only an operation that ran and failed exits with 1.
+func couldNotBeDone(cmds []*cli.Command) {
+	for _, cmd := range cmds {
+		couldNotBeDone(cmd.Subcommands)
+		if action := cmd.Action; action != nil {
+			cmd.Action = func(c *cli.Context) error {
+				err := action(c)
+				if _, chosen := err.(cli.ExitCoder); err == nil || chosen {
+					return err
+				}
+				return cli.Exit(err.Error(), exitError)
+			}
+		}
 	}
 }

@@ -64,6 +64,8 @@ func main() {
 				&cli.DurationFlag{Name: "shutdown-grace", Value: 30 * time.Second, EnvVars: []string{"HERD_SHUTDOWN_GRACE"},
 					Usage: "on SIGTERM, how long in-flight requests may take to finish"},
 			}, cliutil.GossipFlags("127.0.0.1:7070")...), cliutil.LogFlags()...),
+			Description: cliutil.DaemonExitCodes,
+			Before: cliutil.LoadConfig,
 			Action: run,
 		}},
 	})
@@ -92,7 +94,7 @@ func run(c *cli.Context) error {
 	bc.ClientIdleTimeout, bc.IdleConnTimeout = c.Duration("client-idle-timeout"), c.Duration("backend-idle-timeout")
 	gw, err := gateway.New(gcfg)
 	if err != nil {
-		return cli.Exit("gateway: "+err.Error(), 2)
+		return cli.Exit(err.Error(), 2)
 	}
 
 	traffic, err := cliutil.Listen("--listen", c.String("listen"))

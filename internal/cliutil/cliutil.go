@@ -70,6 +70,7 @@ func GossipFlags(adminDefault string) []cli.Flag {
 		&cli.StringFlag{Name: "admin-tls-key", EnvVars: []string{"HERD_ADMIN_TLS_KEY"},
 			Usage: "the PEM private key of --admin-tls-cert"},
 		&cli.StringFlag{Name: "data-dir", EnvVars: []string{"HERD_DATA_DIR"}, Usage: "where state is kept"},
+		ConfigFlag(),
 	}
 }
 
@@ -195,11 +196,42 @@ func DataDir(c *cli.Context) (string, error) {
 	return dir, nil
 }
 
+// DaemonExitCodes is the exit code part of gateway's and agent's --help.
+const DaemonExitCodes = `Exit codes:
+   0  stopped by SIGTERM or SIGINT after a clean shutdown
+   1  could not run: a port in use, the Docker engine unreachable, a wrong gossip key, ...
+   2  bad usage: an unknown flag, a bad flag value or --config file`
+
+// usageExits makes a bad flag exit with 2, like a bad value does.
+func usageExits(app *cli.App) {
+	onUsage := func(c *cli.Context, err error, _ bool) error {
+		return cli.Exit(fmt.Sprintf("%v (see %s --help)", err, c.Command.HelpName), 2)
+	}
+	app.OnUsageError = func(c *cli.Context, err error, sub bool) error {
+		return cli.Exit(fmt.Sprintf("%v (see %s --help)", err, app.Name), 2)
+	}
+	var walk func([]*cli.Command)
+	walk = func(cmds []*cli.Command) {
+		for _, cmd := range cmds {
+			if cmd.OnUsageError == nil {
+				cmd.OnUsageError = onUsage
+			}
+			walk(cmd.Subcommands)
+		}
+	}
+	walk(app.Commands)
+}
+
 // Main runs app and turns an error into one line on stderr and exit code 1
 // (2 for usage errors, which urfave/cli reports itself).
 func Main(app *cli.App) {
 	app.Version = Version
 	app.EnableBashCompletion = true
+	app.Commands = append(app.Commands, completionCommand(app.Name))
+	usageExits(app)
+	// Errors come back here to be printed once, prefixed with the program's
+	// name (urfave/cli would print an ExitCoder's message and exit itself).
+	app.ExitErrHandler = func(*cli.Context, error) {}
 	if err := app.Run(os.Args); err != nil {
 		if err.Error() != "" {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)

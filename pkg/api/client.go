@@ -94,7 +94,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach %s: %w", c.Addr, unwrapURLError(err))
+		return fmt.Errorf("cannot reach %s: %w (is a gateway's admin API there? set --addr or HERD_ADDR)", c.Addr, unwrapURLError(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
