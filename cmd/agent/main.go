@@ -60,8 +60,8 @@ func main() {
 					Usage: "time between SIGTERM and SIGKILL for a replica to finish its requests"},
 			}, cliutil.GossipFlags("127.0.0.1:7071")...), cliutil.LogFlags()...),
 			Description: cliutil.DaemonExitCodes,
-			Before: cliutil.LoadConfig,
-			Action: join,
+			Before:      cliutil.LoadConfig,
+			Action:      join,
 		}},
 	})
 }

@@ -65,8 +65,8 @@ func main() {
 					Usage: "on SIGTERM, how long in-flight requests may take to finish"},
 			}, cliutil.GossipFlags("127.0.0.1:7070")...), cliutil.LogFlags()...),
 			Description: cliutil.DaemonExitCodes,
-			Before: cliutil.LoadConfig,
-			Action: run,
+			Before:      cliutil.LoadConfig,
+			Action:      run,
 		}},
 	})
 }
