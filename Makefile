@@ -10,7 +10,7 @@ STATIC := CGO_ENABLED=0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL = $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
 
-.PHONY: chaos all build binaries images-process images demo test test-deps vet fmt-check fuzz bench bench-deps clean dockerd-start dockerd-stop
+.PHONY: release docker-images chaos all build binaries images-process images demo test test-deps vet fmt-check fuzz bench bench-deps clean dockerd-start dockerd-stop
 
 all: build
 
@@ -34,6 +34,27 @@ images:
 	  DOCKER_BUILDKIT=0 docker build -q -t predictor:$$v $$ctx >/dev/null && echo "built image predictor:$$v"; \
 	  rc=$$?; rm -rf $$ctx; [ $$rc = 0 ] || exit $$rc; \
 	done
+
+## release: static binaries for every RELEASE_PLATFORMS into DIST/<os>_<arch>/ (the three
+## programs and the predictor versions), with DIST/SHA256SUMS
+RELEASE_PLATFORMS ?= linux/amd64 linux/arm64
+DIST ?= dist
+release:
+	rm -rf $(DIST)/*_* $(DIST)/SHA256SUMS
+	@set -e; for p in $(RELEASE_PLATFORMS); do \
+	  os=$${p%/*} arch=$${p#*/} out=$(DIST)/$${p%/*}_$${p#*/}; echo "building $$out"; \
+	  GOOS=$$os GOARCH=$$arch $(STATIC) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out/ ./cmd/gateway ./cmd/agent ./cmd/clusterctl; \
+	  for v in $(PREDICTOR_VERSIONS); do \
+	    GOOS=$$os GOARCH=$$arch $(STATIC) $(GO) build -trimpath -ldflags "-s -w -X main.version=$$v" -o $$out/predictor-$$v ./examples/predictor; \
+	  done; \
+	done
+	cd $(DIST) && find . -type f ! -name SHA256SUMS | sed 's|^\./||' | sort | xargs sha256sum > SHA256SUMS
+	@echo "$(DIST)/SHA256SUMS:"; cat $(DIST)/SHA256SUMS
+
+## docker-images: herd/gateway and herd/agent (FROM scratch) from the linux/amd64 release
+docker-images: release
+	DOCKER_BUILDKIT=0 docker build -q -t herd/gateway:$(VERSION) -f deploy/docker/gateway.Dockerfile $(DIST)/linux_amd64
+	DOCKER_BUILDKIT=0 docker build -q -t herd/agent:$(VERSION) -f deploy/docker/agent.Dockerfile $(DIST)/linux_amd64
 
 ## demo: a gateway and three agents × 4 replicas on loopback (process runtime)
 demo: build
@@ -76,6 +97,9 @@ test-deps:
 	@command -v gcc >/dev/null || { $(APT_INSTALL) gcc libc6-dev; }
 	@command -v serf >/dev/null || { $(APT_INSTALL) serf; }
 	@command -v chromium >/dev/null || { $(APT_INSTALL) chromium; }
+	@missing=; for t in ruby:ruby shellcheck:shellcheck zsh:zsh systemd-analyze:systemd make:make; do \
+	  command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
+	  [ -z "$$missing" ] || { $(APT_INSTALL) $$missing; }
 	$(GO) mod download
 
 vet:
