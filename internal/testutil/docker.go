@@ -80,38 +80,45 @@ func BuildDockerImages(t testing.TB, cli *client.Client, versions ...string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var ctxTar bytes.Buffer
-		tw := tar.NewWriter(&ctxTar)
-		for _, f := range []struct {
-			name string
-			mode int64
-			data []byte
-		}{{"Dockerfile", 0o644, dockerfile}, {"predictor", 0o755, bin}} {
-			if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := tw.Write(f.data); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := tw.Close(); err != nil {
+		BuildImage(t, cli, "predictor:"+v, dockerfile, map[string][]byte{"predictor": bin})
+		imagesBuilt[key] = true
+	}
+}
+
+// BuildImage builds tag from dockerfile and the executables in files (name
+// → content) through the engine's API, with the classic builder (nothing is
+// pulled for FROM scratch).
+func BuildImage(t testing.TB, cli *client.Client, tag string, dockerfile []byte, files map[string][]byte) {
+	t.Helper()
+	var ctxTar bytes.Buffer
+	tw := tar.NewWriter(&ctxTar)
+	add := func(name string, mode int64, data []byte) {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: mode, Size: int64(len(data))}); err != nil {
 			t.Fatal(err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		resp, err := cli.ImageBuild(ctx, &ctxTar, build.ImageBuildOptions{
-			Tags: []string{"predictor:" + v}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
-		})
-		if err != nil {
-			cancel()
-			t.Fatalf("build predictor:%s: %v", v, err)
+		if _, err := tw.Write(data); err != nil {
+			t.Fatal(err)
 		}
-		out, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		cancel()
-		if msg := buildError(out); msg != "" {
-			t.Fatalf("build predictor:%s: %s", v, msg)
-		}
-		imagesBuilt[key] = true
+	}
+	add("Dockerfile", 0o644, dockerfile)
+	for name, data := range files {
+		add(name, 0o755, data)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	resp, err := cli.ImageBuild(ctx, &ctxTar, build.ImageBuildOptions{
+		Tags: []string{tag}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
+	})
+	if err != nil {
+		t.Fatalf("build %s: %v", tag, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if msg := buildError(out); msg != "" {
+		t.Fatalf("build %s: %s", tag, msg)
 	}
 }
 
