@@ -15,6 +15,7 @@ HOSTS=(127.0.0.2 127.0.0.3 127.0.0.4)
 rm -rf "$DEMO_DIR"
 mkdir -p "$DEMO_DIR"
 key=$("$BIN/clusterctl" keygen)
+(umask 077 && echo "$key" >"$DEMO_DIR/gossip.key")
 export HERD_ENCRYPT="$key" HERD_GOSSIP_PROFILE=local HERD_LOG_LEVEL=${HERD_LOG_LEVEL:-info}
 
 pids=()
@@ -70,6 +71,9 @@ Send traffic through the gateway at http://$LISTEN :
 Inspect the cluster:
   $BIN/clusterctl --addr $ADMIN members
   $BIN/clusterctl --addr $ADMIN backends
+  $BIN/clusterctl --addr $ADMIN rollout predictor:1.1.0
+Dashboard: http://$ADMIN/
+Gossip key: $DEMO_DIR/gossip.key (HERD_ENCRYPT for clusterctl keys, docs/operations.md)
 
 Logs: $DEMO_DIR/*.log      Stop: Ctrl-C
 EOF

@@ -4,8 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,8 +18,8 @@ import (
 	"github.com/herd-cluster/herd/internal/testutil"
 )
 
-// TestDockerImages: the gateway and agent images built from
-// deploy/docker/*.Dockerfile run a cluster as the Dockerfiles' comments
+// TestDockerImages: the gateway and agent images built by `make
+// docker-images` (deploy/docker/*.Dockerfile) run a cluster as the Dockerfiles' comments
 // say: host network, the agent with the engine's socket mounted, starting
 // the replicas as the engine's containers. The agent container stopped, its
 // replicas keep running (the next agent adopts them) and the gateway has
@@ -28,14 +27,11 @@ import (
 func TestDockerImages(t *testing.T) {
 	cli := dockerCluster(t, "1.0.0")
 	buildAll(t)
-	root := testutil.RepoRoot(t)
-	for _, prog := range []string{"gateway", "agent"} {
-		dockerfile, err := os.ReadFile(filepath.Join(root, "deploy", "docker", prog+".Dockerfile"))
-		require.NoError(t, err)
-		bin, err := os.ReadFile(filepath.Join(binDir, prog))
-		require.NoError(t, err)
-		testutil.BuildImage(t, cli, "herd/"+prog+":test", dockerfile, map[string][]byte{prog: bin})
-	}
+	testutil.RequireTool(t, "docker")
+	make := exec.Command("make", "-s", "docker-images", "DIST="+t.TempDir(), "VERSION=test", "RELEASE_PLATFORMS=linux/amd64")
+	make.Dir = testutil.RepoRoot(t)
+	out, err := make.CombinedOutput()
+	require.NoError(t, err, "make docker-images: %s", out)
 	socket, ok := strings.CutPrefix(cli.DaemonHost(), "unix://")
 	require.True(t, ok, "the engine is on a unix socket: %s", cli.DaemonHost())
 
