@@ -3,11 +3,15 @@ package main
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/herd-cluster/herd/pkg/api"
 )
 
 // keygenCommand prints a new gossip encryption key: 32 random bytes in
@@ -38,6 +42,10 @@ func keysCommand() *cli.Command {
 					return cli.Exit(fmt.Sprintf("keys %s: want one KEY (base64, from clusterctl keygen)", name), 2)
 				}
 				res, err := client(c).KeyOp(c.Context, name, c.Args().First())
+				var se *api.StatusError
+				if errors.As(err, &se) && se.Status == http.StatusBadGateway {
+					return cli.Exit(err.Error(), exitFailed) // done on some members, not all
+				}
 				if err != nil {
 					return err
 				}

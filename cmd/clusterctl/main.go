@@ -17,7 +17,7 @@ func newApp() *cli.App {
 		Usage: "inspect and operate a Herd cluster through a gateway's admin API",
 		Description: `Exit codes:
    0  done
-   1  a rollout or rollback failed, was reverted or was aborted
+   1  a rollout or rollback failed, was reverted or was aborted; a key operation failed on a member
    2  it could not be done: bad usage or flags, the admin API unreachable, a wrong or missing token,
       a request the gateway refused (unknown image, a rollout already running, ...)`,
 		Flags: []cli.Flag{

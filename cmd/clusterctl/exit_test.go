@@ -1,0 +1,61 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/urfave/cli/v2"
+
+	"github.com/herd-cluster/herd/pkg/api"
+)
+
+// run runs clusterctl against the admin API at addr and returns its exit
+// code and what it printed.
+func run(t *testing.T, addr string, args ...string) (int, string) {
+	t.Helper()
+	app := newApp()
+	var out bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &out
+	app.ExitErrHandler = func(*cli.Context, error) {}
+	err := app.Run(append([]string{"clusterctl", "--addr", addr}, args...))
+	var ec cli.ExitCoder
+	switch {
+	case err == nil:
+		return 0, out.String()
+	case errors.As(err, &ec):
+		return ec.ExitCode(), err.Error()
+	}
+	return 1, err.Error()
+}
+
+// TestKeyOperationExitCodes: a key operation that failed on some member
+// (the gateway answers 502 naming it) exits with 1, something was done; a
+// key the gateway refuses (400) exits with 2, nothing was.
+func TestKeyOperationExitCodes(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/keys/use":
+			api.WriteJSON(w, http.StatusBadGateway, map[string]any{"members": 3, "responses": 2, "error": "host-3: key not installed"})
+		default:
+			api.WriteError(w, http.StatusBadRequest, "gossip key is not valid base64")
+		}
+	}))
+	defer srv.Close()
+
+	code, msg := run(t, srv.URL, "keys", "use", "a2V5")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, msg, "host-3: key not installed")
+	code, msg = run(t, srv.URL, "keys", "install", "not-a-key")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, msg, "not valid base64")
+	code, _ = run(t, srv.URL, "keys", "install")
+	assert.Equal(t, 2, code, "no KEY")
+	code, msg = run(t, "127.0.0.1:1", "members")
+	require.Equal(t, 2, code)
+	assert.Contains(t, msg, "cannot reach")
+}
