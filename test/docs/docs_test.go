@@ -105,6 +105,7 @@ func TestDocs(t *testing.T) {
 	for _, f := range files {
 		for _, b := range blocks(t, f) {
 			where := fmt.Sprintf("%s:%d", strings.TrimPrefix(b.file, root+"/"), b.line)
+			assert.NotEmpty(t, b.lang, "%s: a code block says what it holds (sh, hcl, text)", where)
 			if b.lang == "hcl" {
 				hcl = append(hcl, b)
 			}
