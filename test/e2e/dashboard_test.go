@@ -118,6 +118,7 @@ func TestDashboard(t *testing.T) {
 		rate, err = strconv.ParseFloat(strings.ReplaceAll(text, ",", ""), 64)
 		return err == nil && rate >= 60 && rate <= 140
 	}, 10*time.Second, 200*time.Millisecond, "the page shows about 100 requests/s (last: %v)", rate)
+	t.Logf("MEASURE dashboard request rate under a 100 req/s load: %.0f req/s", rate)
 	screenshot(t, ctx, "dashboard.png")
 
 	// A rollout, watched on the page: each host moves on in turn.
@@ -161,6 +162,7 @@ func TestDashboard(t *testing.T) {
 	}, 10*time.Second, 100*time.Millisecond)
 	screenshot(t, ctx, "dashboard-after-rollout.png")
 	load.finish()
+	t.Logf("MEASURE load through the rollout watched on the dashboard: sent=%d failed=%d", load.sent.Load(), load.failed.Load())
 	assert.Zero(t, load.failed.Load(), "requests failed during the rollout: %s", load.failures())
 
 	for _, u := range requested() {
