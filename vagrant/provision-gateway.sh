@@ -24,9 +24,11 @@ export HERD_TOKEN=${HERD_TOKEN}
 PROFILE
 chmod 0644 /etc/profile.d/herd.sh
 
+# Ready when the admin API answers (clusterctl: the box may have no curl).
+export HERD_TOKEN
 for _ in $(seq 1 50); do
-  if curl -fsS "http://${HERD_IP}:7070/healthz" >/dev/null 2>&1; then
-    echo "gateway up: http://${HERD_IP}/ (admin http://${HERD_IP}:7070/?token=...)"
+  if HERD_ADDR=http://${HERD_IP}:7070 clusterctl members >/dev/null 2>&1; then
+    echo "gateway up: http://${HERD_IP}/ (dashboard http://${HERD_IP}:7070/?token=...)"
     exit 0
   fi
   sleep 0.2
