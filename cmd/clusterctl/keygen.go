@@ -71,14 +71,13 @@ func keysCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					if c.Bool("json") {
-						return printJSON(c.App.Writer, res)
-					}
-					rows := [][]string{{"KEY", "MEMBERS", "PRIMARY ON"}}
-					for _, k := range slices.Sorted(maps.Keys(res.Keys)) {
-						rows = append(rows, []string{k, fmt.Sprintf("%d/%d", res.Keys[k], res.Members), fmt.Sprint(res.Primary[k])})
-					}
-					return printTable(c.App.Writer, rows)
+					return output(c, res, func(res api.KeyResult) [][]string {
+						rows := [][]string{{"KEY", "MEMBERS", "PRIMARY ON"}}
+						for _, k := range slices.Sorted(maps.Keys(res.Keys)) {
+							rows = append(rows, []string{k, fmt.Sprintf("%d/%d", res.Keys[k], res.Members), fmt.Sprint(res.Primary[k])})
+						}
+						return rows
+					})
 				},
 			},
 		},

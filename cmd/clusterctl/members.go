@@ -38,15 +38,14 @@ func membersCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Bool("json") {
-				return printJSON(c.App.Writer, members)
-			}
-			rows := [][]string{{"NAME", "ADDRESS", "STATUS", "ROLE", "IMAGE", "STATE", "BACKENDS", "PROBLEM"}}
-			for _, m := range members {
-				rows = append(rows, []string{m.Name, m.Addr, m.Status, dash(m.Role), dash(m.Image), dash(m.State),
-					fmt.Sprint(m.Backends), dash(m.Problem)})
-			}
-			return printTable(c.App.Writer, rows)
+			return output(c, members, func(members []api.Member) [][]string {
+				rows := [][]string{{"NAME", "ADDRESS", "STATUS", "ROLE", "IMAGE", "STATE", "BACKENDS", "PROBLEM"}}
+				for _, m := range members {
+					rows = append(rows, []string{m.Name, m.Addr, m.Status, dash(m.Role), dash(m.Image), dash(m.State),
+						fmt.Sprint(m.Backends), dash(m.Problem)})
+				}
+				return rows
+			})
 		},
 	}
 }
@@ -61,15 +60,14 @@ func backendsCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if c.Bool("json") {
-				return printJSON(c.App.Writer, backends)
-			}
-			rows := [][]string{{"ADDRESS", "NODE", "STATE", "IN-FLIGHT", "REQUESTS", "FAILURES"}}
-			for _, b := range backends {
-				rows = append(rows, []string{b.Addr.String(), b.Node, b.State, fmt.Sprint(b.InFlight),
-					fmt.Sprint(b.Requests), fmt.Sprint(b.Failures)})
-			}
-			return printTable(c.App.Writer, rows)
+			return output(c, backends, func(backends []api.Backend) [][]string {
+				rows := [][]string{{"ADDRESS", "NODE", "STATE", "IN-FLIGHT", "REQUESTS", "FAILURES"}}
+				for _, b := range backends {
+					rows = append(rows, []string{b.Addr.String(), b.Node, b.State, fmt.Sprint(b.InFlight),
+						fmt.Sprint(b.Requests), fmt.Sprint(b.Failures)})
+				}
+				return rows
+			})
 		},
 	}
 }
@@ -79,6 +77,14 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// output prints v as JSON with --json, else as the table rows makes of it.
+func output[T any](c *cli.Context, v T, rows func(T) [][]string) error {
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, v)
+	}
+	return printTable(c.App.Writer, rows(v))
 }
 
 func printJSON(w io.Writer, v any) error {

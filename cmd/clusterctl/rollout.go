@@ -73,7 +73,7 @@ func rolloutCommand() *cli.Command {
 					}
 					r, err := client(c).Rollout(c.Context, id)
 					if err != nil {
-						return cli.Exit(err.Error(), exitError)
+						return err
 					}
 					if c.Bool("json") {
 						return printJSON(c.App.Writer, r)
@@ -86,21 +86,20 @@ func rolloutCommand() *cli.Command {
 				Action: func(c *cli.Context) error {
 					rs, err := client(c).Rollouts(c.Context)
 					if err != nil {
-						return cli.Exit(err.Error(), exitError)
+						return err
 					}
-					if c.Bool("json") {
-						return printJSON(c.App.Writer, rs)
-					}
-					rows := [][]string{{"ID", "IMAGE", "PREVIOUS", "STATE", "STARTED", "TOOK", "MESSAGE"}}
-					for _, r := range rs {
-						took := "-"
-						if !r.Finished.IsZero() {
-							took = r.Finished.Sub(r.Created).Round(100 * time.Millisecond).String()
+					return output(c, rs, func(rs []rollout.Rollout) [][]string {
+						rows := [][]string{{"ID", "IMAGE", "PREVIOUS", "STATE", "STARTED", "TOOK", "MESSAGE"}}
+						for _, r := range rs {
+							took := "-"
+							if !r.Finished.IsZero() {
+								took = r.Finished.Sub(r.Created).Round(100 * time.Millisecond).String()
+							}
+							rows = append(rows, []string{r.ID, r.Image, dash(r.Previous), r.State,
+								r.Created.Local().Format(time.DateTime), took, dash(r.Message)})
 						}
-						rows = append(rows, []string{r.ID, r.Image, dash(r.Previous), r.State,
-							r.Created.Local().Format(time.DateTime), took, dash(r.Message)})
-					}
-					return printTable(c.App.Writer, rows)
+						return rows
+					})
 				},
 			},
 			{
@@ -109,7 +108,7 @@ func rolloutCommand() *cli.Command {
 				Action: func(c *cli.Context) error {
 					r, err := client(c).AbortRollout(c.Context)
 					if err != nil {
-						return cli.Exit(err.Error(), exitError)
+						return err
 					}
 					if c.Bool("json") {
 						return printJSON(c.App.Writer, r)

@@ -211,7 +211,7 @@ func (d *Dockerd) Start(t testing.TB) {
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(filepath.Join(d.Dir, "dockerd.log"))
-			t.Fatalf("private dockerd did not answer at %s: %v\n%s", d.Host, err, tailString(string(b), 2000))
+			t.Fatalf("private dockerd did not answer at %s: %v\n%s", d.Host, err, Tail(string(b), 2000))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -282,5 +282,3 @@ func unmountUnder(dir string) {
 		_ = syscall.Unmount(m, syscall.MNT_DETACH)
 	}
 }
-
-func tailString(s string, n int) string { return s[max(0, len(s)-n):] }

@@ -148,3 +148,6 @@ func RunWithTempDir(m *testing.M, prefix string, dir *string) int {
 	defer os.RemoveAll(d)
 	return m.Run()
 }
+
+// Tail is the last n bytes of s, for logs in failure messages.
+func Tail(s string, n int) string { return s[max(0, len(s)-n):] }

@@ -149,7 +149,7 @@ func TestDocs(t *testing.T) {
 			"HERD_ENCRYPT="+strings.TrimSpace(string(key)))
 		began := time.Now()
 		out, err := cmd.CombinedOutput()
-		t.Logf("%s ran in %s:\n%s", where, time.Since(began).Round(time.Millisecond), tail(string(out), 3000))
+		t.Logf("%s ran in %s:\n%s", where, time.Since(began).Round(time.Millisecond), testutil.Tail(string(out), 3000))
 		require.NoError(t, err, "%s failed", where)
 		all.Write(out)
 	}
@@ -282,5 +282,3 @@ func processesNaming(s string) []int {
 	}
 	return pids
 }
-
-func tail(s string, n int) string { return s[max(0, len(s)-n):] }

@@ -82,7 +82,7 @@ func startProcEnv(t *testing.T, name string, env []string, args ...string) *proc
 		}
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
-			t.Logf("--- log of %s ---\n%s", name, tail(string(b), 4000))
+			t.Logf("--- log of %s ---\n%s", name, testutil.Tail(string(b), 4000))
 		}
 	})
 	return p
@@ -92,13 +92,6 @@ func startProcEnv(t *testing.T, name string, env []string, args ...string) *proc
 func (p *proc) output() string {
 	b, _ := os.ReadFile(p.log)
 	return string(b)
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[len(s)-n:]
 }
 
 func (p *proc) signal(sig syscall.Signal) {

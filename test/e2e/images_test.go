@@ -26,7 +26,6 @@ import (
 // drained them.
 func TestDockerImages(t *testing.T) {
 	cli := dockerCluster(t, "1.0.0")
-	buildAll(t)
 	testutil.RequireTool(t, "docker")
 	make := exec.Command("make", "-s", "docker-images", "DIST="+t.TempDir(), "VERSION=test", "RELEASE_PLATFORMS=linux/amd64")
 	make.Dir = testutil.RepoRoot(t)
@@ -82,7 +81,7 @@ func runContainer(t *testing.T, cli *client.Client, name, image string, binds []
 			if logs, err := cli.ContainerLogs(ctx, created.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true}); err == nil {
 				b, _ := io.ReadAll(logs)
 				logs.Close()
-				t.Logf("--- log of container %s ---\n%s", name, tail(string(b), 4000))
+				t.Logf("--- log of container %s ---\n%s", name, testutil.Tail(string(b), 4000))
 			}
 		}
 		_ = cli.ContainerRemove(ctx, created.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
