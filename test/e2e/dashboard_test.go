@@ -128,22 +128,32 @@ func TestDashboard(t *testing.T) {
 	deadline := time.Now().Add(60 * time.Second)
 	shotMidway := false
 	for time.Now().Before(deadline) {
-		var state string
-		var hosts map[string]string
+		// One evaluation reads the state and the hosts together: the page
+		// redraws the rollout box every second, so separate reads could
+		// straddle a redraw.
+		var view *struct {
+			State string            `json:"state"`
+			Hosts map[string]string `json:"hosts"`
+		}
 		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := chromedp.Run(tctx, chromedp.Text("#rollout-state", &state, chromedp.ByID))
+		err := chromedp.Run(tctx, chromedp.Evaluate(`(() => {
+			const s = document.getElementById("rollout-state");
+			if (!s) return null;
+			const hosts = {};
+			for (const tr of document.querySelectorAll("#rollout-hosts tbody tr")) hosts[tr.dataset.node] = tr.cells[2].textContent.trim();
+			return {state: s.textContent.trim(), hosts};
+		})()`, &view))
 		cancel()
-		if err == nil {
-			hosts = tableRows(t, ctx, "#rollout-hosts", "data-node", 2)
-			line := state + ":" + flatten(hosts)
+		if err == nil && view != nil {
+			line := view.State + ":" + flatten(view.Hosts)
 			if len(seen) == 0 || seen[len(seen)-1] != line {
 				seen = append(seen, line)
 			}
-			if !shotMidway && hosts["host-a"] == "healthy" && hosts["host-b"] != "healthy" {
+			if !shotMidway && view.Hosts["host-a"] == "healthy" && view.Hosts["host-b"] != "healthy" {
 				screenshot(t, ctx, "dashboard-rollout.png")
 				shotMidway = true
 			}
-			if state != rollout.StateRunning {
+			if view.State != rollout.StateRunning {
 				break
 			}
 		}
