@@ -767,6 +767,7 @@ func copyAll(dst io.Writer, src *bufio.Reader) (int64, error) {
 // relayChunked copies a chunked body from src to dst, chunk by chunk as
 // they arrive, trailers included. With dechunk, only the data is written.
 func relayChunked(dst io.Writer, src *bufio.Reader, dechunk bool) error {
+	var sizeLine []byte
 	for {
 		line, err := readLine(src)
 		if err != nil {
@@ -781,7 +782,13 @@ func relayChunked(dst io.Writer, src *bufio.Reader, dechunk bool) error {
 			return badRequest("malformed chunk size %q", truncate(line, 32))
 		}
 		if !dechunk {
-			if _, err := dst.Write(lineWithCRLF(src, line)); err != nil {
+			// The size line is written again as the number the gateway
+			// read (no leading zeros, whitespace or extensions), so the
+			// backend cannot read another size: no disagreement to
+			// smuggle through. Dropping extensions is allowed: RFC 9112
+			// §7.1.1 lets a recipient ignore them.
+			sizeLine = append(strconv.AppendUint(sizeLine[:0], size, 16), crlf...)
+			if _, err := dst.Write(sizeLine); err != nil {
 				return &clientError{err}
 			}
 		}
