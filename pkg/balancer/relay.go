@@ -343,12 +343,21 @@ func (cc *clientConn) attempt(st *relayState) (int, error) {
 		}
 		if !st.skipBody {
 			if err := cc.relayRequestBody(bc); err != nil {
-				var ce *clientError
-				if errors.As(err, &ce) {
+				// Part of the body is unread or unsent: whatever happens,
+				// the client connection cannot carry another request.
+				st.closeAfter = true
+				var he *httpError
+				var ce *clientError // in this direction, a write to the backend
+				switch {
+				case errors.As(err, &he): // the client's body is malformed
+					cc.writeError(he.status, he.msg, st)
+					return he.status, err
+				case errors.As(err, &ce):
+					be.failures.Add(1)
+					return 0, &attemptError{err: ce.err, noRetry: true} // the body was consumed: no retry
+				default: // reading from the client failed: it is gone
 					return 499, err
 				}
-				be.failures.Add(1)
-				return 0, &attemptError{err: err, noRetry: true} // the body was consumed: no retry
 			}
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -279,6 +280,31 @@ func TestMalformedRequestsAreRefused(t *testing.T) {
 		assert.Contains(t, out, "Connection: close", name)
 	}
 	assert.Zero(t, hits, "nothing malformed reaches a backend")
+}
+
+// TestMalformedChunkedBody: a chunked body that goes wrong half-way is the
+// client's fault (400, not a backend failure), and the connection closes:
+// what follows the bad chunk line is never read as another request.
+func TestMalformedChunkedBody(t *testing.T) {
+	var paths []string
+	var mu sync.Mutex
+	b, f := oneBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		mu.Unlock()
+	})
+	out := rawExchange(t, f.Addr, "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"+
+		"3\r\nabc\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+	assert.True(t, strings.HasPrefix(out, "HTTP/1.1 400 "), "%q", out)
+	assert.Contains(t, out, "Connection: close")
+	assert.Equal(t, 1, strings.Count(out, "HTTP/1.1 "), "one answer, then the connection closed: %q", out)
+	mu.Lock()
+	assert.NotContains(t, paths, "/smuggled")
+	mu.Unlock()
+	for _, be := range b.Backends() {
+		assert.Zero(t, be.Failures, "a client's bad body is not the backend's failure")
+	}
 }
 
 func TestKeepAlivePipeliningAndHTTP10(t *testing.T) {
