@@ -295,7 +295,7 @@ func (cc *clientConn) mayRetry(st *relayState, err error) bool {
 // error with status 0 may be retried elsewhere (mayRetry decides); with a
 // status, the exchange is over and the client connection must close.
 func (cc *clientConn) attempt(st *relayState) (int, error) {
-	b, req := cc.b, &cc.req
+	b := cc.b
 	be := b.snap.Load().pick(&b.rr, st.tried[:st.nTried], int64(b.cfg.SlowStart))
 	if be == nil {
 		if st.nTried == 0 {
@@ -311,7 +311,26 @@ func (cc *clientConn) attempt(st *relayState) (int, error) {
 	be.requests.Add(1)
 	defer be.done()
 
-	bc, err := be.get(b.cfg.DialTimeout)
+	status, err := cc.exchange(st, be, false)
+	if errors.Is(err, errStale) {
+		// A pooled connection the backend had closed while it was idle:
+		// not the backend's failure, and not a retry. Once more on a new
+		// connection.
+		status, err = cc.exchange(st, be, true)
+	}
+	return status, err
+}
+
+// errStale: a reused connection failed before anything of the request
+// could have been processed, or before any answer, for a request that may
+// be sent twice.
+var errStale = errors.New("stale keep-alive connection")
+
+// exchange is one attempt on one connection to be: a pooled one, or a new
+// one when fresh.
+func (cc *clientConn) exchange(st *relayState, be *backend, fresh bool) (int, error) {
+	b, req := cc.b, &cc.req
+	bc, err := be.get(fresh)
 	if err != nil {
 		be.failures.Add(1)
 		be.eject(b.cfg.EjectFor, b.activeChecks())
@@ -326,9 +345,19 @@ func (cc *clientConn) attempt(st *relayState) (int, error) {
 			bc.close()
 		}
 	}()
+	if bc.reused && !st.retryable && !bc.alive() {
+		// A request that must not be sent twice does not go out on a
+		// connection the backend has already closed.
+		return 0, errStale
+	}
 
-	if _, err := bc.c.Write(cc.out); err != nil {
-		return 0, cc.backendFailed(be, bc, err)
+	if !st.bodyInOut || !bc.sendThenRead(cc.out) {
+		if _, err := bc.c.Write(cc.out); err != nil {
+			if bc.reused {
+				return 0, errStale // nothing of it was processed
+			}
+			return 0, cc.backendFailed(be, bc, err)
+		}
 	}
 	if !st.bodyInOut {
 		if req.expect100 {
@@ -364,6 +393,9 @@ func (cc *clientConn) attempt(st *relayState) (int, error) {
 	bc.deadline.extend(bc.c, b.cfg.ResponseHeaderTimeout)
 	for {
 		if err := readHead(bc.br, &cc.resp, false); err != nil {
+			if bc.reused && st.retryable && bc.br.Buffered() == 0 && connDropped(err) {
+				return 0, errStale
+			}
 			return 0, cc.backendFailed(be, bc, err)
 		}
 		if cc.resp.status == 101 || cc.resp.status >= 200 {
@@ -720,6 +752,11 @@ func isIdempotent(method []byte) bool {
 		return true
 	}
 	return false
+}
+
+// connDropped: the peer closed or reset the connection.
+func connDropped(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 func isTimeout(err error) bool {
