@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -307,7 +308,7 @@ func parseWrk(out string) (result, error) {
 	for _, m := range pctRe.FindAllStringSubmatch(out, -1) {
 		v, _ := strconv.ParseFloat(m[2], 64)
 		unit := map[string]time.Duration{"us": time.Microsecond, "ms": time.Millisecond, "s": time.Second}[m[3]]
-		d := time.Duration(v * float64(unit))
+		d := time.Duration(math.Round(v*float64(unit)/1e3)) * time.Microsecond // wrk prints 2 decimals
 		if m[1] == "50" {
 			r.p50 = d
 		} else {
