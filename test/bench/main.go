@@ -38,6 +38,7 @@ type options struct {
 	scale            bool
 	stream           bool
 	gomaxprocs       int
+	fixedLoad        float64
 }
 
 func main() {
@@ -51,6 +52,7 @@ func main() {
 	flag.BoolVar(&o.scale, "scale", true, "also measure 12 replicas on 3 agents")
 	flag.BoolVar(&o.stream, "stream", true, "also stream a 1 MiB request body and 10 MiB responses")
 	flag.IntVar(&o.gomaxprocs, "gomaxprocs", 0, "GOMAXPROCS of the gateway (0: Go's default, the number of cores)")
+	flag.Float64Var(&o.fixedLoad, "fixed-load", 0.7, "also compare latencies with both proxies at this share of HAProxy's wrk rate (0: skip)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -379,6 +381,31 @@ func (c *cluster) compare(title string) error {
 	w.Flush()
 	fmt.Printf("\ngateway/haproxy: req/s %.2f× (per round %.2f×–%.2f×, median %.2f×), p99 %.2f× (target: req/s ≥ 1.10×, p99 ≤ 1.00×)\n\n",
 		gw.rps/ha0.rps, ratios[0], ratios[len(ratios)-1], ratios[len(ratios)/2], float64(gw.p99)/float64(ha0.p99))
+	if c.o.fixedLoad > 0 {
+		return c.compareFixedLoad(title, targets, int(c.o.fixedLoad*ha0.rps))
+	}
+	return nil
+}
+
+// compareFixedLoad drives both proxies at the same rate (open loop, see
+// openLoop) alternately and prints the median latencies.
+func (c *cluster) compareFixedLoad(title string, targets []struct{ name, url string }, rate int) error {
+	fmt.Printf("## %s, same load for both: %d req/s (%.0f%% of HAProxy's rate above), open loop, %d connections\n\n",
+		title, rate, 100*c.o.fixedLoad, c.o.conns)
+	results := map[string][]result{}
+	for round := range c.o.rounds {
+		for _, t := range targets {
+			r, err := openLoop(t.url+c.o.path, rate, c.o.conns, c.o.duration)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("  round %d %-8s %9.0f req/s  p50 %-9s p99 %-9s errors %d\n", round+1, t.name, r.rps, r.p50, r.p99, r.errors)
+			results[t.name] = append(results[t.name], r)
+		}
+	}
+	ha, gw := median(results["haproxy"]), median(results["gateway"])
+	fmt.Printf("\nmedian of %d rounds: haproxy p50 %s p99 %s; gateway p50 %s p99 %s; gateway/haproxy p99 %.2f×\n\n",
+		c.o.rounds, ha.p50, ha.p99, gw.p50, gw.p99, float64(gw.p99)/float64(ha.p99))
 	return nil
 }
 

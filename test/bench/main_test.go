@@ -1,6 +1,10 @@
 package main
 
 import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,4 +31,37 @@ Requests/sec:  17522.31
 	require.Equal(t, 3, r.errors)
 	_, err = parseWrk("wrk: connection refused")
 	require.Error(t, err)
+}
+
+func TestOpenLoop(t *testing.T) {
+	var slow atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if slow.Load() {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if r.URL.Path == "/fail" {
+			http.Error(w, "no", http.StatusInternalServerError)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+
+	r, err := openLoop(srv.URL+"/ok", 400, 4, time.Second)
+	require.NoError(t, err)
+	require.InDelta(t, 400, r.rps, 80, "the rate asked for")
+	require.Zero(t, r.errors)
+	require.Positive(t, r.p50)
+	require.GreaterOrEqual(t, r.p99, r.p50)
+
+	// 4 connections, 20 ms per request: at most 200 req/s get through, so
+	// requests due at 400 req/s wait, and the wait is counted.
+	slow.Store(true)
+	r, err = openLoop(srv.URL+"/ok", 400, 4, time.Second)
+	require.NoError(t, err)
+	require.Greater(t, r.p99, 200*time.Millisecond, "latency counts from when a request was due")
+	slow.Store(false)
+
+	_, err = openLoop(srv.URL+"/fail", 100, 2, 500*time.Millisecond)
+	require.Error(t, err, "every request failed")
 }
