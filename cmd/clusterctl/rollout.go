@@ -138,7 +138,11 @@ func rollbackCommand() *cli.Command {
 func startAndFollow(c *cli.Context, start func(context.Context, rollout.Options) (rollout.Rollout, error), image string) error {
 	r, err := start(c.Context, optionsFrom(c, image))
 	if err != nil {
-		return cli.Exit("rollout refused: "+err.Error(), exitError)
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "rollout refused") { // the gateway's refusals say it already
+			msg = "rollout refused: " + msg
+		}
+		return cli.Exit(msg, exitError)
 	}
 	if c.Bool("detach") {
 		if c.Bool("json") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,4 +162,36 @@ func TestClusterWrongKeyCannotJoin(t *testing.T) {
 
 	_, err = ParseKey("c2hvcnQ=")
 	assert.ErrorContains(t, err, "16, 24 or 32")
+}
+
+// TestDeployAsksSilentAgentsAgain: an agent that lets the first deploy
+// request go unanswered (a lost datagram, a busy moment) is asked again;
+// one that never answers is named.
+func TestDeployAsksSilentAgentsAgain(t *testing.T) {
+	gw := startMember(t, "gw", Tags{Role: RoleGateway, Gen: 1})
+	late := startMember(t, "late", agentTagsOn(8000))
+	mute := startMember(t, "mute", agentTagsOn(9000))
+	for _, m := range []*testMember{late, mute} {
+		_, err := m.Join([]string{gw.gossipAddr()})
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return len(gw.Members()) == 3 }, 5*time.Second, 10*time.Millisecond)
+	var asked atomic.Int32
+	go func() {
+		for q := range late.queries {
+			if asked.Add(1) == 1 {
+				continue // the first request goes unanswered
+			}
+			_ = q.Respond([]byte(`{}`))
+		}
+	}()
+	go func() {
+		for range mute.queries {
+		}
+	}()
+	errs := gw.Deploy(context.Background(), []string{"late", "mute"}, DeployRequest{Image: "predictor:1.1.0", CheckOnly: true}, 500*time.Millisecond)
+	require.NoError(t, errs["late"])
+	assert.Equal(t, int32(2), asked.Load())
+	require.Error(t, errs["mute"])
+	assert.Contains(t, errs["mute"].Error(), "mute did not answer within 500ms, asked 2 times")
 }

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -16,6 +18,9 @@ import (
 const QueryDeploy = "herd-deploy"
 
 const maxDeployPayload = 1024
+
+// deployAttempts: how many times Deploy asks an agent that does not answer.
+const deployAttempts = 2
 
 // DeployRequest is QueryDeploy's payload.
 type DeployRequest struct {
@@ -56,8 +61,10 @@ func decodeStrict(b []byte, max int, v any) error {
 }
 
 // Deploy sends req to the given agents and returns each one's error (nil for
-// success). An agent that did not answer within timeout gets an error saying
-// so.
+// success). A deploy request may be received twice (the same image again
+// changes nothing), so agents that did not answer within timeout (a lost
+// datagram, an agent busy for a moment) are asked once more; one that still
+// did not answer gets an error saying so.
 func (c *Cluster) Deploy(ctx context.Context, nodes []string, req DeployRequest, timeout time.Duration) map[string]error {
 	out := make(map[string]error, len(nodes))
 	payload, err := json.Marshal(req)
@@ -67,13 +74,22 @@ func (c *Cluster) Deploy(ctx context.Context, nodes []string, req DeployRequest,
 		}
 		return out
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	answers, _ := c.Query(ctx, QueryDeploy, payload, QueryParams{Role: RoleAgent, Nodes: nodes, Timeout: timeout})
+	answers := make(map[string][]byte, len(nodes))
+	pending := nodes
+	for range deployAttempts {
+		qctx, cancel := context.WithTimeout(ctx, timeout)
+		got, _ := c.Query(qctx, QueryDeploy, payload, QueryParams{Role: RoleAgent, Nodes: pending, Timeout: timeout})
+		cancel()
+		maps.Copy(answers, got)
+		pending = slices.DeleteFunc(slices.Clone(pending), func(n string) bool { _, ok := answers[n]; return ok })
+		if len(pending) == 0 || ctx.Err() != nil {
+			break
+		}
+	}
 	for _, n := range nodes {
 		b, ok := answers[n]
 		if !ok {
-			out[n] = fmt.Errorf("%s did not answer within %s", n, timeout)
+			out[n] = fmt.Errorf("%s did not answer within %s, asked %d times", n, timeout, deployAttempts)
 			continue
 		}
 		var resp DeployResponse

@@ -59,7 +59,9 @@ func (c *Cluster) Query(ctx context.Context, name string, payload []byte, p Quer
 	if len(expected) == 0 {
 		return map[string][]byte{}, nil
 	}
-	sp := &serf.QueryParam{FilterNodes: p.Nodes, Timeout: p.Timeout}
+	// Each answer also travels through 2 other members, so one lost datagram
+	// does not lose it.
+	sp := &serf.QueryParam{FilterNodes: p.Nodes, Timeout: p.Timeout, RelayFactor: 2}
 	if p.Role != "" {
 		sp.FilterTags = map[string]string{tagRole: "^" + string(p.Role) + "$"}
 	}
