@@ -2,10 +2,8 @@ package balancer
 
 import (
 	"bufio"
-	"io"
 	"net"
 	"net/netip"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -56,15 +54,11 @@ func newBackend(be Backend, cfg Config) *backend {
 type bconn struct {
 	be        *backend
 	c         net.Conn
-	raw       syscall.RawConn // c's socket; nil if c has none
-	br        *bufio.Reader   // reads through bc.Read
-	reused    bool            // it served a request before this one
+	raw       syscall.RawConn // c's socket, for alive; nil if c has none
+	br        *bufio.Reader
+	reused    bool // it served a request before this one
 	idleSince time.Time
 	deadline  readDeadline
-
-	// unsent is a request the next Read writes before it waits for the
-	// answer (see sendThenRead).
-	unsent []byte
 }
 
 // get returns an idle connection to be, or dials one (always when fresh).
@@ -97,7 +91,7 @@ func (be *backend) dial() (*bconn, error) {
 	if sc, ok := c.(syscall.Conn); ok {
 		bc.raw, _ = sc.SyscallConn()
 	}
-	bc.br = getReader(bc)
+	bc.br = getReader(c)
 	return bc, nil
 }
 
@@ -117,72 +111,6 @@ func (bc *bconn) alive() bool {
 		return false
 	}
 	return n < 0 && err == syscall.EAGAIN
-}
-
-// sendThenRead arranges for req to be written by the next read of bc.br,
-// which must find its buffer empty.
-//
-// Why: a backend never answers before it has the request, so the read that
-// follows a write always finds nothing (EAGAIN) and then waits. A net.Conn
-// cannot wait without trying to read first, but a RawConn can: Read writes
-// the request inside RawConn.Read, after Go's poller has been armed for
-// the answer, then waits, then reads once. One system call saved on every
-// request. Anything that arrives after the write wakes the wait (the
-// answer, a reset, a close); the deadline set before bounds it.
-func (bc *bconn) sendThenRead(req []byte) bool {
-	if bc.raw == nil || bc.br.Buffered() > 0 {
-		return false
-	}
-	bc.unsent = req
-	return true
-}
-
-// Read is bc.br's source: a plain read, or the send-then-read of a request
-// left by sendThenRead.
-func (bc *bconn) Read(p []byte) (int, error) {
-	if bc.unsent == nil {
-		return bc.c.Read(p)
-	}
-	out := bc.unsent
-	bc.unsent = nil
-	var n int
-	var werr, rerr error
-	sent := false
-	err := bc.raw.Read(func(fd uintptr) bool {
-		if !sent {
-			sent = true
-			for len(out) > 0 {
-				w, err := syscall.Write(int(fd), out)
-				if err != nil {
-					if err == syscall.EINTR {
-						continue
-					}
-					werr = err
-					return true
-				}
-				out = out[w:]
-			}
-			return false // armed: wait for the answer
-		}
-		n, rerr = syscall.Read(int(fd), p)
-		return rerr != syscall.EAGAIN && rerr != syscall.EINTR
-	})
-	switch {
-	case err != nil: // deadline, or the connection was closed
-		return 0, err
-	case werr == syscall.EAGAIN: // the send buffer is full: finish the usual way
-		if _, err := bc.c.Write(out); err != nil {
-			return 0, err
-		}
-		return bc.c.Read(p)
-	case werr != nil:
-		return 0, &net.OpError{Op: "write", Net: "tcp", Addr: bc.c.RemoteAddr(), Err: os.NewSyscallError("write", werr)}
-	case rerr != nil:
-		return 0, &net.OpError{Op: "read", Net: "tcp", Addr: bc.c.RemoteAddr(), Err: os.NewSyscallError("read", rerr)}
-	case n == 0:
-		return 0, io.EOF
-	}
-	return n, nil
 }
 
 // put returns a connection whose exchange ended cleanly to the pool, or

@@ -351,13 +351,11 @@ func (cc *clientConn) exchange(st *relayState, be *backend, fresh bool) (int, er
 		return 0, errStale
 	}
 
-	if !st.bodyInOut || !bc.sendThenRead(cc.out) {
-		if _, err := bc.c.Write(cc.out); err != nil {
-			if bc.reused {
-				return 0, errStale // nothing of it was processed
-			}
-			return 0, cc.backendFailed(be, bc, err)
+	if _, err := bc.c.Write(cc.out); err != nil {
+		if bc.reused {
+			return 0, errStale // nothing of it was processed
 		}
+		return 0, cc.backendFailed(be, bc, err)
 	}
 	if !st.bodyInOut {
 		if req.expect100 {
