@@ -61,11 +61,8 @@ type bconn struct {
 	deadline  readDeadline
 }
 
-// get returns an idle connection to be, or dials one (always when fresh).
-func (be *backend) get(fresh bool) (*bconn, error) {
-	if fresh {
-		return be.dial()
-	}
+// get returns an idle connection to be, or dials one.
+func (be *backend) get() (*bconn, error) {
 	be.poolMu.Lock()
 	for n := len(be.idle); n > 0; n = len(be.idle) {
 		bc := be.idle[n-1]
@@ -82,6 +79,7 @@ func (be *backend) get(fresh bool) (*bconn, error) {
 	return be.dial()
 }
 
+// dial opens a new connection to be.
 func (be *backend) dial() (*bconn, error) {
 	c, err := be.dialer.Dial("tcp", be.hostPort)
 	if err != nil {
@@ -98,8 +96,11 @@ func (be *backend) dial() (*bconn, error) {
 // alive reports whether the backend has neither closed bc nor sent
 // anything on it since its last answer: one non-blocking peek.
 func (bc *bconn) alive() bool {
-	if bc.raw == nil || bc.br.Buffered() > 0 {
-		return bc.raw == nil
+	if bc.br.Buffered() > 0 {
+		return false // bytes nobody asked for
+	}
+	if bc.raw == nil {
+		return true // not a socket: nothing to peek at
 	}
 	var b [1]byte
 	var n int

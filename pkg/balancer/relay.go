@@ -330,7 +330,11 @@ var errStale = errors.New("stale keep-alive connection")
 // one when fresh.
 func (cc *clientConn) exchange(st *relayState, be *backend, fresh bool) (int, error) {
 	b, req := cc.b, &cc.req
-	bc, err := be.get(fresh)
+	get := be.get
+	if fresh {
+		get = be.dial
+	}
+	bc, err := get()
 	if err != nil {
 		be.failures.Add(1)
 		be.eject(b.cfg.EjectFor, b.activeChecks())

@@ -342,7 +342,6 @@ func (c *cluster) compare(title string) error {
 		return err
 	}
 	targets := []struct{ name, url string }{{"haproxy", haURL}, {"gateway", c.gwURL}}
-	results := map[string][]result{}
 	// A short warm-up each, not counted.
 	for _, t := range targets {
 		warm := *c
@@ -351,15 +350,9 @@ func (c *cluster) compare(title string) error {
 			return err
 		}
 	}
-	for round := range c.o.rounds {
-		for _, t := range targets {
-			r, err := c.wrk(t.url)
-			if err != nil {
-				return err
-			}
-			fmt.Printf("  round %d %-8s %9.0f req/s  p50 %-9s p99 %-9s errors %d\n", round+1, t.name, r.rps, r.p50, r.p99, r.errors)
-			results[t.name] = append(results[t.name], r)
-		}
+	results, err := c.rounds(targets, c.wrk)
+	if err != nil {
+		return err
 	}
 	ha0, gw := median(results["haproxy"]), median(results["gateway"])
 	// The machine's speed drifts between rounds; the ratio within each round
@@ -392,21 +385,33 @@ func (c *cluster) compare(title string) error {
 func (c *cluster) compareFixedLoad(title string, targets []struct{ name, url string }, rate int) error {
 	fmt.Printf("## %s, same load for both: %d req/s (%.0f%% of HAProxy's rate above), open loop, %d connections\n\n",
 		title, rate, 100*c.o.fixedLoad, c.o.conns)
-	results := map[string][]result{}
-	for round := range c.o.rounds {
-		for _, t := range targets {
-			r, err := openLoop(t.url+c.o.path, rate, c.o.conns, c.o.duration)
-			if err != nil {
-				return err
-			}
-			fmt.Printf("  round %d %-8s %9.0f req/s  p50 %-9s p99 %-9s errors %d\n", round+1, t.name, r.rps, r.p50, r.p99, r.errors)
-			results[t.name] = append(results[t.name], r)
-		}
+	results, err := c.rounds(targets, func(url string) (result, error) {
+		return openLoop(url+c.o.path, rate, c.o.conns, c.o.duration)
+	})
+	if err != nil {
+		return err
 	}
 	ha, gw := median(results["haproxy"]), median(results["gateway"])
 	fmt.Printf("\nmedian of %d rounds: haproxy p50 %s p99 %s; gateway p50 %s p99 %s; gateway/haproxy p99 %.2f×\n\n",
 		c.o.rounds, ha.p50, ha.p99, gw.p50, gw.p99, float64(gw.p99)/float64(ha.p99))
 	return nil
+}
+
+// rounds runs measure on each target in turn, c.o.rounds times, printing
+// each result, and returns them by target name.
+func (c *cluster) rounds(targets []struct{ name, url string }, measure func(url string) (result, error)) (map[string][]result, error) {
+	results := map[string][]result{}
+	for round := range c.o.rounds {
+		for _, t := range targets {
+			r, err := measure(t.url)
+			if err != nil {
+				return nil, err
+			}
+			fmt.Printf("  round %d %-8s %9.0f req/s  p50 %-9s p99 %-9s errors %d\n", round+1, t.name, r.rps, r.p50, r.p99, r.errors)
+			results[t.name] = append(results[t.name], r)
+		}
+	}
+	return results, nil
 }
 
 func median(rs []result) result {
