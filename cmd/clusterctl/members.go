@@ -50,6 +50,30 @@ func membersCommand() *cli.Command {
 	}
 }
 
+func forceLeaveCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "force-leave",
+		Usage:     "remove a failed member for good (a host that will not come back)",
+		ArgsUsage: "NAME",
+		Description: `A member that stops without leaving (a crash, a host switched off) stays "failed"
+   until reaped, and rollouts are refused while an agent of the service is failed,
+   so that it does not return later on an old image. force-leave makes every member
+   forget it now. A member that comes back later joins again as new. Alive members
+   are refused: stop their agent instead, it leaves by itself.`,
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return cli.Exit("force-leave: want one member NAME (see clusterctl members)", exitError)
+			}
+			res, err := client(c).ForceLeave(c.Context, c.Args().First())
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(c.App.Writer, "%s removed from the cluster\n", res.Removed)
+			return err
+		},
+	}
+}
+
 func backendsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "backends",

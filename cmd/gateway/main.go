@@ -144,6 +144,7 @@ func run(c *cli.Context) error {
 	defer coord.Close()
 	srv.HandleRollouts(coord)
 	srv.HandleKeys(cluster)
+	srv.HandleForceLeave(cluster.ForceLeave)
 	srv.HandleDashboard(api.Dashboard{Node: c.String("node"), Version: cliutil.Version})
 	srv.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if c.Bool("enable-pprof") {

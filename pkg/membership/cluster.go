@@ -188,6 +188,33 @@ func (c *Cluster) Leave() error {
 	return nil
 }
 
+// ErrNoSuchMember is returned by ForceLeave for a name the cluster does not know.
+var ErrNoSuchMember = errors.New("no such member")
+
+// ErrMemberAlive is returned by ForceLeave for a member that is alive: it
+// would refute the leave at once. Stop it instead; it leaves by itself.
+var ErrMemberAlive = errors.New("cannot force-leave a live member")
+
+// ForceLeave removes a failed member for good (Serf's force-leave with
+// prune): every member forgets it now instead of after the reconnect timeout,
+// and stops trying to reach it. A member that comes back later joins again as
+// new. Members that are alive or leaving are refused; left ones are pruned.
+func (c *Cluster) ForceLeave(name string) error {
+	for _, n := range c.Members() {
+		if n.Name != name {
+			continue
+		}
+		if n.Status == StatusAlive || n.Status == StatusLeaving {
+			return fmt.Errorf("%w: %s is %s; stop its agent instead (it leaves the cluster by itself)", ErrMemberAlive, name, n.Status)
+		}
+		if err := c.serf.RemoveFailedNodePrune(name); err != nil {
+			return fmt.Errorf("force-leave %s: %w", name, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: %q", ErrNoSuchMember, name)
+}
+
 // Shutdown stops gossip without a leave message (others will see a failure
 // unless Leave was called first). Safe to call more than once.
 func (c *Cluster) Shutdown() error {

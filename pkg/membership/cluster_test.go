@@ -96,6 +96,39 @@ func TestClusterEventsReachOtherMembers(t *testing.T) {
 	assert.Equal(t, StatusFailed, n.Status)
 }
 
+func TestClusterForceLeave(t *testing.T) {
+	gw := startMember(t, "gw", Tags{Role: RoleGateway, Gen: 1})
+	a1 := startMember(t, "a1", agentTagsOn(8000))
+	a2 := startMember(t, "a2", agentTagsOn(9000))
+	for _, a := range []*testMember{a1, a2} {
+		_, err := a.Join([]string{gw.gossipAddr()})
+		require.NoError(t, err)
+	}
+	gw.waitEvent(t, EventJoin, "a2", 5*time.Second)
+
+	err := gw.ForceLeave("a1")
+	require.ErrorIs(t, err, ErrMemberAlive)
+	assert.Contains(t, err.Error(), "a1 is alive; stop its agent")
+	require.ErrorIs(t, gw.ForceLeave("nobody"), ErrNoSuchMember)
+
+	require.NoError(t, a2.Shutdown()) // a crash: a2 stays "failed" until reaped
+	gw.waitEvent(t, EventFailed, "a2", 15*time.Second)
+	require.NoError(t, gw.ForceLeave("a2"))
+	status := func(m *testMember) Status {
+		for _, n := range m.Members() {
+			if n.Name == "a2" {
+				return n.Status
+			}
+		}
+		return "" // forgotten
+	}
+	assert.Empty(t, status(gw), "pruned at once on the member asked")
+	// Elsewhere it is forgotten too, or "left" where the leave arrived
+	// before the failure did: either way no longer failed.
+	assert.Eventually(t, func() bool { s := status(a1); return s == "" || s == StatusLeft }, 10*time.Second,
+		20*time.Millisecond, "the force-leave reaches the other members")
+}
+
 func TestClusterMalformedMemberIsReportedNotTrusted(t *testing.T) {
 	gw := startMember(t, "gw", Tags{Role: RoleGateway, Gen: 1})
 	rogue := startMember(t, "rogue", agentTagsOn(8000))

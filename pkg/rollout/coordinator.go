@@ -34,7 +34,12 @@ type Config struct {
 	Poll time.Duration
 	// QueryTimeout bounds each deploy query. Default 5 s.
 	QueryTimeout time.Duration
-	Logger       hclog.Logger
+	// FailedGrace is how long Start waits for agents of the service that the
+	// failure detector marks failed to come back (a busy host missing a few
+	// probes) before refusing: a rollout without them would leave them on
+	// the old image when they return. Default 10 s.
+	FailedGrace time.Duration
+	Logger      hclog.Logger
 }
 
 // state is the state file.
@@ -84,6 +89,9 @@ func New(cfg Config) (*Coordinator, error) {
 	if cfg.QueryTimeout == 0 {
 		cfg.QueryTimeout = 5 * time.Second
 	}
+	if cfg.FailedGrace == 0 {
+		cfg.FailedGrace = 10 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
@@ -123,8 +131,9 @@ func (c *Coordinator) Close() {
 }
 
 // Start begins a rollout to o.Image. It is refused (ErrRefused, nothing
-// changed) when the image is malformed, there are no agents, or an agent
-// does not have the image; and (ErrBusy) when one is running.
+// changed) when the image is malformed, there are no agents, an agent does
+// not have the image, or an agent is failed and does not come back within
+// FailedGrace; and (ErrBusy) when one is running.
 func (c *Coordinator) Start(ctx context.Context, o Options) (Rollout, error) {
 	return c.start(ctx, o, false)
 }
@@ -157,7 +166,10 @@ func (c *Coordinator) start(ctx context.Context, o Options, rollback bool) (Roll
 	if _, err := runtime.ParseImage(o.Image); err != nil {
 		return Rollout{}, fmt.Errorf("%w: %v", ErrRefused, err)
 	}
-	agents, previous := c.agents()
+	agents, previous, err := c.agentsWaitingForFailed(ctx)
+	if err != nil {
+		return Rollout{}, err
+	}
 	if len(agents) == 0 {
 		return Rollout{}, fmt.Errorf("%w: no agents of service %q in the cluster", ErrRefused, c.cfg.Service)
 	}
@@ -188,7 +200,7 @@ func (c *Coordinator) start(ctx context.Context, o Options, rollback bool) (Roll
 		c.pushHistoryLocked(*cur)
 	}
 	c.st.Current = r
-	err := c.saveLocked()
+	err = c.saveLocked()
 	out := clone(r)
 	c.mu.Unlock()
 	if err != nil {
@@ -279,27 +291,59 @@ func (c *Coordinator) saveLocked() error {
 	return atomicfile.Write(c.cfg.StatePath, b, 0o600)
 }
 
-// agents returns the service's alive agents by name, and the image most of
-// them fully run (the rollout's "previous").
-func (c *Coordinator) agents() ([]string, string) {
-	var names []string
+// agentsWaitingForFailed returns agents() once none of the service's agents
+// is failed, waiting up to FailedGrace for failed ones to come back; after
+// that it refuses, naming them.
+func (c *Coordinator) agentsWaitingForFailed(ctx context.Context) ([]string, string, error) {
+	giveUp := time.Now().Add(c.cfg.FailedGrace)
+	for {
+		names, failed, previous := c.agents()
+		if len(failed) == 0 {
+			return names, previous, nil
+		}
+		if time.Now().After(giveUp) || ctx.Err() != nil {
+			verb := "is"
+			if len(failed) > 1 {
+				verb = "are"
+			}
+			return nil, "", fmt.Errorf("%w: %s %s failed (gossip has not reached it for %s): a rollout without it "+
+				"would leave it on its old image when it returns; wait until `clusterctl members` shows it alive, "+
+				"or remove it for good with `clusterctl force-leave %s`",
+				ErrRefused, strings.Join(failed, ", "), verb, c.cfg.FailedGrace, failed[0])
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(c.cfg.Poll):
+		}
+	}
+}
+
+// agents returns the service's alive agents and its failed ones by name,
+// and the image most alive ones fully run (the rollout's "previous"). Agents
+// that left or are leaving are not part of the service any more.
+func (c *Coordinator) agents() (names, failed []string, previous string) {
 	count := map[string]int{}
 	for _, n := range c.cfg.Members.Members() {
-		if n.Err != nil || n.Status != membership.StatusAlive || n.Tags.Role != membership.RoleAgent ||
-			n.Tags.Service != c.cfg.Service {
+		if n.Err != nil || n.Tags.Role != membership.RoleAgent || n.Tags.Service != c.cfg.Service {
 			continue
 		}
-		names = append(names, n.Name)
-		count[n.Tags.Image]++
+		switch n.Status {
+		case membership.StatusAlive:
+			names = append(names, n.Name)
+			count[n.Tags.Image]++
+		case membership.StatusFailed:
+			failed = append(failed, n.Name)
+		}
 	}
 	sort.Strings(names)
-	previous, best := "", 0
+	sort.Strings(failed)
+	best := 0
 	for img, k := range count {
 		if k > best || (k == best && img < previous) {
 			previous, best = img, k
 		}
 	}
-	return names, previous
+	return names, failed, previous
 }
 
 func (c *Coordinator) launch(r *Rollout) {

@@ -41,6 +41,11 @@ type simAgent struct {
 
 func startSimAgent(t *testing.T, name, join string, converge time.Duration) *simAgent {
 	t.Helper()
+	return startSimAgentOn(t, name, "127.0.0.1:0", join, converge)
+}
+
+func startSimAgentOn(t *testing.T, name, bind, join string, converge time.Duration) *simAgent {
+	t.Helper()
 	queries := make(chan *membership.Query, 16)
 	a := &simAgent{
 		name: name, converge: converge, stopping: make(chan struct{}),
@@ -53,7 +58,7 @@ func startSimAgent(t *testing.T, name, join string, converge time.Duration) *sim
 		},
 	}
 	cfg := membership.DefaultConfig()
-	cfg.NodeName, cfg.BindAddr, cfg.Profile = name, "127.0.0.1:0", membership.ProfileLocal
+	cfg.NodeName, cfg.BindAddr, cfg.Profile = name, bind, membership.ProfileLocal
 	cfg.Tags, cfg.QueryCh = a.tags, queries
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn})
 	c, err := membership.New(cfg)
@@ -179,8 +184,16 @@ func startCluster(t *testing.T, n int, converge time.Duration) *testCluster {
 
 func (tc *testCluster) coordinator(t *testing.T, statePath string) *Coordinator {
 	t.Helper()
-	c, err := New(Config{Members: tc.gw, Service: "predictor", StatePath: statePath, Poll: 20 * time.Millisecond,
-		QueryTimeout: 2 * time.Second, Logger: hclog.New(&hclog.LoggerOptions{Level: hclog.Warn})})
+	return tc.coordinatorWith(t, Config{StatePath: statePath})
+}
+
+// coordinatorWith starts a coordinator of the cluster with cfg's settings
+// (Members, Service, Poll, QueryTimeout and Logger filled in).
+func (tc *testCluster) coordinatorWith(t *testing.T, cfg Config) *Coordinator {
+	t.Helper()
+	cfg.Members, cfg.Service, cfg.Poll, cfg.QueryTimeout = tc.gw, "predictor", 20*time.Millisecond, 2*time.Second
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Warn})
+	c, err := New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	return c
@@ -258,6 +271,69 @@ func TestRolloutRefusedChangesNothing(t *testing.T) {
 	assert.Empty(t, c.History())
 	_, err = c.Get("current")
 	assert.ErrorIs(t, err, ErrNotFound)
+}
+
+// crash stops agent i without a leave message and waits until the gateway
+// marks it failed; it returns the gossip address it had.
+func (tc *testCluster) crash(t *testing.T, i int) string {
+	t.Helper()
+	a := tc.agents[i]
+	addr := a.LocalNode().Addr.String()
+	require.NoError(t, a.Shutdown())
+	require.Eventually(t, func() bool {
+		for _, n := range tc.gw.Members() {
+			if n.Name == a.name {
+				return n.Status == membership.StatusFailed
+			}
+		}
+		return false
+	}, 15*time.Second, 20*time.Millisecond, "%s marked failed", a.name)
+	return addr
+}
+
+func TestRolloutWaitsForFailedAgent(t *testing.T) {
+	tc := startCluster(t, 3, 50*time.Millisecond)
+	addr := tc.crash(t, 2)
+	c := tc.coordinatorWith(t, Config{FailedGrace: 20 * time.Second})
+
+	// A busy host that missed its probes comes back within the grace: the
+	// rollout waits for it and includes it.
+	back := make(chan *simAgent, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		back <- startSimAgentOn(t, "c", addr, tc.gw.LocalNode().Addr.String(), 50*time.Millisecond)
+	}()
+	started, err := c.Start(context.Background(), opts("predictor:1.1.0", 1, time.Millisecond, 10*time.Second))
+	require.NoError(t, err)
+	require.Len(t, started.Hosts, 3, "c is part of the rollout")
+	assert.Equal(t, "c", started.Hosts[2].Node)
+	r := wait(t, c, 20*time.Second)
+	require.Equal(t, StateSucceeded, r.State, r.Message)
+	assert.Equal(t, "predictor:1.1.0", (<-back).image())
+}
+
+func TestRolloutRefusedWhileAgentFailed(t *testing.T) {
+	tc := startCluster(t, 3, 50*time.Millisecond)
+	tc.crash(t, 2)
+	c := tc.coordinatorWith(t, Config{FailedGrace: 300 * time.Millisecond})
+
+	began := time.Now()
+	_, err := c.Start(context.Background(), opts("predictor:1.1.0", 1, time.Millisecond, 10*time.Second))
+	require.ErrorIs(t, err, ErrRefused)
+	assert.GreaterOrEqual(t, time.Since(began), 300*time.Millisecond, "it waited for c to come back")
+	assert.Contains(t, err.Error(), "c is failed")
+	assert.Contains(t, err.Error(), "clusterctl force-leave c")
+	for _, a := range tc.agents[:2] {
+		assert.Empty(t, a.deployed(), "%s: a refused rollout sends nothing", a.name)
+	}
+
+	// Removed for good, c no longer holds rollouts back.
+	require.NoError(t, tc.gw.ForceLeave("c"))
+	started, err := c.Start(context.Background(), opts("predictor:1.1.0", 1, time.Millisecond, 10*time.Second))
+	require.NoError(t, err)
+	assert.Len(t, started.Hosts, 2)
+	r := wait(t, c, 20*time.Second)
+	require.Equal(t, StateSucceeded, r.State, r.Message)
 }
 
 func TestRolloutBrokenBatchReverted(t *testing.T) {

@@ -216,6 +216,9 @@ func startDemo(t *testing.T, root string) string {
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		}
 		killLeftovers(t, dir)
+		if t.Failed() {
+			logDemoWarnings(t, dir)
+		}
 	})
 	deadline := time.Now().Add(3 * time.Minute)
 	for !strings.Contains(logString(&log), "ready:") {
@@ -231,6 +234,26 @@ func startDemo(t *testing.T, root string) string {
 	}
 	t.Logf("make demo:\n%s", logString(&log))
 	return dir
+}
+
+// logDemoWarnings shows what the demo's processes logged above info level
+// (a member marked failed, a deploy request not answered, …), for a failure
+// that the commands' output does not explain.
+func logDemoWarnings(t *testing.T, dir string) {
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, f := range logs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var lines []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "[WARN]") || strings.Contains(l, "[ERROR]") {
+				lines = append(lines, l)
+			}
+		}
+		t.Logf("%s, warnings and errors:\n%s", filepath.Base(f), testutil.Tail(strings.Join(lines, "\n"), 3000))
+	}
 }
 
 var logMu sync.Mutex

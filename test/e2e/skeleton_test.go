@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -120,6 +121,23 @@ func TestSkeleton(t *testing.T) {
 		v, err := getVersion(t, g.url)
 		require.NoError(t, err)
 		assert.True(t, strings.HasPrefix(v.Instance, "host-3/"), v.Instance)
+	}
+
+	// host-2 stays "failed" until reaped; force-leave removes it for good,
+	// and refuses members that are alive or unknown.
+	code, last := runBinary(t, "clusterctl", "--addr", g.admin, "force-leave", "host-3")
+	assert.Equal(t, 2, code)
+	assert.Equal(t, "clusterctl: cannot force-leave a live member: host-3 is alive; stop its agent instead (it leaves the cluster by itself)", last)
+	code, last = runBinary(t, "clusterctl", "--addr", g.admin, "force-leave", "nobody")
+	assert.Equal(t, 2, code)
+	assert.Equal(t, `clusterctl: no such member: "nobody"`, last)
+	code, last = runBinary(t, "clusterctl", "--addr", g.admin, "force-leave", "host-2")
+	assert.Zero(t, code, last)
+	assert.Equal(t, "host-2 removed from the cluster", last)
+	members, err := g.client().Members(context.Background())
+	require.NoError(t, err)
+	for _, m := range members {
+		assert.NotEqual(t, "host-2", m.Name, "force-left members are forgotten")
 	}
 
 	a3Pids := a3.replicaPIDs(t)
