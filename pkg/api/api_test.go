@@ -6,10 +6,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/herd-cluster/herd/pkg/rollout"
 )
 
 func TestTokenGuardsEverythingButHealthz(t *testing.T) {
@@ -34,4 +37,28 @@ func TestTokenGuardsEverythingButHealthz(t *testing.T) {
 	assert.Equal(t, []Member{{Name: "n1"}}, ms)
 	_, err = NewClient(srv.URL, "s3cret").Backends(ctx)
 	assert.ErrorContains(t, err, "boom")
+}
+
+// A call that the gateway answers slowly on purpose (starting a rollout
+// waits for every agent's answer) outlives the client's ordinary timeout.
+func TestClientTimeouts(t *testing.T) {
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(300 * time.Millisecond)
+		WriteJSON(w, http.StatusOK, map[string]any{})
+	})
+	srv := httptest.NewServer(slow)
+	defer srv.Close()
+	c := NewClient(srv.URL, "")
+	c.Timeout = 100 * time.Millisecond
+	ctx := context.Background()
+
+	_, err := c.Members(ctx)
+	require.Error(t, err, "an ordinary call is bounded by Timeout")
+	assert.Contains(t, err.Error(), "deadline exceeded")
+	_, err = c.StartRollout(ctx, rollout.Options{Image: "predictor:1.1.0"})
+	assert.NoError(t, err)
+	_, err = c.Rollback(ctx, rollout.Options{})
+	assert.NoError(t, err)
+	_, err = c.AbortRollout(ctx)
+	assert.NoError(t, err)
 }

@@ -24,7 +24,17 @@ type Client struct {
 	Addr  string
 	Token string
 	HTTP  *http.Client
+	// Timeout bounds each call. Starting a rollout may take longer (every
+	// agent is asked for the image, a failed one is waited for) and gets at
+	// least startTimeout; an abort answers once the batch in progress is
+	// reverted and gets at least abortTimeout.
+	Timeout time.Duration
 }
+
+const (
+	startTimeout = 2 * time.Minute
+	abortTimeout = 30 * time.Minute
+)
 
 // WithCA makes the client trust the PEM certificates in caFile (an admin
 // API served with --admin-tls-cert signed by a private CA, or self-signed).
@@ -41,12 +51,12 @@ func (c *Client) WithCA(caFile string) (*Client, error) {
 	return c, nil
 }
 
-// NewClient returns a Client with a 10 s request timeout.
+// NewClient returns a Client with a 10 s call timeout.
 func NewClient(addr, token string) *Client {
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
 	}
-	return &Client{Addr: strings.TrimRight(addr, "/"), Token: token, HTTP: &http.Client{Timeout: 10 * time.Second}}
+	return &Client{Addr: strings.TrimRight(addr, "/"), Token: token, HTTP: &http.Client{}, Timeout: 10 * time.Second}
 }
 
 // Members lists the cluster's members.
@@ -74,6 +84,13 @@ type StatusError struct {
 func (e *StatusError) Error() string { return e.Msg }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	return c.doWithin(ctx, c.Timeout, method, path, in, out)
+}
+
+// doWithin is do with a call timeout of at least within.
+func (c *Client) doWithin(ctx context.Context, within time.Duration, method, path string, in, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, max(within, c.Timeout))
+	defer cancel()
 	var reqBody io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)

@@ -81,13 +81,13 @@ func (s *Server) HandleRollouts(c *rollout.Coordinator) {
 // StartRollout starts a rollout.
 func (c *Client) StartRollout(ctx context.Context, o rollout.Options) (rollout.Rollout, error) {
 	var out rollout.Rollout
-	return out, c.do(ctx, http.MethodPost, "/v1/rollouts", o, &out)
+	return out, c.doWithin(ctx, startTimeout, http.MethodPost, "/v1/rollouts", o, &out)
 }
 
 // Rollback starts a rollout back to the previous image.
 func (c *Client) Rollback(ctx context.Context, o rollout.Options) (rollout.Rollout, error) {
 	var out rollout.Rollout
-	return out, c.do(ctx, http.MethodPost, "/v1/rollback", o, &out)
+	return out, c.doWithin(ctx, startTimeout, http.MethodPost, "/v1/rollback", o, &out)
 }
 
 // Rollout returns one rollout; "current" is the running or last one.
@@ -105,5 +105,5 @@ func (c *Client) Rollouts(ctx context.Context) ([]rollout.Rollout, error) {
 // AbortRollout stops the running rollout.
 func (c *Client) AbortRollout(ctx context.Context) (rollout.Rollout, error) {
 	var out rollout.Rollout
-	return out, c.do(ctx, http.MethodPost, "/v1/rollouts/abort", struct{}{}, &out)
+	return out, c.doWithin(ctx, abortTimeout, http.MethodPost, "/v1/rollouts/abort", struct{}{}, &out)
 }
