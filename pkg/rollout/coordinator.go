@@ -306,7 +306,7 @@ func (c *Coordinator) agentsWaitingForFailed(ctx context.Context) ([]string, str
 			if len(failed) > 1 {
 				verb = "are"
 			}
-			return nil, "", fmt.Errorf("%w: %s %s failed (gossip has not reached it for %s): a rollout without it "+
+			return nil, "", fmt.Errorf("%w: %s %s failed and did not come back within %s: a rollout without it "+
 				"would leave it on its old image when it returns; wait until `clusterctl members` shows it alive, "+
 				"or remove it for good with `clusterctl force-leave %s`",
 				ErrRefused, strings.Join(failed, ", "), verb, c.cfg.FailedGrace, failed[0])
