@@ -147,6 +147,17 @@ func (c *Cluster) Members() []Node {
 	return out
 }
 
+// Member returns the member called name, if the cluster knows it (alive,
+// failed, or left and not yet reaped).
+func (c *Cluster) Member(name string) (Node, bool) {
+	for _, m := range c.serf.Members() {
+		if m.Name == name {
+			return nodeFromMember(m), true
+		}
+	}
+	return Node{}, false
+}
+
 // Tags returns the tags this member announces.
 func (c *Cluster) Tags() Tags {
 	c.mu.Lock()
@@ -200,19 +211,17 @@ var ErrMemberAlive = errors.New("cannot force-leave a live member")
 // and stops trying to reach it. A member that comes back later joins again as
 // new. Members that are alive or leaving are refused; left ones are pruned.
 func (c *Cluster) ForceLeave(name string) error {
-	for _, n := range c.Members() {
-		if n.Name != name {
-			continue
-		}
-		if n.Status == StatusAlive || n.Status == StatusLeaving {
-			return fmt.Errorf("%w: %s is %s; stop its agent instead (it leaves the cluster by itself)", ErrMemberAlive, name, n.Status)
-		}
-		if err := c.serf.RemoveFailedNodePrune(name); err != nil {
-			return fmt.Errorf("force-leave %s: %w", name, err)
-		}
-		return nil
+	n, ok := c.Member(name)
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: %q", ErrNoSuchMember, name)
+	case n.Status == StatusAlive || n.Status == StatusLeaving:
+		return fmt.Errorf("%w: %s is %s; stop its agent instead (it leaves the cluster by itself)", ErrMemberAlive, name, n.Status)
 	}
-	return fmt.Errorf("%w: %q", ErrNoSuchMember, name)
+	if err := c.serf.RemoveFailedNodePrune(name); err != nil {
+		return fmt.Errorf("force-leave %s: %w", name, err)
+	}
+	return nil
 }
 
 // Shutdown stops gossip without a leave message (others will see a failure

@@ -39,6 +39,15 @@ func startMember(t *testing.T, name string, tags Tags) *testMember {
 
 func (m *testMember) gossipAddr() string { return m.LocalNode().Addr.String() }
 
+// joinAll makes each of members join seed's cluster.
+func joinAll(t *testing.T, seed *testMember, members ...*testMember) {
+	t.Helper()
+	for _, m := range members {
+		_, err := m.Join([]string{seed.gossipAddr()})
+		require.NoError(t, err)
+	}
+}
+
 // waitEvent reads events until one of type typ concerns node, or fails.
 func (m *testMember) waitEvent(t *testing.T, typ EventType, node string, within time.Duration) Node {
 	t.Helper()
@@ -68,10 +77,7 @@ func TestClusterEventsReachOtherMembers(t *testing.T) {
 	a1 := startMember(t, "a1", agentTagsOn(8000, 8001))
 	a2 := startMember(t, "a2", agentTagsOn(9000))
 
-	_, err := a1.Join([]string{gw.gossipAddr()})
-	require.NoError(t, err)
-	_, err = a2.Join([]string{gw.gossipAddr()})
-	require.NoError(t, err)
+	joinAll(t, gw, a1, a2)
 	n := gw.waitEvent(t, EventJoin, "a1", 5*time.Second)
 	require.NoError(t, n.Err)
 	assert.Equal(t, []netip.AddrPort{
@@ -100,10 +106,7 @@ func TestClusterForceLeave(t *testing.T) {
 	gw := startMember(t, "gw", Tags{Role: RoleGateway, Gen: 1})
 	a1 := startMember(t, "a1", agentTagsOn(8000))
 	a2 := startMember(t, "a2", agentTagsOn(9000))
-	for _, a := range []*testMember{a1, a2} {
-		_, err := a.Join([]string{gw.gossipAddr()})
-		require.NoError(t, err)
-	}
+	joinAll(t, gw, a1, a2)
 	gw.waitEvent(t, EventJoin, "a2", 5*time.Second)
 
 	err := gw.ForceLeave("a1")
@@ -115,12 +118,8 @@ func TestClusterForceLeave(t *testing.T) {
 	gw.waitEvent(t, EventFailed, "a2", 15*time.Second)
 	require.NoError(t, gw.ForceLeave("a2"))
 	status := func(m *testMember) Status {
-		for _, n := range m.Members() {
-			if n.Name == "a2" {
-				return n.Status
-			}
-		}
-		return "" // forgotten
+		n, _ := m.Member("a2")
+		return n.Status // "" when forgotten
 	}
 	assert.Empty(t, status(gw), "pruned at once on the member asked")
 	// Elsewhere it is forgotten too, or "left" where the leave arrived
@@ -204,10 +203,7 @@ func TestDeployAsksSilentAgentsAgain(t *testing.T) {
 	gw := startMember(t, "gw", Tags{Role: RoleGateway, Gen: 1})
 	late := startMember(t, "late", agentTagsOn(8000))
 	mute := startMember(t, "mute", agentTagsOn(9000))
-	for _, m := range []*testMember{late, mute} {
-		_, err := m.Join([]string{gw.gossipAddr()})
-		require.NoError(t, err)
-	}
+	joinAll(t, gw, late, mute)
 	require.Eventually(t, func() bool { return len(gw.Members()) == 3 }, 5*time.Second, 10*time.Millisecond)
 	var asked atomic.Int32
 	go func() {

@@ -281,12 +281,8 @@ func (tc *testCluster) crash(t *testing.T, i int) string {
 	addr := a.LocalNode().Addr.String()
 	require.NoError(t, a.Shutdown())
 	require.Eventually(t, func() bool {
-		for _, n := range tc.gw.Members() {
-			if n.Name == a.name {
-				return n.Status == membership.StatusFailed
-			}
-		}
-		return false
+		n, _ := tc.gw.Member(a.name)
+		return n.Status == membership.StatusFailed
 	}, 15*time.Second, 20*time.Millisecond, "%s marked failed", a.name)
 	return addr
 }
