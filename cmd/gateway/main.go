@@ -16,6 +16,7 @@ import (
 
 	"github.com/herd-cluster/herd/internal/cliutil"
 	"github.com/herd-cluster/herd/pkg/api"
+	"github.com/herd-cluster/herd/pkg/balancer"
 	"github.com/herd-cluster/herd/pkg/gateway"
 	"github.com/herd-cluster/herd/pkg/membership"
 	"github.com/herd-cluster/herd/pkg/rollout"
@@ -43,6 +44,8 @@ func main() {
 					Usage: "passing checks in a row that bring a backend back"},
 				&cli.IntFlag{Name: "health-fall", Value: 3, EnvVars: []string{"HERD_HEALTH_FALL"},
 					Usage: "failing checks in a row that take a backend out"},
+				&cli.StringFlag{Name: "balance", Value: string(balancer.RoundRobin), EnvVars: []string{"HERD_BALANCE"},
+					Usage: "how each request's backend is chosen: round-robin, or least-request (the less busy of two at random)"},
 				&cli.DurationFlag{Name: "slow-start", EnvVars: []string{"HERD_SLOW_START"},
 					Usage: "ramp a new or recovered backend to its full share over this long (0: off)"},
 				&cli.IntFlag{Name: "retries", Value: 2, EnvVars: []string{"HERD_RETRIES"},
@@ -92,6 +95,9 @@ func run(c *cli.Context) error {
 	bc.Rise, bc.Fall, bc.SlowStart, bc.Retries = c.Int("health-rise"), c.Int("health-fall"), c.Duration("slow-start"), c.Int("retries")
 	bc.DialTimeout, bc.ResponseHeaderTimeout = c.Duration("connect-timeout"), c.Duration("response-header-timeout")
 	bc.ClientIdleTimeout, bc.IdleConnTimeout = c.Duration("client-idle-timeout"), c.Duration("backend-idle-timeout")
+	if bc.Balance, err = balancer.ParseAlgorithm(c.String("balance")); err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
 	gw, err := gateway.New(gcfg)
 	if err != nil {
 		return cli.Exit(err.Error(), 2)

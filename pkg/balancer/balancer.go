@@ -60,6 +60,9 @@ type Config struct {
 	HealthInterval time.Duration
 	HealthTimeout  time.Duration
 	Rise, Fall     int
+	// Balance chooses the backend of each request: RoundRobin (the
+	// default) or LeastRequest.
+	Balance Algorithm
 	// SlowStart ramps a backend that just joined or came back from 0 to its
 	// full share of requests over this long. Default 0: off.
 	SlowStart time.Duration
@@ -71,6 +74,31 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger receives the balancer's logs. Default: hclog's default logger.
 	Logger hclog.Logger
+}
+
+// Algorithm is how a Balancer chooses the backend of each request.
+type Algorithm string
+
+const (
+	// RoundRobin sends each request to the next backend in turn, as
+	// HAProxy's roundrobin.
+	RoundRobin Algorithm = "round-robin"
+	// LeastRequest sends each request to the less busy (fewer requests in
+	// flight) of two backends picked at random, as Envoy's least_request:
+	// a backend that slows down (a pause, a busy host) gets less traffic
+	// until it catches up. Like HAProxy's leastconn, at constant cost.
+	LeastRequest Algorithm = "least-request"
+)
+
+// ParseAlgorithm returns the Algorithm a name spells ("" is RoundRobin).
+func ParseAlgorithm(name string) (Algorithm, error) {
+	switch a := Algorithm(name); a {
+	case "", RoundRobin:
+		return RoundRobin, nil
+	case LeastRequest:
+		return a, nil
+	}
+	return "", fmt.Errorf("balance %q: want %s or %s", name, RoundRobin, LeastRequest)
 }
 
 // Backend states, as Backends and the metrics report them.
@@ -93,6 +121,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("health path %q: want a path starting with /", c.HealthPath)
 	case c.Retries < 0 || c.Retries > 7:
 		return fmt.Errorf("retries %d: want 0 to 7", c.Retries)
+	case c.Balance != "" && c.Balance != RoundRobin && c.Balance != LeastRequest:
+		_, err := ParseAlgorithm(string(c.Balance))
+		return err
 	case c.SlowStart < 0:
 		return fmt.Errorf("slow start %s: must not be negative", c.SlowStart)
 	}
@@ -126,6 +157,7 @@ func DefaultConfig() Config {
 		ClientIdleTimeout:      60 * time.Second,
 		MaxIdleConnsPerBackend: 128,
 		Retries:                2,
+		Balance:                RoundRobin,
 		EjectFor:               3 * time.Second,
 		HealthPath:             "/healthz",
 		HealthInterval:         2 * time.Second,
@@ -136,7 +168,7 @@ func DefaultConfig() Config {
 }
 
 // Balancer is an HTTP/1.1 reverse proxy (Serve) that sends each request to
-// the next backend in round robin.
+// the next backend in round robin, or to the less busy of two (Config.Balance).
 type Balancer struct {
 	cfg    Config
 	logger hclog.Logger

@@ -39,20 +39,23 @@ func benchBalancer(b *testing.B, hosts, perHost int) (*Balancer, map[string][]ne
 	return bal, f
 }
 
-// BenchmarkPick: choosing a backend costs the same with 4 and with 12,000.
+// BenchmarkPick: choosing a backend costs the same with 4 and with 12,000,
+// with either algorithm.
 func BenchmarkPick(b *testing.B) {
-	for _, size := range []struct{ hosts, per int }{{1, 4}, {1000, 12}} {
-		b.Run(fmt.Sprintf("backends=%d", size.hosts*size.per), func(b *testing.B) {
-			bal, _ := benchBalancer(b, size.hosts, size.per)
-			var rr atomic.Uint64
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				if bal.snap.Load().pick(&rr, nil, 0) == nil {
-					b.Fatal("no backend")
+	for _, algo := range []Algorithm{RoundRobin, LeastRequest} {
+		for _, size := range []struct{ hosts, per int }{{1, 4}, {1000, 12}} {
+			b.Run(fmt.Sprintf("%s/backends=%d", algo, size.hosts*size.per), func(b *testing.B) {
+				bal, _ := benchBalancer(b, size.hosts, size.per)
+				var rr atomic.Uint64
+				b.ReportAllocs()
+				b.ResetTimer()
+				for b.Loop() {
+					if bal.snap.Load().pick(algo, &rr, nil, 0) == nil {
+						b.Fatal("no backend")
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 

@@ -204,3 +204,78 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestLeastRequest: with least-request a slow backend (its requests pile up
+// in flight) gets far fewer requests than its round-robin share, and idle
+// backends still share the traffic.
+func TestLeastRequest(t *testing.T) {
+	backends := startBackends(t, 4, func(i int) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if i == 3 {
+				time.Sleep(20 * time.Millisecond)
+			}
+			_, _ = io.WriteString(w, string(rune('0'+i)))
+		}
+	})
+	// toSlow sends 400 requests from 8 clients at once and counts those
+	// the slow backend answered.
+	toSlow := func(algo Algorithm) int {
+		cfg := DefaultConfig()
+		cfg.Logger, cfg.HealthInterval, cfg.Balance = hclog.NewNullLogger(), 0, algo
+		b, f := serveBalancer(t, cfg)
+		b.Update(backends)
+		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+		defer hc.CloseIdleConnections()
+		var slow atomic.Int64
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for range 50 {
+					resp, err := hc.Get(f.URL)
+					if !assert.NoError(t, err) {
+						return
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if string(body) == "3" {
+						slow.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return int(slow.Load())
+	}
+	rr, lr := toSlow(RoundRobin), toSlow(LeastRequest)
+	t.Logf("requests to the slow backend: round robin %d of 400, least request %d", rr, lr)
+	assert.InDelta(t, 100, rr, 10, "round robin: its quarter")
+	assert.Less(t, lr, 60, "least request: far less than a quarter (about 1 in 16: both picks on it)")
+
+	// Idle backends (nothing in flight) share the requests.
+	cfg := DefaultConfig()
+	cfg.Logger, cfg.HealthInterval, cfg.Balance = hclog.NewNullLogger(), 0, LeastRequest
+	b, f := serveBalancer(t, cfg)
+	b.Update(backends[:3])
+	counts := map[string]int{}
+	for range 300 {
+		_, body := get(t, f.URL)
+		counts[body]++
+	}
+	for _, k := range []string{"0", "1", "2"} {
+		assert.InDelta(t, 100, counts[k], 40, "backend %s: %v", k, counts)
+	}
+}
+
+func TestParseAlgorithm(t *testing.T) {
+	for in, want := range map[string]Algorithm{"": RoundRobin, "round-robin": RoundRobin, "least-request": LeastRequest} {
+		got, err := ParseAlgorithm(in)
+		require.NoError(t, err)
+		assert.Equal(t, want, got)
+	}
+	_, err := ParseAlgorithm("leastconn")
+	assert.EqualError(t, err, `balance "leastconn": want round-robin or least-request`)
+	cfg := DefaultConfig()
+	cfg.Balance = "random"
+	_, err = New(cfg)
+	assert.EqualError(t, err, `balance "random": want round-robin or least-request`)
+}

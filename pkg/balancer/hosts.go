@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"bufio"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -184,19 +185,36 @@ type snapshot struct {
 	backends []*backend
 }
 
-// pick returns the next backend in round robin, skipping those out of
-// rotation, those in tried, and (by chance) those in slow start. A retry
-// (tried not empty) prefers a host not tried yet: when a host crashes, all
-// its replicas fail at once. When every backend is out it still returns one
-// not tried: a possibly-recovered backend beats a certain 503. Nil when all
-// were tried.
-func (s *snapshot) pick(rr *atomic.Uint64, tried []*backend, slowStart int64) *backend {
-	n := uint64(len(s.backends))
-	if n == 0 {
+// pick returns the backend for the next attempt with the given algorithm:
+// the next in round robin, or the less busy of two picked at random.
+func (s *snapshot) pick(algo Algorithm, rr *atomic.Uint64, tried []*backend, slowStart int64) *backend {
+	if len(s.backends) == 0 {
 		return nil
 	}
-	start := rr.Add(1)
 	now := time.Now().UnixNano()
+	if algo != LeastRequest {
+		return s.pickFrom(rr.Add(1), now, tried, slowStart)
+	}
+	// Power of two choices, as Envoy's least_request: two backends at
+	// random, the one with fewer requests in flight (the first on a tie).
+	// Constant time at any size, and unlike a global minimum it does not
+	// send every new request to the same backend at once.
+	a := s.pickFrom(rand.Uint64(), now, tried, slowStart)
+	b := s.pickFrom(rand.Uint64(), now, tried, slowStart)
+	if a == nil || b != nil && b.inflight.Load() < a.inflight.Load() && (!b.out(now) || a.out(now)) {
+		return b
+	}
+	return a
+}
+
+// pickFrom returns the first backend in rotation from index start on,
+// skipping those out of rotation, those in tried, and (by chance) those in
+// slow start. A retry (tried not empty) prefers a host not tried yet: when a
+// host crashes, all its replicas fail at once. When every backend is out it
+// still returns one not tried: a possibly-recovered backend beats a certain
+// 503. Nil when all were tried.
+func (s *snapshot) pickFrom(start uint64, now int64, tried []*backend, slowStart int64) *backend {
+	n := uint64(len(s.backends))
 	var fallback, sameHost *backend
 	for i := uint64(0); i < n; i++ {
 		be := s.backends[(start+i)%n]

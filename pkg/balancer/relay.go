@@ -296,7 +296,7 @@ func (cc *clientConn) mayRetry(st *relayState, err error) bool {
 // status, the exchange is over and the client connection must close.
 func (cc *clientConn) attempt(st *relayState) (int, error) {
 	b := cc.b
-	be := b.snap.Load().pick(&b.rr, st.tried[:st.nTried], int64(b.cfg.SlowStart))
+	be := b.snap.Load().pick(b.cfg.Balance, &b.rr, st.tried[:st.nTried], int64(b.cfg.SlowStart))
 	if be == nil {
 		if st.nTried == 0 {
 			return 0, errNoBackends

@@ -39,6 +39,7 @@ type options struct {
 	stream           bool
 	gomaxprocs       int
 	fixedLoad        float64
+	leastRequest     bool
 }
 
 func main() {
@@ -53,6 +54,7 @@ func main() {
 	flag.BoolVar(&o.stream, "stream", true, "also stream a 1 MiB request body and 10 MiB responses")
 	flag.IntVar(&o.gomaxprocs, "gomaxprocs", 0, "GOMAXPROCS of the gateway (0: Go's default, the number of cores)")
 	flag.Float64Var(&o.fixedLoad, "fixed-load", 0.7, "also compare latencies with both proxies at this share of HAProxy's wrk rate (0: skip)")
+	flag.BoolVar(&o.leastRequest, "least-request", true, "also compare the gateway's least-request with HAProxy's leastconn (4 replicas)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -111,9 +113,17 @@ type cluster struct {
 	dir      string
 	procs    procs
 	gwURL    string
+	lrURL    string // a second gateway, with --balance least-request
+	lrCmd    *exec.Cmd
 	admin    string
 	gossip   string
 	backends []string
+}
+
+// pair is what one comparison drives: HAProxy with a balance algorithm and
+// a gateway.
+type pair struct {
+	haBalance, gwURL string
 }
 
 func run(o options) (err error) {
@@ -136,7 +146,7 @@ func run(o options) (err error) {
 		c.procs.env = map[string][]string{"gateway": {"GOMAXPROCS=" + strconv.Itoa(o.gomaxprocs)}}
 	}
 	defer func() { c.procs.stopAll() }()
-	if err := c.startGateway(); err != nil {
+	if err := c.startGateway("round-robin"); err != nil {
 		return err
 	}
 	procs := "default"
@@ -148,8 +158,18 @@ func run(o options) (err error) {
 	if err := c.addAgent(0, 4); err != nil {
 		return err
 	}
-	if err := c.compare("4 replicas on 1 agent"); err != nil {
+	if err := c.compare("4 replicas on 1 agent", pair{"roundrobin", c.gwURL}, c.o.fixedLoad); err != nil {
 		return err
+	}
+	if o.leastRequest {
+		if err := c.startGateway("least-request"); err != nil {
+			return err
+		}
+		if err := c.compare("4 replicas on 1 agent, gateway --balance least-request vs HAProxy balance leastconn",
+			pair{"leastconn", c.lrURL}, 0); err != nil {
+			return err
+		}
+		c.stop(c.lrCmd)
 	}
 	if o.stream {
 		if err := c.streams(); err != nil {
@@ -162,27 +182,56 @@ func run(o options) (err error) {
 				return err
 			}
 		}
-		if err := c.compare("12 replicas on 3 agents"); err != nil {
+		if err := c.compare("12 replicas on 3 agents", pair{"roundrobin", c.gwURL}, c.o.fixedLoad); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (c *cluster) startGateway() error {
+// startGateway starts the gateway with a balance algorithm: the first one
+// (round-robin) founds the cluster; a second (least-request) joins it and
+// learns the same backends through gossip.
+func (c *cluster) startGateway(balance string) error {
 	listen, err := freePort("127.0.0.1")
 	if err != nil {
 		return err
 	}
 	admin, _ := freePort("127.0.0.1")
 	gossip, _ := freePort("127.0.0.1")
-	c.gwURL = fmt.Sprintf("http://127.0.0.1:%d", listen)
-	c.admin = fmt.Sprintf("127.0.0.1:%d", admin)
-	c.gossip = fmt.Sprintf("127.0.0.1:%d", gossip)
-	_, err = c.procs.start(c.dir, "gateway", filepath.Join(c.o.bin, "gateway"), "run", "--node", "bench-gateway",
-		"--listen", fmt.Sprintf("127.0.0.1:%d", listen), "--admin", c.admin, "--bind", c.gossip,
-		"--data-dir", filepath.Join(c.dir, "gateway"), "--gossip-profile", "local", "--log-level", "warn")
-	return err
+	url := fmt.Sprintf("http://127.0.0.1:%d", listen)
+	name, args := "gateway", []string{}
+	if c.gwURL == "" {
+		c.gwURL = url
+		c.admin = fmt.Sprintf("127.0.0.1:%d", admin)
+		c.gossip = fmt.Sprintf("127.0.0.1:%d", gossip)
+	} else {
+		c.lrURL = url
+		name, args = "gateway-"+balance, []string{"--join", c.gossip}
+	}
+	args = append([]string{filepath.Join(c.o.bin, "gateway"), "run", "--node", "bench-" + name, "--balance", balance,
+		"--listen", fmt.Sprintf("127.0.0.1:%d", listen), "--admin", fmt.Sprintf("127.0.0.1:%d", admin),
+		"--bind", fmt.Sprintf("127.0.0.1:%d", gossip), "--data-dir", filepath.Join(c.dir, name),
+		"--gossip-profile", "local", "--log-level", "warn"}, args...)
+	if c.o.gomaxprocs > 0 {
+		c.procs.env[name] = c.procs.env["gateway"]
+	}
+	cmd, err := c.procs.start(c.dir, name, args...)
+	if err != nil {
+		return err
+	}
+	if c.lrURL == url {
+		c.lrCmd = cmd
+		return c.waitRouted(fmt.Sprintf("127.0.0.1:%d", admin))
+	}
+	return nil
+}
+
+// stop stops one process the bench started.
+func (c *cluster) stop(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	c.procs.list = slices.DeleteFunc(c.procs.list, func(p *exec.Cmd) bool { return p == cmd })
 }
 
 // addAgent starts agent i (on 127.0.0.(2+i)) with n replicas and waits
@@ -206,7 +255,13 @@ func (c *cluster) addAgent(i, n int) error {
 	for k := range n {
 		c.backends = append(c.backends, fmt.Sprintf("%s:%d", ip, base+k))
 	}
-	client := api.NewClient(c.admin, "")
+	return c.waitRouted(c.admin)
+}
+
+// waitRouted waits until the gateway with this admin address routes to
+// every backend started so far.
+func (c *cluster) waitRouted(admin string) error {
+	client := api.NewClient(admin, "")
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		bs, err := client.Backends(context.Background())
@@ -214,15 +269,15 @@ func (c *cluster) addAgent(i, n int) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the gateway did not route to %d backends within 60 s (logs in %s)", len(c.backends), c.dir)
+			return fmt.Errorf("the gateway at %s did not route to %d backends within 60 s (logs in %s)", admin, len(c.backends), c.dir)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 }
 
 // startHAProxy starts HAProxy in front of the current backends: one thread,
-// round robin, keep-alive to clients and to backends.
-func (c *cluster) startHAProxy() (string, *exec.Cmd, error) {
+// the balance algorithm given, keep-alive to clients and to backends.
+func (c *cluster) startHAProxy(balance string) (string, *exec.Cmd, error) {
 	port, err := freePort("127.0.0.1")
 	if err != nil {
 		return "", nil, err
@@ -243,8 +298,8 @@ frontend fe
   option forwardfor
   default_backend be
 backend be
-  balance roundrobin
-`, port)
+  balance %s
+`, port, balance)
 	for i, addr := range c.backends {
 		fmt.Fprintf(&b, "  server s%d %s\n", i, addr)
 	}
@@ -326,22 +381,19 @@ func parseWrk(out string) (result, error) {
 	return r, nil
 }
 
-// compare runs wrk against HAProxy and the gateway alternately and prints
-// the medians.
-func (c *cluster) compare(title string) error {
-	haURL, ha, err := c.startHAProxy()
+// compare runs wrk against HAProxy and the gateway of p alternately and
+// prints the medians; then, unless fixedLoad is 0, their latencies at one
+// fixed load.
+func (c *cluster) compare(title string, p pair, fixedLoad float64) error {
+	haURL, ha, err := c.startHAProxy(p.haBalance)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		_ = ha.Process.Signal(syscall.SIGTERM)
-		_ = ha.Wait()
-		c.procs.list = slices.DeleteFunc(c.procs.list, func(p *exec.Cmd) bool { return p == ha })
-	}()
-	if err := waitHTTP(c.gwURL + c.o.path); err != nil {
+	defer c.stop(ha)
+	if err := waitHTTP(p.gwURL + c.o.path); err != nil {
 		return err
 	}
-	targets := []struct{ name, url string }{{"haproxy", haURL}, {"gateway", c.gwURL}}
+	targets := []struct{ name, url string }{{"haproxy", haURL}, {"gateway", p.gwURL}}
 	// A short warm-up each, not counted.
 	for _, t := range targets {
 		warm := *c
@@ -374,8 +426,8 @@ func (c *cluster) compare(title string) error {
 	w.Flush()
 	fmt.Printf("\ngateway/haproxy: req/s %.2f× (per round %.2f×–%.2f×, median %.2f×), p99 %.2f× (target: req/s ≥ 1.10×, p99 ≤ 1.00×)\n\n",
 		gw.rps/ha0.rps, ratios[0], ratios[len(ratios)-1], ratios[len(ratios)/2], float64(gw.p99)/float64(ha0.p99))
-	if c.o.fixedLoad > 0 {
-		return c.compareFixedLoad(title, targets, int(c.o.fixedLoad*ha0.rps))
+	if fixedLoad > 0 {
+		return c.compareFixedLoad(title, targets, int(fixedLoad*ha0.rps))
 	}
 	return nil
 }

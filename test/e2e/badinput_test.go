@@ -112,6 +112,7 @@ func TestGatewayBadInput(t *testing.T) {
 		"--health-timeout=5s":    "health timeout 5s: want more than 0 and at most the interval 2s",
 		"--retries=9":            "retries 9: want 0 to 7",
 		"--access-log=sometimes": `access log "sometimes": want off, on or sampled`,
+		"--balance=leastconn":    `balance "leastconn": want round-robin or least-request`,
 	} {
 		code, last = runBinary(t, "gateway", "run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--bind", "127.0.0.1:0",
 			"--data-dir", t.TempDir(), flag)
@@ -125,13 +126,15 @@ func TestGatewayBadInput(t *testing.T) {
 // its /metrics shows the requests by backend.
 func TestGatewayBalancingFlagsAndMetrics(t *testing.T) {
 	g := startGateway(t, "--health-path", "/healthz", "--health-interval", "300ms", "--health-timeout", "200ms",
-		"--health-rise", "1", "--health-fall", "2", "--slow-start", "1s", "--retries", "1", "--connect-timeout", "1s",
-		"--response-header-timeout", "5s", "--client-idle-timeout", "10s", "--backend-idle-timeout", "4s",
+		"--health-rise", "1", "--health-fall", "2", "--balance", "least-request", "--slow-start", "1s", "--retries", "1",
+		"--connect-timeout", "1s", "--response-header-timeout", "5s", "--client-idle-timeout", "10s", "--backend-idle-timeout", "4s",
 		"--access-log", "on", "--log-json")
 	startAgent(t, g, "flags-a", "127.0.0.2", 2)
 	g.waitBackends(t, 2, 30*time.Second)
 	time.Sleep(1100 * time.Millisecond) // past slow start
-	for range 10 {
+	// Least request picks at random between idle backends: 20 requests
+	// reach both.
+	for range 20 {
 		_, err := getVersion(t, g.url)
 		require.NoError(t, err)
 	}
@@ -146,7 +149,7 @@ func TestGatewayBalancingFlagsAndMetrics(t *testing.T) {
 	}
 	assert.Contains(t, string(body), `herd_gateway_membership_events_total{type="member-join"}`)
 	assert.Contains(t, string(body), "herd_gateway_event_to_swap_seconds_count")
-	require.Eventually(t, func() bool { return strings.Count(g.output(), `"@message":"request"`) >= 10 },
+	require.Eventually(t, func() bool { return strings.Count(g.output(), `"@message":"request"`) >= 20 },
 		5*time.Second, 20*time.Millisecond, "one access log line per request")
 }
 
