@@ -409,11 +409,13 @@ func (c *cluster) compare(title string, p pair, fixedLoad float64) error {
 	ha0, gw := median(results["haproxy"]), median(results["gateway"])
 	// The machine's speed drifts between rounds; the ratio within each round
 	// (the two runs back to back) is the steadier comparison.
-	var ratios []float64
+	var ratios, p99s []float64
 	for i := range results["gateway"] {
 		ratios = append(ratios, results["gateway"][i].rps/results["haproxy"][i].rps)
+		p99s = append(p99s, float64(results["gateway"][i].p99)/float64(results["haproxy"][i].p99))
 	}
 	slices.Sort(ratios)
+	slices.Sort(p99s)
 	fmt.Printf("\n## %s (median of %d rounds)\n\n", title, c.o.rounds)
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "proxy\treq/s\tp50\tp99\terrors\t")
@@ -424,8 +426,10 @@ func (c *cluster) compare(title string, p pair, fixedLoad float64) error {
 		fmt.Fprintf(w, "%s\t%.0f\t%s\t%s\t%d\t\n", x.name, x.r.rps, x.r.p50, x.r.p99, x.r.errors)
 	}
 	w.Flush()
-	fmt.Printf("\ngateway/haproxy: req/s %.2f× (per round %.2f×–%.2f×, median %.2f×), p99 %.2f× (target: req/s ≥ 1.10×, p99 ≤ 1.00×)\n\n",
-		gw.rps/ha0.rps, ratios[0], ratios[len(ratios)-1], ratios[len(ratios)/2], float64(gw.p99)/float64(ha0.p99))
+	fmt.Printf("\ngateway/haproxy: req/s %.2f× (per round %.2f×–%.2f×, median %.2f×), p99 %.2f× (per round %.2f×–%.2f×, median %.2f×)"+
+		" (target: req/s ≥ 1.10×, p99 ≤ 1.00×)\n\n",
+		gw.rps/ha0.rps, ratios[0], ratios[len(ratios)-1], ratios[len(ratios)/2],
+		float64(gw.p99)/float64(ha0.p99), p99s[0], p99s[len(p99s)-1], p99s[len(p99s)/2])
 	if fixedLoad > 0 {
 		return c.compareFixedLoad(title, targets, int(fixedLoad*ha0.rps))
 	}
