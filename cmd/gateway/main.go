@@ -46,6 +46,10 @@ func main() {
 					Usage: "failing checks in a row that take a backend out"},
 				&cli.StringFlag{Name: "balance", Value: string(balancer.RoundRobin), EnvVars: []string{"HERD_BALANCE"},
 					Usage: "how each request's backend is chosen: round-robin, or least-request (the less busy of two at random)"},
+				&cli.IntFlag{Name: "backend-max-conns", EnvVars: []string{"HERD_BACKEND_MAX_CONNS"},
+					Usage: "requests in flight to one backend at most; more wait in the gateway for one with room (0: no cap)"},
+				&cli.DurationFlag{Name: "queue-timeout", Value: 5 * time.Second, EnvVars: []string{"HERD_QUEUE_TIMEOUT"},
+					Usage: "with --backend-max-conns, how long a request may wait for a backend with room before a 503"},
 				&cli.DurationFlag{Name: "slow-start", EnvVars: []string{"HERD_SLOW_START"},
 					Usage: "ramp a new or recovered backend to its full share over this long (0: off)"},
 				&cli.IntFlag{Name: "retries", Value: 2, EnvVars: []string{"HERD_RETRIES"},
@@ -95,6 +99,7 @@ func run(c *cli.Context) error {
 	bc.Rise, bc.Fall, bc.SlowStart, bc.Retries = c.Int("health-rise"), c.Int("health-fall"), c.Duration("slow-start"), c.Int("retries")
 	bc.DialTimeout, bc.ResponseHeaderTimeout = c.Duration("connect-timeout"), c.Duration("response-header-timeout")
 	bc.ClientIdleTimeout, bc.IdleConnTimeout = c.Duration("client-idle-timeout"), c.Duration("backend-idle-timeout")
+	bc.BackendMaxConns, bc.QueueTimeout = c.Int("backend-max-conns"), c.Duration("queue-timeout")
 	if bc.Balance, err = balancer.ParseAlgorithm(c.String("balance")); err != nil {
 		return cli.Exit(err.Error(), 2)
 	}

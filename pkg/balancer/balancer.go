@@ -63,6 +63,14 @@ type Config struct {
 	// Balance chooses the backend of each request: RoundRobin (the
 	// default) or LeastRequest.
 	Balance Algorithm
+	// BackendMaxConns caps the requests in flight to each backend (0, the
+	// default: no cap). When every backend is at its cap, requests wait in
+	// the gateway, first come first served, for the first one with room,
+	// at most QueueTimeout (then 503), as HAProxy's server maxconn and
+	// timeout queue. A few per backend keeps the queue in the gateway,
+	// where it is fair, instead of in the backends.
+	BackendMaxConns int
+	QueueTimeout    time.Duration
 	// SlowStart ramps a backend that just joined or came back from 0 to its
 	// full share of requests over this long. Default 0: off.
 	SlowStart time.Duration
@@ -124,6 +132,10 @@ func (c *Config) validate() error {
 	case c.Balance != "" && c.Balance != RoundRobin && c.Balance != LeastRequest:
 		_, err := ParseAlgorithm(string(c.Balance))
 		return err
+	case c.BackendMaxConns < 0:
+		return fmt.Errorf("backend max conns %d: must not be negative", c.BackendMaxConns)
+	case c.BackendMaxConns > 0 && c.QueueTimeout <= 0:
+		return fmt.Errorf("queue timeout %s: want more than 0 with a backend max conns", c.QueueTimeout)
 	case c.SlowStart < 0:
 		return fmt.Errorf("slow start %s: must not be negative", c.SlowStart)
 	}
@@ -158,6 +170,7 @@ func DefaultConfig() Config {
 		MaxIdleConnsPerBackend: 128,
 		Retries:                2,
 		Balance:                RoundRobin,
+		QueueTimeout:           5 * time.Second,
 		EjectFor:               3 * time.Second,
 		HealthPath:             "/healthz",
 		HealthInterval:         2 * time.Second,
@@ -181,6 +194,8 @@ type Balancer struct {
 	shutting  atomic.Bool
 
 	retries, ejections atomic.Uint64
+	queue              waitQueue
+	queueTimeouts      atomic.Uint64
 	m                  *metrics
 	access             hclog.Logger
 	accessEvery        uint64
@@ -285,6 +300,7 @@ func (b *Balancer) setNodeLocked(node string, addrs []netip.AddrPort, patch bool
 		switch {
 		case !ok:
 			st = newBackend(Backend{Addr: addr, Node: node}, b.cfg)
+			st.queue = &b.queue
 			b.registry[addr] = st
 			b.started(st)
 		case st.node != node:

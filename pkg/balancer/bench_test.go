@@ -50,7 +50,7 @@ func BenchmarkPick(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				for b.Loop() {
-					if bal.snap.Load().pick(algo, &rr, nil, 0) == nil {
+					if be, _ := bal.snap.Load().pick(algo, &rr, nil, 0); be == nil {
 						b.Fatal("no backend")
 					}
 				}

@@ -224,26 +224,12 @@ func TestLeastRequest(t *testing.T) {
 		cfg.Logger, cfg.HealthInterval, cfg.Balance = hclog.NewNullLogger(), 0, algo
 		b, f := serveBalancer(t, cfg)
 		b.Update(backends)
-		hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
-		defer hc.CloseIdleConnections()
 		var slow atomic.Int64
-		var wg sync.WaitGroup
-		for range 8 {
-			wg.Go(func() {
-				for range 50 {
-					resp, err := hc.Get(f.URL)
-					if !assert.NoError(t, err) {
-						return
-					}
-					body, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if string(body) == "3" {
-						slow.Add(1)
-					}
-				}
-			})
-		}
-		wg.Wait()
+		hammer(t, f.URL, 8, 50, func(body string, _ time.Duration) {
+			if body == "3" {
+				slow.Add(1)
+			}
+		})
 		return int(slow.Load())
 	}
 	rr, lr := toSlow(RoundRobin), toSlow(LeastRequest)
@@ -278,4 +264,164 @@ func TestParseAlgorithm(t *testing.T) {
 	cfg.Balance = "random"
 	_, err = New(cfg)
 	assert.EqualError(t, err, `balance "random": want round-robin or least-request`)
+}
+
+// TestBackendMaxConns: no backend ever has more than its cap of requests
+// in flight; the others wait in the gateway and are all answered once room
+// frees up; one that waits longer than QueueTimeout gets a 503.
+func TestBackendMaxConns(t *testing.T) {
+	release := make(chan struct{})
+	var inFlight [2]atomic.Int64
+	var most [2]atomic.Int64
+	backends := startBackends(t, 2, func(i int) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			n := inFlight[i].Add(1)
+			defer inFlight[i].Add(-1)
+			for m := most[i].Load(); n > m && !most[i].CompareAndSwap(m, n); m = most[i].Load() {
+			}
+			if r.URL.Path == "/hold" {
+				<-release
+			}
+			_, _ = io.WriteString(w, string(rune('0'+i)))
+		}
+	})
+	reg := prometheus.NewRegistry()
+	cfg := DefaultConfig()
+	cfg.Logger, cfg.HealthInterval, cfg.Registerer = hclog.NewNullLogger(), 0, reg
+	cfg.BackendMaxConns, cfg.QueueTimeout = 2, time.Second
+	b, f := serveBalancer(t, cfg)
+	b.Update(backends)
+
+	// 4 requests fill both backends.
+	codes := make(chan int, 6)
+	hold := func() {
+		resp, err := http.Get(f.URL + "/hold")
+		if err != nil {
+			codes <- 0
+			return
+		}
+		resp.Body.Close()
+		codes <- resp.StatusCode
+	}
+	for range 4 {
+		go hold()
+	}
+	require.Eventually(t, func() bool { return inFlight[0].Load()+inFlight[1].Load() == 4 }, 5*time.Second, 5*time.Millisecond)
+	// One more waits longer than the queue timeout: 503, nothing sent.
+	code, body := get(t, f.URL+"/quick")
+	assert.Equal(t, http.StatusServiceUnavailable, code)
+	assert.Equal(t, `herd gateway: every backend of service "service" is busy: `+errQueueTimeout.Error()+"\n", body)
+	assert.Equal(t, 1.0, gathered(t, reg, "herd_gateway_queue_timeouts_total"))
+	// Two more wait in the gateway until room frees up.
+	go hold()
+	go hold()
+	require.Eventually(t, func() bool { return b.queue.n.Load() == 2 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, 2.0, gathered(t, reg, "herd_gateway_queued_requests"))
+	close(release) // the queued 2 go as room frees, within their timeout
+	for range 6 {
+		assert.Equal(t, http.StatusOK, <-codes)
+	}
+	assert.Equal(t, int64(2), most[0].Load(), "backend 0 never had more than 2 requests")
+	assert.Equal(t, int64(2), most[1].Load(), "backend 1 never had more than 2 requests")
+
+	// Many clients through a cap of 1 per backend: nobody's turn is lost
+	// (each would wait out the timeout), and the cap holds.
+	most[0].Store(0)
+	most[1].Store(0)
+	b2cfg := cfg
+	b2cfg.Registerer, b2cfg.BackendMaxConns, b2cfg.QueueTimeout = nil, 1, 5*time.Second
+	b2, f2 := serveBalancer(t, b2cfg)
+	b2.Update(backends)
+	var slowest atomic.Int64
+	hammer(t, f2.URL+"/quick", 8, 50, func(_ string, took time.Duration) {
+		for d := slowest.Load(); int64(took) > d && !slowest.CompareAndSwap(d, int64(took)); d = slowest.Load() {
+		}
+	})
+	assert.Less(t, time.Duration(slowest.Load()), 2*time.Second, "no request waited for a turn that never came")
+	assert.Equal(t, int64(1), most[0].Load())
+	assert.Equal(t, int64(1), most[1].Load())
+	assert.Zero(t, b2.queue.n.Load())
+
+	// Bad settings are refused.
+	bad := DefaultConfig()
+	bad.BackendMaxConns = -1
+	_, err := New(bad)
+	assert.EqualError(t, err, "backend max conns -1: must not be negative")
+	bad.BackendMaxConns, bad.QueueTimeout = 4, 0
+	_, err = New(bad)
+	assert.EqualError(t, err, "queue timeout 0s: want more than 0 with a backend max conns")
+}
+
+// gathered is the value of an unlabelled gauge or counter in reg.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			m := mf.GetMetric()[0]
+			if m.GetGauge() != nil {
+				return m.GetGauge().GetValue()
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// TestWaitQueue: first come first served, a request whose turn came but
+// found no room goes back to the front, and a waiter that gives up after
+// its turn came passes the turn on instead of losing it.
+func TestWaitQueue(t *testing.T) {
+	var q waitQueue
+	a, b, c := make(chan struct{}, 1), make(chan struct{}, 1), make(chan struct{}, 1)
+	signalled := func(ch chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	assert.True(t, q.push(a, false), "a is first in line")
+	assert.False(t, q.push(b, false))
+	assert.True(t, q.push(c, true), "c goes back to the front")
+	q.wakeOne()
+	assert.Equal(t, []bool{false, false, true}, []bool{len(a) == 1, len(b) == 1, len(c) == 1})
+	q.cancel(c) // c gives up although its turn came: a gets it
+	assert.True(t, signalled(a))
+	assert.False(t, signalled(b))
+	assert.False(t, signalled(c))
+	assert.Equal(t, int64(1), q.n.Load())
+	q.cancel(b) // b gives up before its turn: nobody is woken
+	assert.Zero(t, q.n.Load())
+	q.wakeOne() // nobody waits: nothing happens
+	assert.False(t, signalled(a) || signalled(b) || signalled(c))
+}
+
+// hammer sends each requests from each of clients at once to url, and
+// calls seen (concurrently) with each answer's body and how long it took.
+// Every answer must be a 200.
+func hammer(t *testing.T, url string, clients, each int, seen func(body string, took time.Duration)) {
+	t.Helper()
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	defer hc.CloseIdleConnections()
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for range each {
+				began := time.Now()
+				resp, err := hc.Get(url)
+				if !assert.NoError(t, err) {
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				assert.Equal(t, http.StatusOK, resp.StatusCode)
+				seen(string(body), time.Since(began))
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -28,6 +28,8 @@ type backend struct {
 	idleTimeout time.Duration
 
 	inflight     atomic.Int64
+	maxConns     int64      // cap on inflight (0: none); see Config.BackendMaxConns
+	queue        *waitQueue // the balancer's, woken when a request ends
 	requests     atomic.Uint64
 	failures     atomic.Uint64
 	ejectedUntil atomic.Int64 // unix nanoseconds
@@ -46,6 +48,7 @@ func newBackend(be Backend, cfg Config) *backend {
 		node:        be.Node,
 		dialer:      net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
 		maxIdle:     cfg.MaxIdleConnsPerBackend,
+		maxConns:    int64(cfg.BackendMaxConns),
 		idleTimeout: cfg.IdleConnTimeout,
 		stop:        make(chan struct{}),
 	}
@@ -173,10 +176,34 @@ func (be *backend) retire() {
 	be.closeIdle()
 }
 
-// done ends one request on be.
+// acquire counts one more request in flight on be, unless be is at its
+// cap.
+func (be *backend) acquire() bool {
+	if be.maxConns <= 0 {
+		be.inflight.Add(1)
+		return true
+	}
+	for {
+		n := be.inflight.Load()
+		if n >= be.maxConns {
+			return false
+		}
+		if be.inflight.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// full reports whether be is at its cap of requests in flight.
+func (be *backend) full() bool { return be.maxConns > 0 && be.inflight.Load() >= be.maxConns }
+
+// done ends one request on be: a request waiting for room gets its turn.
 func (be *backend) done() {
 	if be.inflight.Add(-1) == 0 && be.retired.Load() {
 		be.closeIdle()
+	}
+	if be.queue != nil && be.queue.n.Load() > 0 {
+		be.queue.wakeOne()
 	}
 }
 
@@ -186,10 +213,12 @@ type snapshot struct {
 }
 
 // pick returns the backend for the next attempt with the given algorithm:
-// the next in round robin, or the less busy of two picked at random.
-func (s *snapshot) pick(algo Algorithm, rr *atomic.Uint64, tried []*backend, slowStart int64) *backend {
+// the next in round robin, or the less busy of two picked at random. When
+// it returns nil, full reports whether a backend would do but is at its cap
+// of requests in flight: the request may wait for room.
+func (s *snapshot) pick(algo Algorithm, rr *atomic.Uint64, tried []*backend, slowStart int64) (be *backend, full bool) {
 	if len(s.backends) == 0 {
-		return nil
+		return nil, false
 	}
 	now := time.Now().UnixNano()
 	if algo != LeastRequest {
@@ -199,12 +228,15 @@ func (s *snapshot) pick(algo Algorithm, rr *atomic.Uint64, tried []*backend, slo
 	// random, the one with fewer requests in flight (the first on a tie).
 	// Constant time at any size, and unlike a global minimum it does not
 	// send every new request to the same backend at once.
-	a := s.pickFrom(rand.Uint64(), now, tried, slowStart)
-	b := s.pickFrom(rand.Uint64(), now, tried, slowStart)
-	if a == nil || b != nil && b.inflight.Load() < a.inflight.Load() && (!b.out(now) || a.out(now)) {
-		return b
+	a, full := s.pickFrom(rand.Uint64(), now, tried, slowStart)
+	if a == nil {
+		return nil, full
 	}
-	return a
+	b, _ := s.pickFrom(rand.Uint64(), now, tried, slowStart)
+	if b != nil && b.inflight.Load() < a.inflight.Load() && (!b.out(now) || a.out(now)) {
+		return b, false
+	}
+	return a, false
 }
 
 // pickFrom returns the first backend in rotation from index start on,
@@ -212,8 +244,10 @@ func (s *snapshot) pick(algo Algorithm, rr *atomic.Uint64, tried []*backend, slo
 // slow start. A retry (tried not empty) prefers a host not tried yet: when a
 // host crashes, all its replicas fail at once. When every backend is out it
 // still returns one not tried: a possibly-recovered backend beats a certain
-// 503. Nil when all were tried.
-func (s *snapshot) pickFrom(start uint64, now int64, tried []*backend, slowStart int64) *backend {
+// 503 — unless some are only at their cap of requests in flight: then it
+// returns nil and full, and the request waits for room. Nil when all were
+// tried.
+func (s *snapshot) pickFrom(start uint64, now int64, tried []*backend, slowStart int64) (_ *backend, full bool) {
 	n := uint64(len(s.backends))
 	var fallback, sameHost *backend
 	for i := uint64(0); i < n; i++ {
@@ -221,9 +255,13 @@ func (s *snapshot) pickFrom(start uint64, now int64, tried []*backend, slowStart
 		if contains(tried, be) {
 			continue
 		}
+		if be.full() {
+			full = full || !be.out(now)
+			continue
+		}
 		if !be.out(now) && !slowStartSkip(be, now, slowStart) {
 			if len(tried) == 0 || !triedNode(tried, be.node) {
-				return be
+				return be, false
 			}
 			if sameHost == nil {
 				sameHost = be
@@ -234,10 +272,15 @@ func (s *snapshot) pickFrom(start uint64, now int64, tried []*backend, slowStart
 			fallback = be
 		}
 	}
-	if sameHost != nil {
-		return sameHost
+	switch {
+	case sameHost != nil:
+		return sameHost, false
+	case fallback != nil && !fallback.out(now):
+		return fallback, false // skipped for slow start only
+	case full:
+		return nil, true // better wait for room than try one that is out
 	}
-	return fallback
+	return fallback, false
 }
 
 func triedNode(tried []*backend, node string) bool {

@@ -52,6 +52,12 @@ func newMetrics(b *Balancer, reg prometheus.Registerer) *metrics {
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "herd_gateway_backend_set_swaps_total", Help: "Backend sets swapped in.",
 			}, func() float64 { return float64(b.swaps.Load()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "herd_gateway_queued_requests", Help: "Requests waiting for a backend below --backend-max-conns.",
+			}, func() float64 { return float64(b.queue.n.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "herd_gateway_queue_timeouts_total", Help: "Requests answered 503 after waiting --queue-timeout for a backend with room.",
+			}, func() float64 { return float64(b.queueTimeouts.Load()) }),
 			&stateCollector{b: b, desc: prometheus.NewDesc("herd_gateway_backends",
 				"Backends in the current set, by state.", []string{"state"}, nil)},
 		)

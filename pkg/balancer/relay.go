@@ -133,6 +133,9 @@ type clientConn struct {
 	// For the access log: copies of the request's method and target.
 	method, path []byte
 	deadline     readDeadline
+	// Waiting for a backend with room (Config.BackendMaxConns).
+	wake       chan struct{}
+	queueTimer *time.Timer
 }
 
 // readDeadline sets a connection's read deadline at most about once a
@@ -207,6 +210,7 @@ type relayState struct {
 	started    time.Time
 	be         *backend
 	bc         *bconn
+	queuedAt   time.Time // when it first waited for a backend with room
 	tried      [8]*backend
 	nTried     int
 	attempts   int
@@ -256,7 +260,7 @@ func (cc *clientConn) relay() bool {
 			if isTimeout(err) {
 				code = 504
 			}
-			if errors.Is(err, errNoBackends) {
+			if errors.Is(err, errNoBackends) || errors.Is(err, errQueueTimeout) {
 				code = 503
 			}
 			cc.writeError(code, cc.errorText(code, err), &st)
@@ -295,19 +299,14 @@ func (cc *clientConn) mayRetry(st *relayState, err error) bool {
 // error with status 0 may be retried elsewhere (mayRetry decides); with a
 // status, the exchange is over and the client connection must close.
 func (cc *clientConn) attempt(st *relayState) (int, error) {
-	b := cc.b
-	be := b.snap.Load().pick(b.cfg.Balance, &b.rr, st.tried[:st.nTried], int64(b.cfg.SlowStart))
-	if be == nil {
-		if st.nTried == 0 {
-			return 0, errNoBackends
-		}
-		return 0, errors.New("every backend failed")
+	be, err := cc.choose(st)
+	if err != nil {
+		return 0, err
 	}
 	st.be = be
 	st.tried[st.nTried] = be
 	st.nTried++
 	st.attempts++
-	be.inflight.Add(1)
 	be.requests.Add(1)
 	defer be.done()
 
@@ -721,6 +720,9 @@ func (cc *clientConn) writeError(code int, msg string, st *relayState) {
 func (cc *clientConn) errorText(code int, err error) string {
 	switch code {
 	case 503:
+		if errors.Is(err, errQueueTimeout) {
+			return "herd gateway: every backend of service " + strconv.Quote(cc.b.cfg.Service) + " is busy: " + err.Error()
+		}
 		return "herd gateway: no backend available for service " + strconv.Quote(cc.b.cfg.Service)
 	case 504:
 		return "herd gateway: backend for service " + strconv.Quote(cc.b.cfg.Service) + " timed out: " + err.Error()

@@ -40,6 +40,7 @@ type options struct {
 	gomaxprocs       int
 	fixedLoad        float64
 	leastRequest     bool
+	maxConns         int
 }
 
 func main() {
@@ -55,6 +56,7 @@ func main() {
 	flag.IntVar(&o.gomaxprocs, "gomaxprocs", 0, "GOMAXPROCS of the gateway (0: Go's default, the number of cores)")
 	flag.Float64Var(&o.fixedLoad, "fixed-load", 0.7, "also compare latencies with both proxies at this share of HAProxy's wrk rate (0: skip)")
 	flag.BoolVar(&o.leastRequest, "least-request", true, "also compare the gateway's least-request with HAProxy's leastconn (4 replicas)")
+	flag.IntVar(&o.maxConns, "max-conns", 0, "also compare the gateway's --backend-max-conns N with HAProxy's server maxconn N (4 replicas; 0: skip)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -113,17 +115,15 @@ type cluster struct {
 	dir      string
 	procs    procs
 	gwURL    string
-	lrURL    string // a second gateway, with --balance least-request
-	lrCmd    *exec.Cmd
 	admin    string
 	gossip   string
 	backends []string
 }
 
-// pair is what one comparison drives: HAProxy with a balance algorithm and
-// a gateway.
+// pair is what one comparison drives: HAProxy with a balance algorithm
+// and options on each server line, and a gateway.
 type pair struct {
-	haBalance, gwURL string
+	haBalance, haServer, gwURL string
 }
 
 func run(o options) (err error) {
@@ -146,7 +146,7 @@ func run(o options) (err error) {
 		c.procs.env = map[string][]string{"gateway": {"GOMAXPROCS=" + strconv.Itoa(o.gomaxprocs)}}
 	}
 	defer func() { c.procs.stopAll() }()
-	if err := c.startGateway("round-robin"); err != nil {
+	if _, _, err := c.startGateway("gateway"); err != nil {
 		return err
 	}
 	procs := "default"
@@ -158,18 +158,21 @@ func run(o options) (err error) {
 	if err := c.addAgent(0, 4); err != nil {
 		return err
 	}
-	if err := c.compare("4 replicas on 1 agent", pair{"roundrobin", c.gwURL}, c.o.fixedLoad); err != nil {
+	if err := c.compare("4 replicas on 1 agent", pair{"roundrobin", "", c.gwURL}, c.o.fixedLoad); err != nil {
 		return err
 	}
 	if o.leastRequest {
-		if err := c.startGateway("least-request"); err != nil {
+		if err := c.compareSecond("4 replicas on 1 agent, gateway --balance least-request vs HAProxy balance leastconn",
+			"gateway-least-request", pair{haBalance: "leastconn"}, "--balance", "least-request"); err != nil {
 			return err
 		}
-		if err := c.compare("4 replicas on 1 agent, gateway --balance least-request vs HAProxy balance leastconn",
-			pair{"leastconn", c.lrURL}, 0); err != nil {
+	}
+	if o.maxConns > 0 {
+		n := strconv.Itoa(o.maxConns)
+		if err := c.compareSecond("4 replicas on 1 agent, gateway --backend-max-conns "+n+" vs HAProxy server maxconn "+n,
+			"gateway-max-conns", pair{haBalance: "roundrobin", haServer: " maxconn " + n}, "--backend-max-conns", n); err != nil {
 			return err
 		}
-		c.stop(c.lrCmd)
 	}
 	if o.stream {
 		if err := c.streams(); err != nil {
@@ -182,49 +185,56 @@ func run(o options) (err error) {
 				return err
 			}
 		}
-		if err := c.compare("12 replicas on 3 agents", pair{"roundrobin", c.gwURL}, c.o.fixedLoad); err != nil {
+		if err := c.compare("12 replicas on 3 agents", pair{"roundrobin", "", c.gwURL}, c.o.fixedLoad); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// startGateway starts the gateway with a balance algorithm: the first one
-// (round-robin) founds the cluster; a second (least-request) joins it and
-// learns the same backends through gossip.
-func (c *cluster) startGateway(balance string) error {
+// startGateway starts a gateway with extra flags. The first one founds
+// the cluster; later ones join it and learn the same backends through
+// gossip, and are waited for until they route to all of them.
+func (c *cluster) startGateway(name string, flags ...string) (string, *exec.Cmd, error) {
 	listen, err := freePort("127.0.0.1")
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	admin, _ := freePort("127.0.0.1")
 	gossip, _ := freePort("127.0.0.1")
 	url := fmt.Sprintf("http://127.0.0.1:%d", listen)
-	name, args := "gateway", []string{}
-	if c.gwURL == "" {
+	first := c.gwURL == ""
+	if first {
 		c.gwURL = url
 		c.admin = fmt.Sprintf("127.0.0.1:%d", admin)
 		c.gossip = fmt.Sprintf("127.0.0.1:%d", gossip)
 	} else {
-		c.lrURL = url
-		name, args = "gateway-"+balance, []string{"--join", c.gossip}
+		flags = append(flags, "--join", c.gossip)
 	}
-	args = append([]string{filepath.Join(c.o.bin, "gateway"), "run", "--node", "bench-" + name, "--balance", balance,
+	args := append([]string{filepath.Join(c.o.bin, "gateway"), "run", "--node", "bench-" + name,
 		"--listen", fmt.Sprintf("127.0.0.1:%d", listen), "--admin", fmt.Sprintf("127.0.0.1:%d", admin),
 		"--bind", fmt.Sprintf("127.0.0.1:%d", gossip), "--data-dir", filepath.Join(c.dir, name),
-		"--gossip-profile", "local", "--log-level", "warn"}, args...)
+		"--gossip-profile", "local", "--log-level", "warn"}, flags...)
 	if c.o.gomaxprocs > 0 {
 		c.procs.env[name] = c.procs.env["gateway"]
 	}
 	cmd, err := c.procs.start(c.dir, name, args...)
+	if err != nil || first {
+		return url, cmd, err
+	}
+	return url, cmd, c.waitRouted(fmt.Sprintf("127.0.0.1:%d", admin))
+}
+
+// compareSecond starts a second gateway with flags, compares it with
+// HAProxy as p says, and stops it.
+func (c *cluster) compareSecond(title, name string, p pair, flags ...string) error {
+	url, cmd, err := c.startGateway(name, flags...)
 	if err != nil {
 		return err
 	}
-	if c.lrURL == url {
-		c.lrCmd = cmd
-		return c.waitRouted(fmt.Sprintf("127.0.0.1:%d", admin))
-	}
-	return nil
+	defer c.stop(cmd)
+	p.gwURL = url
+	return c.compare(title, p, 0)
 }
 
 // stop stops one process the bench started.
@@ -276,8 +286,9 @@ func (c *cluster) waitRouted(admin string) error {
 }
 
 // startHAProxy starts HAProxy in front of the current backends: one thread,
-// the balance algorithm given, keep-alive to clients and to backends.
-func (c *cluster) startHAProxy(balance string) (string, *exec.Cmd, error) {
+// the balance algorithm and server options given, keep-alive to clients
+// and to backends.
+func (c *cluster) startHAProxy(balance, server string) (string, *exec.Cmd, error) {
 	port, err := freePort("127.0.0.1")
 	if err != nil {
 		return "", nil, err
@@ -301,7 +312,7 @@ backend be
   balance %s
 `, port, balance)
 	for i, addr := range c.backends {
-		fmt.Fprintf(&b, "  server s%d %s\n", i, addr)
+		fmt.Fprintf(&b, "  server s%d %s%s\n", i, addr, server)
 	}
 	cfg := filepath.Join(c.dir, "haproxy.cfg")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
@@ -385,7 +396,7 @@ func parseWrk(out string) (result, error) {
 // prints the medians; then, unless fixedLoad is 0, their latencies at one
 // fixed load.
 func (c *cluster) compare(title string, p pair, fixedLoad float64) error {
-	haURL, ha, err := c.startHAProxy(p.haBalance)
+	haURL, ha, err := c.startHAProxy(p.haBalance, p.haServer)
 	if err != nil {
 		return err
 	}

@@ -113,6 +113,7 @@ func TestGatewayBadInput(t *testing.T) {
 		"--retries=9":            "retries 9: want 0 to 7",
 		"--access-log=sometimes": `access log "sometimes": want off, on or sampled`,
 		"--balance=leastconn":    `balance "leastconn": want round-robin or least-request`,
+		"--backend-max-conns=-1": "backend max conns -1: must not be negative",
 	} {
 		code, last = runBinary(t, "gateway", "run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--bind", "127.0.0.1:0",
 			"--data-dir", t.TempDir(), flag)
@@ -127,7 +128,7 @@ func TestGatewayBadInput(t *testing.T) {
 func TestGatewayBalancingFlagsAndMetrics(t *testing.T) {
 	g := startGateway(t, "--health-path", "/healthz", "--health-interval", "300ms", "--health-timeout", "200ms",
 		"--health-rise", "1", "--health-fall", "2", "--balance", "least-request", "--slow-start", "1s", "--retries", "1",
-		"--connect-timeout", "1s", "--response-header-timeout", "5s", "--client-idle-timeout", "10s", "--backend-idle-timeout", "4s",
+		"--backend-max-conns", "4", "--queue-timeout", "2s", "--connect-timeout", "1s", "--response-header-timeout", "5s", "--client-idle-timeout", "10s", "--backend-idle-timeout", "4s",
 		"--access-log", "on", "--log-json")
 	startAgent(t, g, "flags-a", "127.0.0.2", 2)
 	g.waitBackends(t, 2, 30*time.Second)
@@ -149,6 +150,7 @@ func TestGatewayBalancingFlagsAndMetrics(t *testing.T) {
 	}
 	assert.Contains(t, string(body), `herd_gateway_membership_events_total{type="member-join"}`)
 	assert.Contains(t, string(body), "herd_gateway_event_to_swap_seconds_count")
+	assert.Contains(t, string(body), "herd_gateway_queued_requests 0")
 	require.Eventually(t, func() bool { return strings.Count(g.output(), `"@message":"request"`) >= 20 },
 		5*time.Second, 20*time.Millisecond, "one access log line per request")
 }
