@@ -81,14 +81,14 @@ func (q *waitQueue) cancel(ch chan struct{}) {
 func (cc *clientConn) choose(st *relayState) (*backend, error) {
 	b := cc.b
 	tried := st.tried[:st.nTried]
-	limited := b.cfg.BackendMaxConns > 0
-	if limited && st.attempts == 0 && b.queue.n.Load() > 0 {
+	front := false // once its turn has come, a request stays first in line
+	if b.cfg.BackendMaxConns > 0 && st.attempts == 0 && b.queue.n.Load() > 0 {
 		// Others are waiting: a new request does not overtake them.
 		if err := cc.wait(st, false); err != nil {
 			return nil, err
 		}
+		front = true
 	}
-	front := false
 	for {
 		be, full := b.snap.Load().pick(b.cfg.Balance, &b.rr, tried, int64(b.cfg.SlowStart))
 		if be != nil {
@@ -106,7 +106,7 @@ func (cc *clientConn) choose(st *relayState) (*backend, error) {
 		if err := cc.wait(st, front); err != nil {
 			return nil, err
 		}
-		front = true // it was this request's turn: it stays first in line
+		front = true
 	}
 }
 
