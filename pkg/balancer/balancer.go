@@ -129,9 +129,6 @@ func (c *Config) validate() error {
 		return fmt.Errorf("health path %q: want a path starting with /", c.HealthPath)
 	case c.Retries < 0 || c.Retries > 7:
 		return fmt.Errorf("retries %d: want 0 to 7", c.Retries)
-	case c.Balance != "" && c.Balance != RoundRobin && c.Balance != LeastRequest:
-		_, err := ParseAlgorithm(string(c.Balance))
-		return err
 	case c.BackendMaxConns < 0:
 		return fmt.Errorf("backend max conns %d: must not be negative", c.BackendMaxConns)
 	case c.BackendMaxConns > 0 && c.QueueTimeout <= 0:
@@ -139,7 +136,8 @@ func (c *Config) validate() error {
 	case c.SlowStart < 0:
 		return fmt.Errorf("slow start %s: must not be negative", c.SlowStart)
 	}
-	return nil
+	_, err := ParseAlgorithm(string(c.Balance))
+	return err
 }
 
 // accessEvery turns the access log settings into "log one request in n"
@@ -299,8 +297,7 @@ func (b *Balancer) setNodeLocked(node string, addrs []netip.AddrPort, patch bool
 		st, ok := b.registry[addr]
 		switch {
 		case !ok:
-			st = newBackend(Backend{Addr: addr, Node: node}, b.cfg)
-			st.queue = &b.queue
+			st = newBackend(Backend{Addr: addr, Node: node}, b.cfg, &b.queue)
 			b.registry[addr] = st
 			b.started(st)
 		case st.node != node:

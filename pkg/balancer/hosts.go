@@ -41,7 +41,7 @@ type backend struct {
 	codes        [6]prometheus.Counter // requests by status class; see metrics
 }
 
-func newBackend(be Backend, cfg Config) *backend {
+func newBackend(be Backend, cfg Config, queue *waitQueue) *backend {
 	return &backend{
 		addr:        be.Addr,
 		hostPort:    be.Addr.String(),
@@ -49,6 +49,7 @@ func newBackend(be Backend, cfg Config) *backend {
 		dialer:      net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
 		maxIdle:     cfg.MaxIdleConnsPerBackend,
 		maxConns:    int64(cfg.BackendMaxConns),
+		queue:       queue,
 		idleTimeout: cfg.IdleConnTimeout,
 		stop:        make(chan struct{}),
 	}

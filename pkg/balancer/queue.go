@@ -80,7 +80,6 @@ func (q *waitQueue) cancel(ch chan struct{}) {
 // has room.
 func (cc *clientConn) choose(st *relayState) (*backend, error) {
 	b := cc.b
-	tried := st.tried[:st.nTried]
 	front := false // once its turn has come, a request stays first in line
 	if b.cfg.BackendMaxConns > 0 && st.attempts == 0 && b.queue.n.Load() > 0 {
 		// Others are waiting: a new request does not overtake them.
@@ -90,7 +89,7 @@ func (cc *clientConn) choose(st *relayState) (*backend, error) {
 		front = true
 	}
 	for {
-		be, full := b.snap.Load().pick(b.cfg.Balance, &b.rr, tried, int64(b.cfg.SlowStart))
+		be, full := b.pick(st)
 		if be != nil {
 			if be.acquire() {
 				return be, nil
@@ -108,6 +107,12 @@ func (cc *clientConn) choose(st *relayState) (*backend, error) {
 		}
 		front = true
 	}
+}
+
+// pick picks from the current set for the next attempt of st; see
+// snapshot.pick.
+func (b *Balancer) pick(st *relayState) (*backend, bool) {
+	return b.snap.Load().pick(b.cfg.Balance, &b.rr, st.tried[:st.nTried], int64(b.cfg.SlowStart))
 }
 
 // wait queues the request until a backend finishes a request (its turn
@@ -128,7 +133,7 @@ func (cc *clientConn) wait(st *relayState, front bool) error {
 	if b.queue.push(cc.wake, front) {
 		// First in line: a backend may have finished between the pick that
 		// found none with room and the push, waking nobody.
-		if be, _ := b.snap.Load().pick(b.cfg.Balance, &b.rr, st.tried[:st.nTried], int64(b.cfg.SlowStart)); be != nil {
+		if be, _ := b.pick(st); be != nil {
 			b.queue.cancel(cc.wake)
 			return nil
 		}
