@@ -115,6 +115,7 @@ type cluster struct {
 	dir      string
 	procs    procs
 	gwURL    string
+	gwPid    int
 	admin    string
 	gossip   string
 	backends []string
@@ -124,6 +125,13 @@ type cluster struct {
 // and options on each server line, and a gateway.
 type pair struct {
 	haBalance, haServer, gwURL string
+	gwPid                      int
+}
+
+// target is one proxy a comparison drives.
+type target struct {
+	name, url string
+	pid       int
 }
 
 func run(o options) (err error) {
@@ -158,7 +166,7 @@ func run(o options) (err error) {
 	if err := c.addAgent(0, 4); err != nil {
 		return err
 	}
-	if err := c.compare("4 replicas on 1 agent", pair{"roundrobin", "", c.gwURL}, c.o.fixedLoad); err != nil {
+	if err := c.compare("4 replicas on 1 agent", pair{"roundrobin", "", c.gwURL, c.gwPid}, c.o.fixedLoad); err != nil {
 		return err
 	}
 	if o.leastRequest {
@@ -185,7 +193,7 @@ func run(o options) (err error) {
 				return err
 			}
 		}
-		if err := c.compare("12 replicas on 3 agents", pair{"roundrobin", "", c.gwURL}, c.o.fixedLoad); err != nil {
+		if err := c.compare("12 replicas on 3 agents", pair{"roundrobin", "", c.gwURL, c.gwPid}, c.o.fixedLoad); err != nil {
 			return err
 		}
 	}
@@ -220,6 +228,9 @@ func (c *cluster) startGateway(name string, flags ...string) (string, *exec.Cmd,
 	}
 	cmd, err := c.procs.start(c.dir, name, args...)
 	if err != nil || first {
+		if err == nil {
+			c.gwPid = cmd.Process.Pid
+		}
 		return url, cmd, err
 	}
 	return url, cmd, c.waitRouted(fmt.Sprintf("127.0.0.1:%d", admin))
@@ -233,7 +244,7 @@ func (c *cluster) compareSecond(title, name string, p pair, flags ...string) err
 		return err
 	}
 	defer c.stop(cmd)
-	p.gwURL = url
+	p.gwURL, p.gwPid = url, cmd.Process.Pid
 	return c.compare(title, p, 0)
 }
 
@@ -349,6 +360,7 @@ type result struct {
 	rps      float64
 	p50, p99 time.Duration
 	errors   int
+	cost     cost
 }
 
 var (
@@ -404,7 +416,7 @@ func (c *cluster) compare(title string, p pair, fixedLoad float64) error {
 	if err := waitHTTP(p.gwURL + c.o.path); err != nil {
 		return err
 	}
-	targets := []struct{ name, url string }{{"haproxy", haURL}, {"gateway", p.gwURL}}
+	targets := []target{{"haproxy", haURL, ha.Process.Pid}, {"gateway", p.gwURL, p.gwPid}}
 	// A short warm-up each, not counted.
 	for _, t := range targets {
 		warm := *c
@@ -441,15 +453,27 @@ func (c *cluster) compare(title string, p pair, fixedLoad float64) error {
 		" (target: req/s ≥ 1.10×, p99 ≤ 1.00×)\n\n",
 		gw.rps/ha0.rps, ratios[0], ratios[len(ratios)-1], ratios[len(ratios)/2],
 		float64(gw.p99)/float64(ha0.p99), p99s[0], p99s[len(p99s)-1], p99s[len(p99s)/2])
+	printCost(ha0, gw)
 	if fixedLoad > 0 {
 		return c.compareFixedLoad(title, targets, int(fixedLoad*ha0.rps))
 	}
 	return nil
 }
 
+// printCost prints the medians of what the scheduler counted: where the
+// CPU went per request, and how long each proxy's threads waited for a CPU
+// whenever they became runnable (the machine is shared by wrk, the proxy
+// and the backends).
+func printCost(ha, gw result) {
+	fmt.Printf("CPU per request (schedstat, median): haproxy %.1f µs with the backends %.1f µs behind it; gateway %.1f µs, backends %.1f µs\n",
+		ha.cost.proxyCPU, ha.cost.backendCPU, gw.cost.proxyCPU, gw.cost.backendCPU)
+	fmt.Printf("wait for a CPU each time the proxy's threads became runnable: haproxy %.0f µs, gateway %.0f µs\n\n",
+		ha.cost.proxyWaitPerSlice, gw.cost.proxyWaitPerSlice)
+}
+
 // compareFixedLoad drives both proxies at the same rate (open loop, see
 // openLoop) alternately and prints the median latencies.
-func (c *cluster) compareFixedLoad(title string, targets []struct{ name, url string }, rate int) error {
+func (c *cluster) compareFixedLoad(title string, targets []target, rate int) error {
 	fmt.Printf("## %s, same load for both: %d req/s (%.0f%% of HAProxy's rate above), open loop, %d connections\n\n",
 		title, rate, 100*c.o.fixedLoad, c.o.conns)
 	results, err := c.rounds(targets, func(url string) (result, error) {
@@ -461,19 +485,42 @@ func (c *cluster) compareFixedLoad(title string, targets []struct{ name, url str
 	ha, gw := median(results["haproxy"]), median(results["gateway"])
 	fmt.Printf("\nmedian of %d rounds: haproxy p50 %s p99 %s; gateway p50 %s p99 %s; gateway/haproxy p99 %.2f×\n\n",
 		c.o.rounds, ha.p50, ha.p99, gw.p50, gw.p99, float64(gw.p99)/float64(ha.p99))
+	printCost(ha, gw)
 	return nil
 }
 
 // rounds runs measure on each target in turn, c.o.rounds times, printing
-// each result, and returns them by target name.
-func (c *cluster) rounds(targets []struct{ name, url string }, measure func(url string) (result, error)) (map[string][]result, error) {
+// each result, and returns them by target name. Each result carries what
+// the scheduler counted for the proxy and the backends during the run.
+func (c *cluster) rounds(targets []target, measure func(url string) (result, error)) (map[string][]result, error) {
 	results := map[string][]result{}
 	for round := range c.o.rounds {
 		for _, t := range targets {
+			backends, err := pidsOf(filepath.Join(c.o.bin, "images"))
+			if err != nil {
+				return nil, err
+			}
+			proxy0, err := readUsage([]int{t.pid})
+			if err != nil {
+				return nil, err
+			}
+			backends0, err := readUsage(backends)
+			if err != nil {
+				return nil, err
+			}
 			r, err := measure(t.url)
 			if err != nil {
 				return nil, err
 			}
+			proxy1, err := readUsage([]int{t.pid})
+			if err != nil {
+				return nil, err
+			}
+			backends1, err := readUsage(backends)
+			if err != nil {
+				return nil, err
+			}
+			r.cost = costOf(proxy1.sub(proxy0), backends1.sub(backends0), r.rps*c.o.duration.Seconds())
 			fmt.Printf("  round %d %-8s %9.0f req/s  p50 %-9s p99 %-9s errors %d\n", round+1, t.name, r.rps, r.p50, r.p99, r.errors)
 			results[t.name] = append(results[t.name], r)
 		}
@@ -499,6 +546,11 @@ func median(rs []result) result {
 		p50:    time.Duration(pick(func(r result) float64 { return float64(r.p50) })),
 		p99:    time.Duration(pick(func(r result) float64 { return float64(r.p99) })),
 		errors: errs,
+		cost: cost{
+			proxyCPU:          pick(func(r result) float64 { return r.cost.proxyCPU }),
+			backendCPU:        pick(func(r result) float64 { return r.cost.backendCPU }),
+			proxyWaitPerSlice: pick(func(r result) float64 { return r.cost.proxyWaitPerSlice }),
+		},
 	}
 }
 
@@ -527,7 +579,7 @@ func numCPU() int {
 // gateway's peak resident memory: flat when bodies stream, hundreds of MiB
 // if they were buffered whole.
 func (c *cluster) streams() error {
-	gw := c.procs.list[0].Process.Pid
+	gw := c.gwPid
 	before, err := peakRSS(gw)
 	if err != nil {
 		return err

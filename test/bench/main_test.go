@@ -4,6 +4,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -64,4 +66,38 @@ func TestOpenLoop(t *testing.T) {
 
 	_, err = openLoop(srv.URL+"/fail", 100, 2, 500*time.Millisecond)
 	require.Error(t, err, "every request failed")
+}
+
+func TestSchedstat(t *testing.T) {
+	u, err := parseSchedstat("1500 250 3\n")
+	require.NoError(t, err)
+	require.Equal(t, usage{run: 1500, wait: 250, slices: 3}, u)
+	_, err = parseSchedstat("1500 250")
+	require.Error(t, err)
+	_, err = parseSchedstat("1500 x 3")
+	require.Error(t, err)
+
+	// This process, found by its executable's directory, and its own CPU
+	// time as the scheduler counted it.
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	pids, err := pidsOf(filepath.Dir(exe))
+	require.NoError(t, err)
+	require.Contains(t, pids, os.Getpid())
+
+	before, err := readUsage([]int{os.Getpid()})
+	require.NoError(t, err)
+	for end := time.Now().Add(50 * time.Millisecond); time.Now().Before(end); {
+	}
+	after, err := readUsage([]int{os.Getpid()})
+	require.NoError(t, err)
+	d := after.sub(before)
+	require.GreaterOrEqual(t, d.run, int64(40*time.Millisecond), "50 ms spent spinning")
+	require.Positive(t, d.slices)
+
+	c := costOf(usage{run: 30e6, wait: 10e6, slices: 100}, usage{run: 60e6}, 1000)
+	require.Equal(t, cost{proxyCPU: 30, backendCPU: 60, proxyWaitPerSlice: 100}, c)
+
+	_, err = readUsage([]int{1 << 30})
+	require.Error(t, err, "no such process")
 }
