@@ -500,11 +500,7 @@ func (c *cluster) rounds(targets []target, measure func(url string) (result, err
 			if err != nil {
 				return nil, err
 			}
-			proxy0, err := readUsage([]int{t.pid})
-			if err != nil {
-				return nil, err
-			}
-			backends0, err := readUsage(backends)
+			before, err := readUsages(t.pid, backends)
 			if err != nil {
 				return nil, err
 			}
@@ -512,15 +508,11 @@ func (c *cluster) rounds(targets []target, measure func(url string) (result, err
 			if err != nil {
 				return nil, err
 			}
-			proxy1, err := readUsage([]int{t.pid})
+			after, err := readUsages(t.pid, backends)
 			if err != nil {
 				return nil, err
 			}
-			backends1, err := readUsage(backends)
-			if err != nil {
-				return nil, err
-			}
-			r.cost = costOf(proxy1.sub(proxy0), backends1.sub(backends0), r.rps*c.o.duration.Seconds())
+			r.cost = costOf(after[0].sub(before[0]), after[1].sub(before[1]), r.rps*c.o.duration.Seconds())
 			fmt.Printf("  round %d %-8s %9.0f req/s  p50 %-9s p99 %-9s errors %d\n", round+1, t.name, r.rps, r.p50, r.p99, r.errors)
 			results[t.name] = append(results[t.name], r)
 		}

@@ -68,6 +68,16 @@ func readUsage(pids []int) (usage, error) {
 	return total, nil
 }
 
+// readUsages reads the usage of the proxy and of the backends.
+func readUsages(proxy int, backends []int) ([2]usage, error) {
+	p, err := readUsage([]int{proxy})
+	if err != nil {
+		return [2]usage{}, err
+	}
+	b, err := readUsage(backends)
+	return [2]usage{p, b}, err
+}
+
 // pidsOf lists the processes whose executable lies under dir: the
 // predictor replicas the agents started from bin/images.
 func pidsOf(dir string) ([]int, error) {
