@@ -227,11 +227,12 @@ func (c *cluster) startGateway(name string, flags ...string) (string, *exec.Cmd,
 		c.procs.env[name] = c.procs.env["gateway"]
 	}
 	cmd, err := c.procs.start(c.dir, name, args...)
-	if err != nil || first {
-		if err == nil {
-			c.gwPid = cmd.Process.Pid
-		}
-		return url, cmd, err
+	if err != nil {
+		return url, nil, err
+	}
+	if first {
+		c.gwPid = cmd.Process.Pid
+		return url, cmd, nil
 	}
 	return url, cmd, c.waitRouted(fmt.Sprintf("127.0.0.1:%d", admin))
 }
@@ -512,7 +513,7 @@ func (c *cluster) rounds(targets []target, measure func(url string) (result, err
 			if err != nil {
 				return nil, err
 			}
-			r.cost = costOf(after[0].sub(before[0]), after[1].sub(before[1]), r.rps*c.o.duration.Seconds())
+			r.cost = costOf(before, after, r.rps*c.o.duration.Seconds())
 			fmt.Printf("  round %d %-8s %9.0f req/s  p50 %-9s p99 %-9s errors %d\n", round+1, t.name, r.rps, r.p50, r.p99, r.errors)
 			results[t.name] = append(results[t.name], r)
 		}

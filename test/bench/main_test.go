@@ -95,7 +95,8 @@ func TestSchedstat(t *testing.T) {
 	require.GreaterOrEqual(t, d.run, int64(40*time.Millisecond), "50 ms spent spinning")
 	require.Positive(t, d.slices)
 
-	c := costOf(usage{run: 30e6, wait: 10e6, slices: 100}, usage{run: 60e6}, 1000)
+	c := costOf(usages{proxy: usage{run: 5e6, wait: 2e6, slices: 20}, backends: usage{run: 1e6}},
+		usages{proxy: usage{run: 35e6, wait: 12e6, slices: 120}, backends: usage{run: 61e6}}, 1000)
 	require.Equal(t, cost{proxyCPU: 30, backendCPU: 60, proxyWaitPerSlice: 100}, c)
 
 	_, err = readUsage([]int{1 << 30})

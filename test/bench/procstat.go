@@ -68,14 +68,17 @@ func readUsage(pids []int) (usage, error) {
 	return total, nil
 }
 
-// readUsages reads the usage of the proxy and of the backends.
-func readUsages(proxy int, backends []int) ([2]usage, error) {
+// usages is what the scheduler counted for a proxy and for the backends
+// behind it.
+type usages struct{ proxy, backends usage }
+
+func readUsages(proxy int, backends []int) (usages, error) {
 	p, err := readUsage([]int{proxy})
 	if err != nil {
-		return [2]usage{}, err
+		return usages{}, err
 	}
 	b, err := readUsage(backends)
-	return [2]usage{p, b}, err
+	return usages{p, b}, err
 }
 
 // pidsOf lists the processes whose executable lies under dir: the
@@ -110,7 +113,10 @@ type cost struct {
 	proxyCPU, backendCPU, proxyWaitPerSlice float64
 }
 
-func costOf(proxy, backends usage, requests float64) cost {
+// costOf turns what was counted before and after a run of requests into
+// per-request figures.
+func costOf(before, after usages, requests float64) cost {
+	proxy, backends := after.proxy.sub(before.proxy), after.backends.sub(before.backends)
 	c := cost{
 		proxyCPU:   float64(proxy.run) / 1e3 / requests,
 		backendCPU: float64(backends.run) / 1e3 / requests,
