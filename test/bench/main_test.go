@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,14 +86,19 @@ func TestSchedstat(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, pids, os.Getpid())
 
+	// Spin until getrusage, the kernel's other account of the same time,
+	// says this process used 50 ms of CPU: on a loaded machine 50 ms of
+	// wall clock may hold far less.
 	before, err := readUsage([]int{os.Getpid()})
 	require.NoError(t, err)
-	for end := time.Now().Add(50 * time.Millisecond); time.Now().Before(end); {
+	start := cpuTime(t)
+	for deadline := time.Now().Add(30 * time.Second); cpuTime(t)-start < 50*time.Millisecond; {
+		require.True(t, time.Now().Before(deadline), "50 ms of CPU in 30 s")
 	}
 	after, err := readUsage([]int{os.Getpid()})
 	require.NoError(t, err)
 	d := after.sub(before)
-	require.GreaterOrEqual(t, d.run, int64(40*time.Millisecond), "50 ms spent spinning")
+	require.GreaterOrEqual(t, d.run, int64(40*time.Millisecond), "50 ms of CPU spent spinning")
 	require.Positive(t, d.slices)
 
 	c := costOf(usages{proxy: usage{run: 5e6, wait: 2e6, slices: 20}, backends: usage{run: 1e6}},
@@ -101,4 +107,11 @@ func TestSchedstat(t *testing.T) {
 
 	_, err = readUsage([]int{1 << 30})
 	require.Error(t, err, "no such process")
+}
+
+// cpuTime is the user and system CPU time this process has used, by getrusage.
+func cpuTime(t *testing.T) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
