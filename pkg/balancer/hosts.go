@@ -90,11 +90,11 @@ func (be *backend) dial() (*bconn, error) {
 	if err != nil {
 		return nil, err
 	}
-	bc := &bconn{be: be, c: c}
+	bc := &bconn{be: be, c: newSock(c)}
 	if sc, ok := c.(syscall.Conn); ok {
 		bc.raw, _ = sc.SyscallConn()
 	}
-	bc.br = getReader(c)
+	bc.br = getReader(bc.c)
 	return bc, nil
 }
 

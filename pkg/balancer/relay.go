@@ -49,7 +49,7 @@ func (b *Balancer) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		cc := b.newClientConn(c)
+		cc := b.newClientConn(newSock(c))
 		b.srvMu.Lock()
 		if b.shutting.Load() {
 			b.srvMu.Unlock()
@@ -552,6 +552,8 @@ func (cc *clientConn) respond(st *relayState, bc *bconn) (int, error) {
 
 var errUpgraded = errors.New("connection upgraded")
 
+type closeWriter interface{ CloseWrite() error }
+
 // tunnel copies bytes both ways between the client and bc until either side
 // closes: a WebSocket or other upgraded connection.
 func (cc *clientConn) tunnel(bc *bconn) {
@@ -559,15 +561,15 @@ func (cc *clientConn) tunnel(bc *bconn) {
 	done := make(chan struct{}, 2)
 	go func() {
 		_, _ = copyAll(bc.c, cc.br)
-		if tcp, ok := bc.c.(*net.TCPConn); ok {
-			_ = tcp.CloseWrite()
+		if cw, ok := bc.c.(closeWriter); ok {
+			_ = cw.CloseWrite()
 		}
 		done <- struct{}{}
 	}()
 	go func() {
 		_, _ = copyAll(cc.c, bc.br)
-		if tcp, ok := cc.c.(*net.TCPConn); ok {
-			_ = tcp.CloseWrite()
+		if cw, ok := cc.c.(closeWriter); ok {
+			_ = cw.CloseWrite()
 		}
 		done <- struct{}{}
 	}()

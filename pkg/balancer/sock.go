@@ -1,0 +1,137 @@
+package balancer
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// sock is a TCP connection whose reads and writes are made with raw system
+// calls on its non-blocking socket, still waiting on Go's network poller
+// (and so honouring deadlines) when the socket is not ready.
+//
+// A raw system call does not tell the Go scheduler that the thread is in a
+// system call. Reads and writes of a non-blocking socket never block, so
+// nothing is lost; what is gained is on a busy machine: when the kernel
+// preempts a thread in the middle of one, the runtime no longer hands the
+// thread's P to another thread (waking it, and later putting the first one
+// back to sleep), churn that cost the gateway CPU and added to its tail
+// latency (docs/http.md, Performance).
+type sock struct {
+	net.Conn
+	rc syscall.RawConn
+
+	// One read and one write may be under way at once; each has its own
+	// state, and a callback made once so that no call allocates.
+	rbuf   []byte
+	rn     int
+	rerrno syscall.Errno
+	readFn func(fd uintptr) bool
+
+	wbuf    []byte
+	wn      int
+	werrno  syscall.Errno
+	writeFn func(fd uintptr) bool
+}
+
+// newSock wraps c, or returns c itself when it has no socket to reach.
+func newSock(c net.Conn) net.Conn {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return c
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	s := &sock{Conn: c, rc: rc}
+	s.readFn, s.writeFn = s.read, s.write
+	return s
+}
+
+func (s *sock) read(fd uintptr) bool {
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&s.rbuf[0])), uintptr(len(s.rbuf)))
+		switch e {
+		case 0:
+			s.rn = int(n)
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // wait until readable
+		}
+		s.rerrno = e
+		return true
+	}
+}
+
+func (s *sock) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	s.rbuf, s.rn, s.rerrno = p, 0, 0
+	err := s.rc.Read(s.readFn)
+	s.rbuf = nil
+	switch {
+	case err != nil:
+		return 0, s.opError("read", err)
+	case s.rerrno != 0:
+		return 0, s.opError("read", os.NewSyscallError("read", s.rerrno))
+	case s.rn == 0:
+		return 0, io.EOF
+	}
+	return s.rn, nil
+}
+
+func (s *sock) write(fd uintptr) bool {
+	for s.wn < len(s.wbuf) {
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&s.wbuf[s.wn])), uintptr(len(s.wbuf)-s.wn))
+		switch e {
+		case 0:
+			s.wn += int(n)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // wait until writable
+		default:
+			s.werrno = e
+			return true
+		}
+	}
+	return true
+}
+
+func (s *sock) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	s.wbuf, s.wn, s.werrno = p, 0, 0
+	err := s.rc.Write(s.writeFn)
+	s.wbuf = nil
+	switch {
+	case err != nil:
+		return s.wn, s.opError("write", err)
+	case s.werrno != 0:
+		return s.wn, s.opError("write", os.NewSyscallError("write", s.werrno))
+	}
+	return s.wn, nil
+}
+
+// opError reports err as the net package would for the same call: a
+// deadline is a timeout, a reset is a syscall.ECONNRESET inside.
+func (s *sock) opError(op string, err error) error {
+	if oe, ok := err.(*net.OpError); ok {
+		err = oe.Err
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: err}
+}
+
+// CloseWrite shuts down the writing side, as net.TCPConn's does.
+func (s *sock) CloseWrite() error {
+	if cw, ok := s.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
