@@ -51,21 +51,27 @@ func newSock(c net.Conn) net.Conn {
 	return s
 }
 
-func (s *sock) read(fd uintptr) bool {
+// rawCall makes one read or write system call on fd, again after EINTR.
+func rawCall(trap, fd uintptr, b []byte) (int, syscall.Errno) {
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&s.rbuf[0])), uintptr(len(s.rbuf)))
-		switch e {
-		case 0:
-			s.rn = int(n)
-			return true
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false // wait until readable
+		n, _, e := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		if e != syscall.EINTR {
+			return int(n), e
 		}
-		s.rerrno = e
-		return true
 	}
+}
+
+func (s *sock) read(fd uintptr) bool {
+	n, e := rawCall(syscall.SYS_READ, fd, s.rbuf)
+	switch e {
+	case 0:
+		s.rn = n
+	case syscall.EAGAIN:
+		return false // wait until readable
+	default:
+		s.rerrno = e
+	}
+	return true
 }
 
 func (s *sock) Read(p []byte) (int, error) {
@@ -73,13 +79,11 @@ func (s *sock) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	s.rbuf, s.rn, s.rerrno = p, 0, 0
-	err := s.rc.Read(s.readFn)
+	err := s.result("read", s.rc.Read(s.readFn), s.rerrno)
 	s.rbuf = nil
 	switch {
 	case err != nil:
-		return 0, s.opError("read", err)
-	case s.rerrno != 0:
-		return 0, s.opError("read", os.NewSyscallError("read", s.rerrno))
+		return 0, err
 	case s.rn == 0:
 		return 0, io.EOF
 	}
@@ -88,11 +92,10 @@ func (s *sock) Read(p []byte) (int, error) {
 
 func (s *sock) write(fd uintptr) bool {
 	for s.wn < len(s.wbuf) {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&s.wbuf[s.wn])), uintptr(len(s.wbuf)-s.wn))
+		n, e := rawCall(syscall.SYS_WRITE, fd, s.wbuf[s.wn:])
 		switch e {
 		case 0:
-			s.wn += int(n)
-		case syscall.EINTR:
+			s.wn += n
 		case syscall.EAGAIN:
 			return false // wait until writable
 		default:
@@ -108,22 +111,24 @@ func (s *sock) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	s.wbuf, s.wn, s.werrno = p, 0, 0
-	err := s.rc.Write(s.writeFn)
+	err := s.result("write", s.rc.Write(s.writeFn), s.werrno)
 	s.wbuf = nil
-	switch {
-	case err != nil:
-		return s.wn, s.opError("write", err)
-	case s.werrno != 0:
-		return s.wn, s.opError("write", os.NewSyscallError("write", s.werrno))
-	}
-	return s.wn, nil
+	return s.wn, err
 }
 
-// opError reports err as the net package would for the same call: a
-// deadline is a timeout, a reset is a syscall.ECONNRESET inside.
-func (s *sock) opError(op string, err error) error {
-	if oe, ok := err.(*net.OpError); ok {
-		err = oe.Err
+// result reports a call's failure as the net package would for the same
+// call, or nil: err is the poller's (a deadline, a closed connection),
+// errno the system call's (a reset is a syscall.ECONNRESET inside).
+func (s *sock) result(op string, err error, errno syscall.Errno) error {
+	switch {
+	case err != nil:
+		if oe, ok := err.(*net.OpError); ok {
+			err = oe.Err
+		}
+	case errno != 0:
+		err = os.NewSyscallError(op, errno)
+	default:
+		return nil
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: err}
 }
