@@ -91,8 +91,8 @@ func (be *backend) dial() (*bconn, error) {
 		return nil, err
 	}
 	bc := &bconn{be: be, c: newSock(c)}
-	if sc, ok := c.(syscall.Conn); ok {
-		bc.raw, _ = sc.SyscallConn()
+	if s, ok := bc.c.(*sock); ok {
+		bc.raw = s.rc
 	}
 	bc.br = getReader(bc.c)
 	return bc, nil
