@@ -7,7 +7,6 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,7 +58,6 @@ func newBackend(be Backend, cfg Config, queue *waitQueue) *backend {
 type bconn struct {
 	be        *backend
 	c         net.Conn
-	raw       syscall.RawConn // c's socket, for alive; nil if c has none
 	br        *bufio.Reader
 	reused    bool // it served a request before this one
 	idleSince time.Time
@@ -91,9 +89,6 @@ func (be *backend) dial() (*bconn, error) {
 		return nil, err
 	}
 	bc := &bconn{be: be, c: newSock(c)}
-	if s, ok := bc.c.(*sock); ok {
-		bc.raw = s.rc
-	}
 	bc.br = getReader(bc.c)
 	return bc, nil
 }
@@ -104,19 +99,11 @@ func (bc *bconn) alive() bool {
 	if bc.br.Buffered() > 0 {
 		return false // bytes nobody asked for
 	}
-	if bc.raw == nil {
+	s, ok := bc.c.(*sock)
+	if !ok {
 		return true // not a socket: nothing to peek at
 	}
-	var b [1]byte
-	var n int
-	var err error
-	if rerr := bc.raw.Read(func(fd uintptr) bool {
-		n, _, err = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return true
-	}); rerr != nil {
-		return false
-	}
-	return n < 0 && err == syscall.EAGAIN
+	return s.quiet()
 }
 
 // put returns a connection whose exchange ended cleanly to the pool, or

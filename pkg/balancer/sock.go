@@ -133,9 +133,24 @@ func (s *sock) result(op string, err error, errno syscall.Errno) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: err}
 }
 
+// quiet reports whether the peer has neither closed the connection nor
+// sent anything unread: one non-blocking peek.
+func (s *sock) quiet() bool {
+	var b [1]byte
+	var n int
+	var err error
+	if rerr := s.rc.Read(func(fd uintptr) bool {
+		n, _, err = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return true
+	}); rerr != nil {
+		return false
+	}
+	return n < 0 && err == syscall.EAGAIN
+}
+
 // CloseWrite shuts down the writing side, as net.TCPConn's does.
 func (s *sock) CloseWrite() error {
-	if cw, ok := s.Conn.(interface{ CloseWrite() error }); ok {
+	if cw, ok := s.Conn.(closeWriter); ok {
 		return cw.CloseWrite()
 	}
 	return nil
