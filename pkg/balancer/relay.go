@@ -174,35 +174,44 @@ func (b *Balancer) newClientConn(c net.Conn) *clientConn {
 }
 
 func (cc *clientConn) serve() {
-	b := cc.b
 	cc.br = getReader(cc.c)
-	defer func() {
-		cc.c.Close()
-		putReader(cc.br)
-		b.srvMu.Lock()
-		delete(b.conns, cc)
-		b.srvMu.Unlock()
-		b.srvWG.Done()
-	}()
+	defer cc.finish()
 	for {
 		cc.idle.Store(true)
-		if b.shutting.Load() {
+		if cc.b.shutting.Load() {
 			return
 		}
-		cc.deadline.extend(cc.c, b.cfg.ClientIdleTimeout)
+		cc.deadline.extend(cc.c, cc.b.cfg.ClientIdleTimeout)
 		err := readHead(cc.br, &cc.req, true)
 		cc.idle.Store(false)
 		if err != nil {
-			var he *httpError
-			if errors.As(err, &he) {
-				cc.writeError(he.status, he.msg, nil)
-			}
+			cc.badHead(err)
 			return
 		}
 		if !cc.relay() {
 			return
 		}
 	}
+}
+
+// badHead answers a request head that failed to parse (a read error is
+// not answered).
+func (cc *clientConn) badHead(err error) {
+	var he *httpError
+	if errors.As(err, &he) {
+		cc.writeError(he.status, he.msg, nil)
+	}
+}
+
+// finish closes the connection and forgets it.
+func (cc *clientConn) finish() {
+	b := cc.b
+	cc.c.Close()
+	putReader(cc.br)
+	b.srvMu.Lock()
+	delete(b.conns, cc)
+	b.srvMu.Unlock()
+	b.srvWG.Done()
 }
 
 // relayState is what one request's relay needs beyond the heads.
@@ -223,8 +232,17 @@ type relayState struct {
 // relay forwards the request in cc.req and its answer. It reports whether
 // the client connection may serve another request.
 func (cc *clientConn) relay() bool {
+	var st relayState
+	cc.prepare(&st)
+	status, err := cc.attempt(&st)
+	return cc.settle(&st, status, err)
+}
+
+// prepare builds the request to send in cc.out, with the body when it is
+// all buffered.
+func (cc *clientConn) prepare(st *relayState) {
 	b, req := cc.b, &cc.req
-	st := relayState{started: time.Now()}
+	*st = relayState{started: time.Now()}
 	cc.requestID()
 	if b.accessEvery > 0 { // the head's bytes do not outlive the body
 		cc.method = append(cc.method[:0], req.line[0]...)
@@ -241,21 +259,22 @@ func (cc *clientConn) relay() bool {
 		_, _ = cc.br.Discard(len(buf))
 		st.bodyInOut = true
 	}
-	method := req.line[0]
-	st.retryable = st.bodyInOut && (isIdempotent(method) || req.idempotent)
+	st.retryable = st.bodyInOut && (isIdempotent(req.line[0]) || req.idempotent)
 	st.closeAfter = req.close
+}
 
-	for {
-		status, err := cc.attempt(&st)
-		if err == nil {
-			break
-		}
+// settle ends a request whose attempt ended with status and err: it
+// retries on other backends while it may, answers an error when it cannot,
+// and reports whether the client connection may serve another request.
+func (cc *clientConn) settle(st *relayState, status int, err error) bool {
+	b := cc.b
+	for err != nil {
 		if status != 0 { // the client is gone or can no longer be answered
 			st.closeAfter = true
-			b.record(st.be, status, &st, cc)
+			b.record(st.be, status, st, cc)
 			return false
 		}
-		if st.nTried >= len(st.tried) || st.attempts > b.cfg.Retries || !cc.mayRetry(&st, err) {
+		if st.nTried >= len(st.tried) || st.attempts > b.cfg.Retries || !cc.mayRetry(st, err) {
 			code := 502
 			if isTimeout(err) {
 				code = 504
@@ -263,12 +282,13 @@ func (cc *clientConn) relay() bool {
 			if errors.Is(err, errNoBackends) || errors.Is(err, errQueueTimeout) {
 				code = 503
 			}
-			cc.writeError(code, cc.errorText(code, err), &st)
-			b.record(st.be, code, &st, cc)
+			cc.writeError(code, cc.errorText(code, err), st)
+			b.record(st.be, code, st, cc)
 			return !st.closeAfter && !b.shutting.Load()
 		}
 		b.retries.Add(1)
-		b.logger.Debug("retrying on another backend", "failed", st.be.hostPort, "method", string(method), "error", err)
+		b.logger.Debug("retrying on another backend", "failed", st.be.hostPort, "method", string(cc.req.line[0]), "error", err)
+		status, err = cc.attempt(st)
 	}
 	return !st.closeAfter && !b.shutting.Load()
 }
@@ -303,19 +323,27 @@ func (cc *clientConn) attempt(st *relayState) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	st.begin(be)
+	defer be.done()
+	status, err := cc.exchange(st, be, false)
+	return cc.unstale(st, be, status, err)
+}
+
+// begin counts an attempt on be.
+func (st *relayState) begin(be *backend) {
 	st.be = be
 	st.tried[st.nTried] = be
 	st.nTried++
 	st.attempts++
 	be.requests.Add(1)
-	defer be.done()
+}
 
-	status, err := cc.exchange(st, be, false)
+// unstale retries an exchange that failed on a stale pooled connection
+// once more on a new connection: not the backend's failure, and not a
+// retry.
+func (cc *clientConn) unstale(st *relayState, be *backend, status int, err error) (int, error) {
 	if errors.Is(err, errStale) {
-		// A pooled connection the backend had closed while it was idle:
-		// not the backend's failure, and not a retry. Once more on a new
-		// connection.
-		status, err = cc.exchange(st, be, true)
+		return cc.exchange(st, be, true)
 	}
 	return status, err
 }
@@ -328,70 +356,94 @@ var errStale = errors.New("stale keep-alive connection")
 // exchange is one attempt on one connection to be: a pooled one, or a new
 // one when fresh.
 func (cc *clientConn) exchange(st *relayState, be *backend, fresh bool) (int, error) {
-	b, req := cc.b, &cc.req
 	get := be.get
 	if fresh {
 		get = be.dial
 	}
 	bc, err := get()
 	if err != nil {
-		be.failures.Add(1)
-		be.eject(b.cfg.EjectFor, b.activeChecks())
-		b.ejections.Add(1)
-		b.logger.Warn("backend ejected: connect failed", "addr", be.hostPort, "node", be.node, "error", err)
-		return 0, &attemptError{err: err, unsent: true}
+		return 0, cc.connectFailed(be, err)
 	}
 	st.bc = bc
-	ok := false
-	defer func() {
-		if !ok {
-			bc.close()
-		}
-	}()
+	if status, err := cc.send(st, be, bc); err != nil {
+		bc.close()
+		return status, err
+	}
+	return cc.receive(st, be, bc)
+}
+
+// connectFailed ejects be, which refused a connection or did not take it
+// in time.
+func (cc *clientConn) connectFailed(be *backend, err error) error {
+	b := cc.b
+	be.failures.Add(1)
+	be.eject(b.cfg.EjectFor, b.activeChecks())
+	b.ejections.Add(1)
+	b.logger.Warn("backend ejected: connect failed", "addr", be.hostPort, "node", be.node, "error", err)
+	return &attemptError{err: err, unsent: true}
+}
+
+// send writes the request in cc.out to bc, then the rest of its body.
+func (cc *clientConn) send(st *relayState, be *backend, bc *bconn) (int, error) {
+	req := &cc.req
 	if bc.reused && !st.retryable && !bc.alive() {
 		// A request that must not be sent twice does not go out on a
 		// connection the backend has already closed.
 		return 0, errStale
 	}
-
 	if _, err := bc.c.Write(cc.out); err != nil {
 		if bc.reused {
 			return 0, errStale // nothing of it was processed
 		}
 		return 0, cc.backendFailed(be, bc, err)
 	}
-	if !st.bodyInOut {
-		if req.expect100 {
-			// The client waits for "100 Continue" before it sends the body:
-			// forward the backend's, or send the body after a second. A
-			// final answer instead is relayed, and the body never read.
-			code, err := cc.expectContinue(bc)
-			if err != nil {
-				return 0, cc.backendFailed(be, bc, err)
-			}
-			st.skipBody = code >= 200
+	if st.bodyInOut {
+		return 0, nil
+	}
+	if req.expect100 {
+		// The client waits for "100 Continue" before it sends the body:
+		// forward the backend's, or send the body after a second. A
+		// final answer instead is relayed, and the body never read.
+		code, err := cc.expectContinue(bc)
+		if err != nil {
+			return 0, cc.backendFailed(be, bc, err)
 		}
-		if !st.skipBody {
-			if err := cc.relayRequestBody(bc); err != nil {
-				// Part of the body is unread or unsent: whatever happens,
-				// the client connection cannot carry another request.
-				st.closeAfter = true
-				var he *httpError
-				var ce *clientError // in this direction, a write to the backend
-				switch {
-				case errors.As(err, &he): // the client's body is malformed
-					cc.writeError(he.status, he.msg, st)
-					return he.status, err
-				case errors.As(err, &ce):
-					be.failures.Add(1)
-					return 0, &attemptError{err: ce.err, noRetry: true} // the body was consumed: no retry
-				default: // reading from the client failed: it is gone
-					return 499, err
-				}
-			}
+		st.skipBody = code >= 200
+	}
+	if st.skipBody {
+		return 0, nil
+	}
+	if err := cc.relayRequestBody(bc); err != nil {
+		// Part of the body is unread or unsent: whatever happens,
+		// the client connection cannot carry another request.
+		st.closeAfter = true
+		var he *httpError
+		var ce *clientError // in this direction, a write to the backend
+		switch {
+		case errors.As(err, &he): // the client's body is malformed
+			cc.writeError(he.status, he.msg, st)
+			return he.status, err
+		case errors.As(err, &ce):
+			be.failures.Add(1)
+			return 0, &attemptError{err: ce.err, noRetry: true} // the body was consumed: no retry
+		default: // reading from the client failed: it is gone
+			return 499, err
 		}
 	}
-	bc.deadline.extend(bc.c, b.cfg.ResponseHeaderTimeout)
+	return 0, nil
+}
+
+// receive relays the answer to the request sent on bc. It closes bc unless
+// the exchange ended cleanly.
+func (cc *clientConn) receive(st *relayState, be *backend, bc *bconn) (int, error) {
+	req := &cc.req
+	ok := false
+	defer func() {
+		if !ok {
+			bc.close()
+		}
+	}()
+	bc.deadline.extend(bc.c, cc.b.cfg.ResponseHeaderTimeout)
 	for {
 		if err := readHead(bc.br, &cc.resp, false); err != nil {
 			if bc.reused && st.retryable && bc.br.Buffered() == 0 && connDropped(err) {
@@ -413,9 +465,7 @@ func (cc *clientConn) exchange(st *relayState, be *backend, fresh bool) (int, er
 		_, _ = bc.br.Discard(cc.resp.size)
 	}
 	status, err := cc.respond(st, bc)
-	if err == nil {
-		ok = true
-	}
+	ok = err == nil
 	return status, err
 }
 
