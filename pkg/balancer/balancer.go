@@ -78,6 +78,12 @@ type Config struct {
 	// "off" (default), "on", or "sampled" (AccessLogSample of them).
 	AccessLog       string
 	AccessLogSample float64
+	// EventLoop relays the common exchange (a request whose body came with
+	// its head, answered with a small Content-Length body) on one event
+	// loop thread, and the rest on a goroutine per connection; false: a
+	// goroutine per connection for everything. Linux only; not with
+	// BackendMaxConns. Default true.
+	EventLoop bool
 	// Registerer, if set, receives the balancer's Prometheus metrics.
 	Registerer prometheus.Registerer
 	// Logger receives the balancer's logs. Default: hclog's default logger.
@@ -165,6 +171,7 @@ func DefaultConfig() Config {
 		ResponseHeaderTimeout:  60 * time.Second,
 		IdleConnTimeout:        90 * time.Second,
 		ClientIdleTimeout:      60 * time.Second,
+		EventLoop:              true,
 		MaxIdleConnsPerBackend: 128,
 		Retries:                2,
 		Balance:                RoundRobin,
@@ -189,6 +196,8 @@ type Balancer struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*clientConn]struct{}
 	srvWG     sync.WaitGroup
+	loopMu    sync.Mutex
+	loop      atomic.Pointer[loop] // started by the first Serve when Config.EventLoop
 	shutting  atomic.Bool
 
 	retries, ejections atomic.Uint64
@@ -401,9 +410,42 @@ func (b *Balancer) Len() int { return len(b.snap.Load().backends) }
 
 // Close closes idle connections to every backend.
 func (b *Balancer) Close() {
+	if l := b.loop.Load(); l != nil {
+		l.closeIdle()
+	}
 	b.updateMu.Lock()
 	defer b.updateMu.Unlock()
 	for _, st := range b.registry {
 		st.closeIdle()
+	}
+}
+
+// eventLoop returns the event loop, started on first use, or nil when
+// connections are served by goroutines alone.
+func (b *Balancer) eventLoop() *loop {
+	if l := b.loop.Load(); l != nil || !b.cfg.EventLoop || b.cfg.BackendMaxConns > 0 {
+		return l
+	}
+	b.loopMu.Lock()
+	defer b.loopMu.Unlock()
+	if l := b.loop.Load(); l != nil || b.shutting.Load() {
+		return l
+	}
+	l, err := newLoop(b)
+	if err != nil {
+		b.logger.Warn("no event loop: a goroutine serves each connection", "error", err)
+		b.cfg.EventLoop = false
+		return nil
+	}
+	b.loop.Store(l)
+	return l
+}
+
+// stopLoop stops the event loop, once nothing is left for it to serve.
+func (b *Balancer) stopLoop() {
+	b.loopMu.Lock()
+	defer b.loopMu.Unlock()
+	if l := b.loop.Swap(nil); l != nil {
+		l.stop()
 	}
 }

@@ -62,6 +62,7 @@ type bconn struct {
 	reused    bool // it served a request before this one
 	idleSince time.Time
 	deadline  readDeadline
+	loop      *loop // the event loop's own, kept in its pool
 }
 
 // get returns an idle connection to be, or dials one.
@@ -99,7 +100,7 @@ func (bc *bconn) alive() bool {
 	if bc.br.Buffered() > 0 {
 		return false // bytes nobody asked for
 	}
-	s, ok := bc.c.(*sock)
+	s, ok := bc.c.(interface{ quiet() bool })
 	if !ok {
 		return true // not a socket: nothing to peek at
 	}
@@ -109,6 +110,10 @@ func (bc *bconn) alive() bool {
 // put returns a connection whose exchange ended cleanly to the pool, or
 // closes it when be is retired or the pool is full.
 func (be *backend) put(bc *bconn) {
+	if bc.loop != nil {
+		bc.loop.putIdle(bc)
+		return
+	}
 	be.poolMu.Lock()
 	if be.retired.Load() || len(be.idle) >= be.maxIdle {
 		be.poolMu.Unlock()

@@ -49,7 +49,8 @@ func (b *Balancer) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		cc := b.newClientConn(newSock(c))
+		cc := b.newClientConn(c)
+		cc.c = newSock(c)
 		b.srvMu.Lock()
 		if b.shutting.Load() {
 			b.srvMu.Unlock()
@@ -59,6 +60,9 @@ func (b *Balancer) Serve(ln net.Listener) error {
 		b.conns[cc] = struct{}{}
 		b.srvWG.Add(1)
 		b.srvMu.Unlock()
+		if l := b.eventLoop(); l != nil && l.accept(cc, c) {
+			continue
+		}
 		go cc.serve()
 	}
 }
@@ -84,22 +88,32 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 		b.srvMu.Lock()
 		n := len(b.conns)
 		for cc := range b.conns {
-			if cc.idle.Load() {
+			if cc.idle.Load() && !cc.looped.Load() {
 				cc.c.Close()
 			}
 		}
 		b.srvMu.Unlock()
 		if n == 0 {
+			b.stopLoop()
 			return nil
+		}
+		if l := b.loop.Load(); l != nil {
+			l.shutdown()
 		}
 		select {
 		case <-ctx.Done():
+			if l := b.loop.Load(); l != nil {
+				l.closeAll()
+			}
 			b.srvMu.Lock()
 			for cc := range b.conns {
-				cc.c.Close()
+				if !cc.looped.Load() {
+					cc.c.Close()
+				}
 			}
 			b.srvMu.Unlock()
 			b.srvWG.Wait()
+			b.stopLoop()
 			return ctx.Err()
 		case <-tick.C:
 		}
@@ -136,6 +150,13 @@ type clientConn struct {
 	// Waiting for a backend with room (Config.BackendMaxConns).
 	wake       chan struct{}
 	queueTimer *time.Timer
+
+	// While the event loop owns it (loop_linux.go).
+	looped atomic.Bool // Shutdown leaves it to the loop
+	phase  uint8
+	due    int64      // unix nanoseconds the current phase times out; 0: never
+	lst    relayState // the request in flight
+	lbc    *bconn     // its backend connection
 }
 
 // readDeadline sets a connection's read deadline at most about once a
