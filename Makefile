@@ -90,6 +90,8 @@ test: test-deps vet fmt-check
 	  echo "no Docker engine for the tests: the Docker tests will skip"; fi
 	@DOCKER_HOST=unix://$(DOCKERD_DIR)/docker.sock CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m -artifacts ./...; \
 	  rc=$$?; ./scripts/test-dockerd.sh stop $(DOCKERD_DIR); exit $$rc
+	# the relay again without its event loop: a goroutine for every exchange
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./pkg/balancer/ -args -goroutines
 	$(MAKE) fuzz FUZZ_ROUNDS=1
 
 test-deps:

@@ -2,6 +2,7 @@ package balancer
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -49,8 +50,15 @@ func newTestBalancer(t *testing.T) (*Balancer, *front) {
 	return serveBalancer(t, cfg)
 }
 
+// -goroutines runs the tests without the event loop: a goroutine relays
+// every exchange (make test runs the package both ways).
+var goroutinesOnly = flag.Bool("goroutines", false, "serve without the event loop")
+
 func serveBalancer(t *testing.T, cfg Config) (*Balancer, *front) {
 	t.Helper()
+	if *goroutinesOnly {
+		cfg.EventLoop = false
+	}
 	b, err := New(cfg)
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -146,12 +146,13 @@ func dupCloexec(fd int) (int, error) {
 	return int(r), nil
 }
 
-// shutdown closes the idle client connections; the others close after
-// their answer (respond sees Balancer.shutting).
+// shutdown closes the client connections waiting for a request (or for
+// the rest of its head), as Shutdown does without the loop; the others
+// close after their answer (respond sees Balancer.shutting).
 func (l *loop) shutdown() {
 	l.post(func() {
 		for cc := range l.clients {
-			if cc.phase == phRead && cc.br.Buffered() == 0 {
+			if cc.phase == phRead {
 				l.closeClient(cc)
 			}
 		}
@@ -437,7 +438,7 @@ func (l *loop) pooled(be *backend) *bconn {
 func (l *loop) putIdle(bc *bconn) {
 	be := bc.be
 	pool := l.idle[be]
-	if be.retired.Load() || len(pool) >= be.maxIdle || bc.c.(*lconn).hup {
+	if lc := bc.c.(*lconn); be.retired.Load() || len(pool) >= be.maxIdle || lc.hup || len(lc.pending) > 0 {
 		bc.close()
 		return
 	}
