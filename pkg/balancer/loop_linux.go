@@ -50,6 +50,11 @@ type loop struct {
 	idle    map[*backend][]*bconn // keep-alive pools of the loop's backend connections
 	quit    bool
 	sweepAt int64
+	// While a batch of events is handled, writes are queued (corked) and
+	// made after it, together: a backend or client woken by the first
+	// finds the others ready too.
+	corked bool
+	dirty  []*lconn
 }
 
 // How often the loop checks deadlines and its pools.
@@ -185,9 +190,19 @@ func (l *loop) run() {
 	defer l.exit()
 	for !l.quit {
 		n := l.wait()
+		l.corked = true
 		for _, ev := range l.events[:n] {
 			l.dispatch(ev)
 		}
+		l.corked = false
+		for i, lc := range l.dirty {
+			l.dirty[i] = nil
+			lc.dirty = false
+			if lc.l == l && l.fds[lc.fd] == lc {
+				l.flush(lc)
+			}
+		}
+		l.dirty = l.dirty[:0]
 		if now := time.Now().UnixNano(); now >= l.sweepAt {
 			l.sweep(now)
 			l.sweepAt = now + int64(sweepEvery)
@@ -269,7 +284,7 @@ func (l *loop) dispatch(ev syscall.EpollEvent) {
 		}
 		return
 	}
-	if ev.Events&(syscall.EPOLLOUT|syscall.EPOLLERR|syscall.EPOLLHUP) != 0 && len(lc.pending) > 0 {
+	if ev.Events&(syscall.EPOLLOUT|syscall.EPOLLERR|syscall.EPOLLHUP) != 0 && lc.waiting() {
 		l.flush(lc)
 		if l.fds[fd] != lc {
 			return // closed or handed over
@@ -348,7 +363,7 @@ func (l *loop) adopt(cc *clientConn) {
 
 // next waits for cc's next request, reading any that is already there.
 func (l *loop) next(cc *clientConn) {
-	if len(cc.c.(*lconn).pending) > 0 {
+	if cc.c.(*lconn).waiting() {
 		cc.phase = phFlush
 		return
 	}
@@ -438,7 +453,7 @@ func (l *loop) pooled(be *backend) *bconn {
 func (l *loop) putIdle(bc *bconn) {
 	be := bc.be
 	pool := l.idle[be]
-	if lc := bc.c.(*lconn); be.retired.Load() || len(pool) >= be.maxIdle || lc.hup || len(lc.pending) > 0 {
+	if lc := bc.c.(*lconn); be.retired.Load() || len(pool) >= be.maxIdle || lc.hup || lc.waiting() {
 		bc.close()
 		return
 	}
@@ -655,15 +670,19 @@ func (l *loop) flush(lc *lconn) {
 			l.closeClient(lc.cc)
 		} else if cc := lc.cc; cc != nil && cc.lbc == lc.bc {
 			// The request did not all go out: as a failed send.
-			bc := lc.bc
-			err = cc.backendFailed(bc.be, bc, err)
+			st, bc := &cc.lst, lc.bc
+			if bc.reused {
+				err = errStale // nothing of it was processed
+			} else {
+				err = cc.backendFailed(bc.be, bc, err)
+			}
 			bc.close()
 			cc.lbc = nil
-			l.resume(cc, nil, func() (int, error) { return 0, err })
+			l.resume(cc, nil, func() (int, error) { return cc.unstale(st, st.be, 0, err) })
 		}
 		return
 	}
-	if len(lc.pending) > 0 || lc.bc != nil {
+	if lc.waiting() || lc.bc != nil {
 		return
 	}
 	switch cc := lc.cc; cc.phase {
@@ -676,7 +695,7 @@ func (l *loop) flush(lc *lconn) {
 
 // closeWhenFlushed closes cc once what it has pending is written.
 func (l *loop) closeWhenFlushed(cc *clientConn) {
-	if len(cc.c.(*lconn).pending) == 0 {
+	if !cc.c.(*lconn).waiting() {
 		l.closeClient(cc)
 		return
 	}
@@ -748,7 +767,9 @@ type lconn struct {
 	gen          int32
 	l            *loop // set while registered
 	laddr, raddr net.Addr
-	pending      []byte
+	pending      []byte // written, not yet taken by the kernel from sent on
+	sent         int
+	dirty        bool  // in the loop's list of connections to flush after this batch
 	err          error // a read error: every later read returns it
 	gc           net.Conn
 	closed       atomic.Bool
@@ -795,8 +816,12 @@ func (c *lconn) Write(p []byte) (int, error) {
 	if c.closed.Load() {
 		return 0, c.opError("write", net.ErrClosed)
 	}
-	if len(c.pending) > 0 {
+	if c.waiting() || c.l != nil && c.l.corked {
 		c.pending = append(c.pending, p...)
+		if c.l != nil && c.l.corked && !c.dirty {
+			c.dirty = true
+			c.l.dirty = append(c.l.dirty, c)
+		}
 		return len(p), nil
 	}
 	for done := 0; done < len(p); {
@@ -814,20 +839,28 @@ func (c *lconn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// waiting reports whether written bytes wait to be flushed.
+func (c *lconn) waiting() bool { return c.sent < len(c.pending) }
+
 // flush writes what is pending, as far as the socket takes it.
 func (c *lconn) flush() error {
-	for len(c.pending) > 0 {
-		n, e := rawCall(syscall.SYS_WRITE, uintptr(c.fd), c.pending)
+	for c.sent < len(c.pending) {
+		n, e := rawCall(syscall.SYS_WRITE, uintptr(c.fd), c.pending[c.sent:])
 		switch e {
 		case 0:
-			c.pending = c.pending[n:]
+			c.sent += n
 		case syscall.EAGAIN:
 			return nil
 		default:
 			return c.opError("write", os.NewSyscallError("write", e))
 		}
 	}
-	c.pending = c.pending[:0:0]
+	c.sent = 0
+	if cap(c.pending) > 4<<10 {
+		c.pending = nil // a large answer's buffer is not kept
+	} else {
+		c.pending = c.pending[:0]
+	}
 	return nil
 }
 
