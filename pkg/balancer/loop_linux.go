@@ -50,6 +50,7 @@ type loop struct {
 	idle    map[*backend][]*bconn // keep-alive pools of the loop's backend connections
 	quit    bool
 	sweepAt int64
+	gen     int32
 	// While a batch of events is handled, writes are queued (corked) and
 	// made after it, together: a backend or client woken by the first
 	// finds the others ready too.
@@ -311,7 +312,11 @@ func (l *loop) register(lc *lconn) error {
 	for lc.fd >= len(l.fds) {
 		l.fds = append(l.fds, make([]*lconn, len(l.fds)+64)...)
 	}
-	lc.gen++
+	l.gen++ // tells this registration's events from a closed predecessor's on the same descriptor
+	if l.gen == -1 {
+		l.gen = 0 // -1 is the wake-up descriptor's
+	}
+	lc.gen = l.gen
 	ev := syscall.EpollEvent{
 		Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET,
 		Fd:     int32(lc.fd), Pad: lc.gen,
@@ -497,7 +502,10 @@ func (l *loop) dial(cc *clientConn, be *backend) {
 		return
 	}
 	cc.phase = phConnect
-	cc.due = time.Now().Add(l.b.cfg.DialTimeout).UnixNano()
+	cc.due = 0
+	if t := l.b.cfg.DialTimeout; t > 0 {
+		cc.due = time.Now().Add(t).UnixNano()
+	}
 	if err == nil {
 		l.connected(lc)
 	}
@@ -622,9 +630,7 @@ func (l *loop) resume(cc *clientConn, bc *bconn, f func() (int, error)) {
 	if bc != nil {
 		bc.loop = nil // from now on it belongs to the goroutines' pool
 		if err := l.release(bc.c.(*lconn)); err != nil {
-			bc.close()
-			be.done()
-			l.closeClient(cc)
+			l.closeClient(cc) // and bc, ending the attempt
 			return
 		}
 	}
