@@ -51,7 +51,9 @@ func main() {
 				&cli.DurationFlag{Name: "queue-timeout", Value: 5 * time.Second, EnvVars: []string{"HERD_QUEUE_TIMEOUT"},
 					Usage: "with --backend-max-conns, how long a request may wait for a backend with room before a 503"},
 				&cli.BoolFlag{Name: "event-loop", Value: true, EnvVars: []string{"HERD_EVENT_LOOP"},
-					Usage: "relay common requests on one event-loop thread, the rest on a goroutine per connection (false: goroutines for all; off with --backend-max-conns)"},
+					Usage: "relay common requests on event-loop threads, the rest on a goroutine per connection (false: goroutines for all; off with --backend-max-conns)"},
+				&cli.IntFlag{Name: "event-loop-threads", EnvVars: []string{"HERD_EVENT_LOOP_THREADS"},
+					Usage: "event loops sharing the client connections (0: one per two CPUs, at least one)"},
 				&cli.DurationFlag{Name: "slow-start", EnvVars: []string{"HERD_SLOW_START"},
 					Usage: "ramp a new or recovered backend to its full share over this long (0: off)"},
 				&cli.IntFlag{Name: "retries", Value: 2, EnvVars: []string{"HERD_RETRIES"},
@@ -102,7 +104,7 @@ func run(c *cli.Context) error {
 	bc.DialTimeout, bc.ResponseHeaderTimeout = c.Duration("connect-timeout"), c.Duration("response-header-timeout")
 	bc.ClientIdleTimeout, bc.IdleConnTimeout = c.Duration("client-idle-timeout"), c.Duration("backend-idle-timeout")
 	bc.BackendMaxConns, bc.QueueTimeout = c.Int("backend-max-conns"), c.Duration("queue-timeout")
-	bc.EventLoop = c.Bool("event-loop")
+	bc.EventLoop, bc.EventLoopThreads = c.Bool("event-loop"), c.Int("event-loop-threads")
 	if bc.Balance, err = balancer.ParseAlgorithm(c.String("balance")); err != nil {
 		return cli.Exit(err.Error(), 2)
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -79,11 +80,15 @@ type Config struct {
 	AccessLog       string
 	AccessLogSample float64
 	// EventLoop relays the common exchange (a request whose body came with
-	// its head, answered with a small Content-Length body) on one event
-	// loop thread, and the rest on a goroutine per connection; false: a
+	// its head, answered with a small Content-Length body) on event loop
+	// threads, and the rest on a goroutine per connection; false: a
 	// goroutine per connection for everything. Linux only; not with
 	// BackendMaxConns. Default true.
 	EventLoop bool
+	// EventLoopThreads is how many event loops share the client
+	// connections (each its own thread); 0: one per two CPUs
+	// (GOMAXPROCS), at least one.
+	EventLoopThreads int
 	// Registerer, if set, receives the balancer's Prometheus metrics.
 	Registerer prometheus.Registerer
 	// Logger receives the balancer's logs. Default: hclog's default logger.
@@ -135,6 +140,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("health path %q: want a path starting with /", c.HealthPath)
 	case c.Retries < 0 || c.Retries > 7:
 		return fmt.Errorf("retries %d: want 0 to 7", c.Retries)
+	case c.EventLoopThreads < 0:
+		return fmt.Errorf("event loop threads %d: must not be negative", c.EventLoopThreads)
 	case c.BackendMaxConns < 0:
 		return fmt.Errorf("backend max conns %d: must not be negative", c.BackendMaxConns)
 	case c.BackendMaxConns > 0 && c.QueueTimeout <= 0:
@@ -197,7 +204,7 @@ type Balancer struct {
 	conns     map[*clientConn]struct{}
 	srvWG     sync.WaitGroup
 	loopMu    sync.Mutex
-	loop      atomic.Pointer[loop] // started by the first Serve when Config.EventLoop
+	loops     atomic.Pointer[loopSet] // started by the first Serve when Config.EventLoop
 	shutting  atomic.Bool
 
 	retries, ejections atomic.Uint64
@@ -410,9 +417,7 @@ func (b *Balancer) Len() int { return len(b.snap.Load().backends) }
 
 // Close closes idle connections to every backend.
 func (b *Balancer) Close() {
-	if l := b.loop.Load(); l != nil {
-		l.closeIdle()
-	}
+	b.eachLoop((*loop).closeIdle)
 	b.updateMu.Lock()
 	defer b.updateMu.Unlock()
 	for _, st := range b.registry {
@@ -420,32 +425,71 @@ func (b *Balancer) Close() {
 	}
 }
 
-// eventLoop returns the event loop, started on first use, or nil when
-// connections are served by goroutines alone.
-func (b *Balancer) eventLoop() *loop {
-	if l := b.loop.Load(); l != nil || !b.cfg.EventLoop || b.cfg.BackendMaxConns > 0 {
-		return l
-	}
-	b.loopMu.Lock()
-	defer b.loopMu.Unlock()
-	if l := b.loop.Load(); l != nil || b.shutting.Load() {
-		return l
-	}
-	l, err := newLoop(b)
-	if err != nil {
-		b.logger.Warn("no event loop: a goroutine serves each connection", "error", err)
-		b.cfg.EventLoop = false
-		return nil
-	}
-	b.loop.Store(l)
-	return l
+// loopSet is the running event loops.
+type loopSet struct {
+	loops []*loop
+	next  atomic.Uint32
 }
 
-// stopLoop stops the event loop, once nothing is left for it to serve.
-func (b *Balancer) stopLoop() {
+// eventLoop returns the event loop to take the next connection (in turn),
+// starting them on first use, or nil when connections are served by
+// goroutines alone.
+func (b *Balancer) eventLoop() *loop {
+	set := b.loops.Load()
+	if set == nil {
+		if !b.cfg.EventLoop || b.cfg.BackendMaxConns > 0 {
+			return nil
+		}
+		if set = b.startLoops(); set == nil {
+			return nil
+		}
+	}
+	return set.loops[int(set.next.Add(1))%len(set.loops)]
+}
+
+func (b *Balancer) startLoops() *loopSet {
 	b.loopMu.Lock()
 	defer b.loopMu.Unlock()
-	if l := b.loop.Swap(nil); l != nil {
-		l.stop()
+	if set := b.loops.Load(); set != nil || b.shutting.Load() || !b.cfg.EventLoop {
+		return set
+	}
+	n := b.cfg.EventLoopThreads
+	if n <= 0 {
+		n = max(1, runtime.GOMAXPROCS(0)/2)
+	}
+	set := &loopSet{}
+	for range n {
+		l, err := newLoop(b)
+		if err != nil {
+			b.logger.Warn("no event loop: a goroutine serves each connection", "error", err)
+			for _, l := range set.loops {
+				l.stop()
+			}
+			b.cfg.EventLoop = false
+			return nil
+		}
+		set.loops = append(set.loops, l)
+	}
+	b.loops.Store(set)
+	return set
+}
+
+// eachLoop calls f on every running event loop.
+func (b *Balancer) eachLoop(f func(*loop)) {
+	if set := b.loops.Load(); set != nil {
+		for _, l := range set.loops {
+			f(l)
+		}
+	}
+}
+
+// stopLoops stops the event loops, once nothing is left for them to serve.
+func (b *Balancer) stopLoops() {
+	b.loopMu.Lock()
+	defer b.loopMu.Unlock()
+	if set := b.loops.Swap(nil); set != nil {
+		for _, l := range set.loops {
+			l.stop()
+		}
 	}
 }

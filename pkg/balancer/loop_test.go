@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -106,10 +107,56 @@ func TestLoopHandsOverAndTakesBack(t *testing.T) {
 		assert.Equal(t, `POST /small "hi"`, got)
 	}
 	if !*goroutinesOnly {
-		l := b.loop.Load()
-		require.NotNil(t, l)
-		owned := make(chan int, 1)
-		require.True(t, l.post(func() { owned <- len(l.clients) }))
-		assert.Equal(t, 1, <-owned, "the connection is back with the loop")
+		set := b.loops.Load()
+		require.NotNil(t, set)
+		l := set.loops[0]
+		assert.Equal(t, 1, owned(t, l), "the connection is back with the loop")
+	}
+}
+
+// owned is how many client connections l owns.
+func owned(t *testing.T, l *loop) int {
+	t.Helper()
+	n := make(chan int, 1)
+	require.True(t, l.post(func() { n <- len(l.clients) }))
+	return <-n
+}
+
+// Several loops share the connections in turn, each with its own pools.
+func TestLoopThreads(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Logger = hclog.NewNullLogger()
+	cfg.HealthInterval = 0
+	cfg.EventLoopThreads = 3
+	b, f := serveBalancer(t, cfg)
+	b.Update(startBackends(t, 4, nil))
+	conns := make([]net.Conn, 6)
+	for i := range conns {
+		c, err := net.Dial("tcp", f.Addr)
+		require.NoError(t, err)
+		defer c.Close()
+		conns[i] = c
+	}
+	for range 20 {
+		for _, c := range conns {
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			_, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			require.NoError(t, err)
+		}
+		for _, c := range conns {
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			require.NoError(t, err)
+			_, _ = io.Copy(io.Discard, resp.Body)
+			assert.Equal(t, 200, resp.StatusCode)
+		}
+	}
+	if *goroutinesOnly {
+		assert.Nil(t, b.loops.Load())
+		return
+	}
+	set := b.loops.Load()
+	require.Len(t, set.loops, 3)
+	for i, l := range set.loops {
+		assert.Equal(t, 2, owned(t, l), "loop %d", i)
 	}
 }

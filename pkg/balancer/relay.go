@@ -94,17 +94,13 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 		}
 		b.srvMu.Unlock()
 		if n == 0 {
-			b.stopLoop()
+			b.stopLoops()
 			return nil
 		}
-		if l := b.loop.Load(); l != nil {
-			l.shutdown()
-		}
+		b.eachLoop((*loop).shutdown)
 		select {
 		case <-ctx.Done():
-			if l := b.loop.Load(); l != nil {
-				l.closeAll()
-			}
+			b.eachLoop((*loop).closeAll)
 			b.srvMu.Lock()
 			for cc := range b.conns {
 				if !cc.looped.Load() {
@@ -113,7 +109,7 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 			}
 			b.srvMu.Unlock()
 			b.srvWG.Wait()
-			b.stopLoop()
+			b.stopLoops()
 			return ctx.Err()
 		case <-tick.C:
 		}
