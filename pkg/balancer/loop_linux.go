@@ -122,15 +122,11 @@ func (l *loop) stop() { l.post(func() { l.quit = true }) }
 // accept takes a new client connection c: a duplicate of its socket joins
 // the loop and c is closed. false: the loop cannot take it.
 func (l *loop) accept(cc *clientConn, c net.Conn) bool {
-	sc, ok := c.(syscall.Conn)
+	rc, ok := rawConnOf(c)
 	if !ok {
 		return false
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	fd := -1
+	fd, err := -1, error(nil)
 	if cerr := rc.Control(func(s uintptr) { fd, err = dupCloexec(int(s)) }); cerr != nil || err != nil {
 		return false
 	}

@@ -38,17 +38,23 @@ type sock struct {
 
 // newSock wraps c, or returns c itself when it has no socket to reach.
 func newSock(c net.Conn) net.Conn {
-	sc, ok := c.(syscall.Conn)
+	rc, ok := rawConnOf(c)
 	if !ok {
-		return c
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
 		return c
 	}
 	s := &sock{Conn: c, rc: rc}
 	s.readFn, s.writeFn = s.read, s.write
 	return s
+}
+
+// rawConnOf returns c's socket, when it has one to reach.
+func rawConnOf(c net.Conn) (syscall.RawConn, bool) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil, false
+	}
+	rc, err := sc.SyscallConn()
+	return rc, err == nil
 }
 
 // rawCall makes one read or write system call on fd, again after EINTR.
