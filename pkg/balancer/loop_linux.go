@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -468,7 +469,7 @@ func (l *loop) dropIdle(bc *bconn) {
 	pool := l.idle[bc.be]
 	for i, p := range pool {
 		if p == bc {
-			l.idle[bc.be] = append(pool[:i], pool[i+1:]...)
+			l.idle[bc.be] = slices.Delete(pool, i, i+1)
 			bc.close()
 			return
 		}
