@@ -62,7 +62,7 @@ type bconn struct {
 	reused    bool // it served a request before this one
 	idleSince time.Time
 	deadline  readDeadline
-	loop      *loop // the event loop's own, kept in its pool
+	loop      *loop // the event loop's own, back to its pool after a goroutine used it
 }
 
 // get returns an idle connection to be, or dials one.
@@ -111,7 +111,7 @@ func (bc *bconn) alive() bool {
 // closes it when be is retired or the pool is full.
 func (be *backend) put(bc *bconn) {
 	if bc.loop != nil {
-		bc.loop.putIdle(bc)
+		bc.loop.put(bc)
 		return
 	}
 	be.poolMu.Lock()

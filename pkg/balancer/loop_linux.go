@@ -451,6 +451,31 @@ func (l *loop) pooled(be *backend) *bconn {
 	return nil
 }
 
+// put takes back bc, whose exchange ended cleanly: on the loop, into its
+// pool; from a goroutine (a large or streamed answer), through the inbox,
+// so that such an answer does not cost the loop a new connection.
+func (l *loop) put(bc *bconn) {
+	if bc.c.(*lconn).gc == nil {
+		l.putIdle(bc)
+		return
+	}
+	if !l.post(func() { l.reclaim(bc) }) {
+		bc.close()
+	}
+}
+
+// reclaim makes a backend connection a goroutine used the loop's again.
+func (l *loop) reclaim(bc *bconn) {
+	lc := bc.c.(*lconn)
+	lc.gc.Close()
+	lc.gc, lc.drained, bc.deadline.at = nil, false, time.Time{}
+	if l.quit || l.register(lc) != nil {
+		bc.close()
+		return
+	}
+	l.putIdle(bc)
+}
+
 // putIdle keeps bc, whose exchange ended cleanly, for another request.
 func (l *loop) putIdle(bc *bconn) {
 	be := bc.be
@@ -625,7 +650,7 @@ func (l *loop) resume(cc *clientConn, bc *bconn, f func() (int, error)) {
 	st := &cc.lst
 	be := st.be
 	if bc != nil {
-		bc.loop = nil // from now on it belongs to the goroutines' pool
+		bc.deadline.at = time.Time{}
 		if err := l.release(bc.c.(*lconn)); err != nil {
 			l.closeClient(cc) // and bc, ending the attempt
 			return

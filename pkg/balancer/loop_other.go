@@ -18,4 +18,4 @@ func (*loop) shutdown()                         {}
 func (*loop) closeAll()                         {}
 func (*loop) closeIdle()                        {}
 func (*loop) stop()                             {}
-func (*loop) putIdle(*bconn)                    {}
+func (*loop) put(*bconn)                        {}

@@ -8,7 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,4 +162,34 @@ func TestLoopThreads(t *testing.T) {
 	for i, l := range set.loops {
 		assert.Equal(t, 2, owned(t, l), "loop %d", i)
 	}
+}
+
+// An answer too large for the loop is relayed by a goroutine on the loop's
+// backend connection, which then goes back to the loop's pool: large
+// answers in a row do not cost a new connection each.
+func TestLoopLargeAnswersReuseConnections(t *testing.T) {
+	big := strings.Repeat("z", 64<<10)
+	var dialled atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, big)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dialled.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	b, f := newTestBalancer(t)
+	b.Update([]Backend{{Addr: netip.MustParseAddrPort(srv.Listener.Addr().String()), Node: "n"}})
+	client := &http.Client{}
+	for i := range 20 {
+		resp, err := client.Get(f.URL)
+		require.NoError(t, err, "request %d", i)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, big, string(body), "request %d", i)
+	}
+	assert.Equal(t, int32(1), dialled.Load(), "one backend connection for 20 answers in a row")
 }
