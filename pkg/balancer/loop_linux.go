@@ -38,6 +38,8 @@ import (
 type loop struct {
 	b      *Balancer
 	ep     int
+	epf    *os.File // ep, in Go's poller
+	eprc   syscall.RawConn
 	wakeFd int // an eventfd: post wakes the loop
 	events []syscall.EpollEvent
 
@@ -96,6 +98,20 @@ func newLoop(b *Balancer) (*loop, error) {
 		syscall.Close(l.wakeFd)
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
+	// The loop waits for its epoll instance in Go's poller (an epoll
+	// descriptor is readable when it has events), so that an idle loop
+	// holds no P and no thread: blocked in epoll_wait instead, it kept a P
+	// in its system call, and the goroutines relaying uploads had one P
+	// fewer.
+	_ = syscall.SetNonblock(ep, true)
+	l.epf = os.NewFile(uintptr(ep), "epoll")
+	rc, err := l.epf.SyscallConn()
+	if err != nil || l.epf.SetReadDeadline(time.Time{}) != nil {
+		l.epf.Close()
+		syscall.Close(l.wakeFd)
+		return nil, errors.New("epoll descriptor not pollable")
+	}
+	l.eprc = rc
 	go l.run()
 	return l, nil
 }
@@ -226,27 +242,38 @@ func (l *loop) exit() {
 		}
 	}
 	syscall.Close(l.wakeFd)
-	syscall.Close(l.ep)
+	l.epf.Close()
 }
 
 // wait returns the next batch of events. A non-blocking look first, as a
 // raw system call: when busy there is always something, and the Go
-// scheduler need not hand the thread's P over.
+// scheduler need not hand the thread's P over. When there is nothing, the
+// goroutine parks in Go's poller until there is, or until the next sweep.
 func (l *loop) wait() int {
+	if n := l.poll(); n > 0 {
+		return n
+	}
+	deadline := time.Time{}
+	if len(l.clients) > 0 || len(l.idle) > 0 {
+		deadline = time.Now().Add(sweepEvery)
+	}
+	_ = l.epf.SetReadDeadline(deadline)
+	n := 0
+	_ = l.eprc.Read(func(uintptr) bool { // a deadline ends it with an error
+		n = l.poll()
+		return n > 0
+	})
+	return n
+}
+
+// poll returns the events that are ready, without waiting.
+func (l *loop) poll() int {
 	n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep),
 		uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
-	if e == 0 && n > 0 {
-		return int(n)
-	}
-	timeout := -1
-	if len(l.clients) > 0 || len(l.idle) > 0 {
-		timeout = int(sweepEvery / time.Millisecond)
-	}
-	m, err := syscall.EpollWait(l.ep, l.events, timeout)
-	if err != nil {
+	if e != 0 {
 		return 0 // EINTR
 	}
-	return m
+	return int(n)
 }
 
 func (l *loop) dispatch(ev syscall.EpollEvent) {
