@@ -100,7 +100,7 @@ func (bc *bconn) alive() bool {
 	if bc.br.Buffered() > 0 {
 		return false // bytes nobody asked for
 	}
-	s, ok := bc.c.(interface{ quiet() bool })
+	s, ok := bc.c.(quieter)
 	if !ok {
 		return true // not a socket: nothing to peek at
 	}

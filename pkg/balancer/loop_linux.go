@@ -537,17 +537,15 @@ func (l *loop) dial(cc *clientConn, be *backend) {
 			syscall.Close(fd)
 		}
 		err = &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(be.addr), Err: os.NewSyscallError("connect", err)}
-		l.resume(cc, nil, func() (int, error) { return 0, cc.connectFailed(be, err) })
+		l.dialFailed(cc, nil, be, err)
 		return
 	}
 	lc := &lconn{fd: fd, raddr: net.TCPAddrFromAddrPort(be.addr), cc: cc, connecting: true}
 	bc := &bconn{be: be, c: lc, loop: l}
 	bc.br, lc.bc = getReader(lc), bc
 	st.bc, cc.lbc = bc, bc
-	if rerr := l.register(lc); rerr != nil {
-		bc.close()
-		cc.lbc = nil
-		l.resume(cc, nil, func() (int, error) { return 0, cc.connectFailed(be, rerr) })
+	if err := l.register(lc); err != nil {
+		l.dialFailed(cc, bc, be, err)
 		return
 	}
 	cc.phase = phConnect
@@ -589,11 +587,7 @@ func (l *loop) connected(lc *lconn) {
 		err = os.NewSyscallError("connect", syscall.Errno(errno))
 	}
 	if err != nil {
-		be := bc.be
-		bc.close()
-		cc.lbc = nil
-		err = &net.OpError{Op: "dial", Net: "tcp", Addr: lc.raddr, Err: err}
-		l.resume(cc, nil, func() (int, error) { return 0, cc.connectFailed(be, err) })
+		l.dialFailed(cc, bc, bc.be, &net.OpError{Op: "dial", Net: "tcp", Addr: lc.raddr, Err: err})
 		return
 	}
 	if sa, err := syscall.Getsockname(lc.fd); err == nil {
@@ -607,20 +601,12 @@ func (l *loop) send(cc *clientConn, bc *bconn) {
 	st, be, lc := &cc.lst, bc.be, bc.c.(*lconn)
 	st.bc, cc.lbc, lc.cc = bc, bc, cc
 	if bc.reused && !st.retryable && !lc.quiet() {
-		bc.close() // a request that must not be sent twice waits for a new connection
-		cc.lbc = nil
-		l.resume(cc, nil, func() (int, error) { return cc.unstale(st, be, 0, errStale) })
+		// A request that must not be sent twice waits for a new connection.
+		l.abandon(cc, bc, func() (int, error) { return cc.unstale(st, be, 0, errStale) })
 		return
 	}
 	if _, err := lc.Write(cc.out); err != nil {
-		if bc.reused {
-			err = errStale
-		} else {
-			err = cc.backendFailed(be, bc, err)
-		}
-		bc.close()
-		cc.lbc = nil
-		l.resume(cc, nil, func() (int, error) { return cc.unstale(st, be, 0, err) })
+		l.sendFailed(cc, bc, err)
 		return
 	}
 	cc.phase = phAwait
@@ -668,6 +654,35 @@ func (l *loop) answer(cc *clientConn) {
 	}
 	bc.be.done()
 	l.ended(cc, cc.settle(st, status, err)) // only a client gone can fail here: no retry
+}
+
+// abandon closes bc, if any, on which cc's attempt failed, and hands the
+// request to a goroutine that settles it with f's result: a retry, or an
+// error answer.
+func (l *loop) abandon(cc *clientConn, bc *bconn, f func() (int, error)) {
+	if bc != nil {
+		bc.close()
+	}
+	cc.lbc = nil
+	l.resume(cc, nil, f)
+}
+
+// dialFailed abandons an attempt whose connection to be failed.
+func (l *loop) dialFailed(cc *clientConn, bc *bconn, be *backend, err error) {
+	l.abandon(cc, bc, func() (int, error) { return 0, cc.connectFailed(be, err) })
+}
+
+// sendFailed abandons an attempt whose request did not all go out on bc:
+// on a reused connection nothing of it was processed (stale), otherwise
+// bc's backend failed.
+func (l *loop) sendFailed(cc *clientConn, bc *bconn, err error) {
+	st := &cc.lst
+	if bc.reused {
+		err = errStale
+	} else {
+		err = cc.backendFailed(bc.be, bc, err)
+	}
+	l.abandon(cc, bc, func() (int, error) { return cc.unstale(st, bc.be, 0, err) })
 }
 
 // resume hands cc's request, whose attempt began on the loop, to a
@@ -724,16 +739,7 @@ func (l *loop) flush(lc *lconn) {
 		if lc.bc == nil {
 			l.closeClient(lc.cc)
 		} else if cc := lc.cc; cc != nil && cc.lbc == lc.bc {
-			// The request did not all go out: as a failed send.
-			st, bc := &cc.lst, lc.bc
-			if bc.reused {
-				err = errStale // nothing of it was processed
-			} else {
-				err = cc.backendFailed(bc.be, bc, err)
-			}
-			bc.close()
-			cc.lbc = nil
-			l.resume(cc, nil, func() (int, error) { return cc.unstale(st, st.be, 0, err) })
+			l.sendFailed(cc, lc.bc, err) // the request did not all go out
 		}
 		return
 	}
@@ -790,9 +796,7 @@ func (l *loop) sweep(now int64) {
 			} else {
 				err = cc.backendFailed(be, bc, err)
 			}
-			bc.close()
-			cc.lbc = nil
-			l.resume(cc, nil, func() (int, error) { return 0, err })
+			l.abandon(cc, bc, func() (int, error) { return 0, err })
 		}
 	}
 	for be, pool := range l.idle {
@@ -879,17 +883,12 @@ func (c *lconn) Write(p []byte) (int, error) {
 		}
 		return len(p), nil
 	}
-	for done := 0; done < len(p); {
-		n, e := rawCall(syscall.SYS_WRITE, uintptr(c.fd), p[done:])
-		switch e {
-		case 0:
-			done += n
-		case syscall.EAGAIN:
-			c.pending = append(c.pending[:0], p[done:]...)
-			return len(p), nil
-		default:
-			return done, c.opError("write", os.NewSyscallError("write", e))
-		}
+	switch n, e := rawWrite(uintptr(c.fd), p); e {
+	case 0:
+	case syscall.EAGAIN:
+		c.pending = append(c.pending[:0], p[n:]...)
+	default:
+		return n, c.opError("write", os.NewSyscallError("write", e))
 	}
 	return len(p), nil
 }
@@ -899,16 +898,14 @@ func (c *lconn) waiting() bool { return c.sent < len(c.pending) }
 
 // flush writes what is pending, as far as the socket takes it.
 func (c *lconn) flush() error {
-	for c.sent < len(c.pending) {
-		n, e := rawCall(syscall.SYS_WRITE, uintptr(c.fd), c.pending[c.sent:])
-		switch e {
-		case 0:
-			c.sent += n
-		case syscall.EAGAIN:
-			return nil
-		default:
-			return c.opError("write", os.NewSyscallError("write", e))
-		}
+	n, e := rawWrite(uintptr(c.fd), c.pending[c.sent:])
+	c.sent += n
+	switch e {
+	case 0:
+	case syscall.EAGAIN:
+		return nil
+	default:
+		return c.opError("write", os.NewSyscallError("write", e))
 	}
 	c.sent = 0
 	if cap(c.pending) > 4<<10 {
@@ -923,12 +920,10 @@ func (c *lconn) flush() error {
 // sent anything unread.
 func (c *lconn) quiet() bool {
 	if c.gc != nil {
-		q, ok := c.gc.(interface{ quiet() bool })
+		q, ok := c.gc.(quieter)
 		return !ok || q.quiet()
 	}
-	var b [1]byte
-	n, _, err := syscall.Recvfrom(c.fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	return n < 0 && err == syscall.EAGAIN
+	return quietFd(c.fd)
 }
 
 func (c *lconn) opError(op string, err error) error {

@@ -49,8 +49,7 @@ func (b *Balancer) Serve(ln net.Listener) error {
 			return err
 		}
 		delay = 0
-		cc := b.newClientConn(c)
-		cc.c = newSock(c)
+		cc := b.newClientConn(newSock(c))
 		b.srvMu.Lock()
 		if b.shutting.Load() {
 			b.srvMu.Unlock()

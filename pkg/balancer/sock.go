@@ -96,19 +96,26 @@ func (s *sock) Read(p []byte) (int, error) {
 	return s.rn, nil
 }
 
-func (s *sock) write(fd uintptr) bool {
-	for s.wn < len(s.wbuf) {
-		n, e := rawCall(syscall.SYS_WRITE, fd, s.wbuf[s.wn:])
-		switch e {
-		case 0:
-			s.wn += n
-		case syscall.EAGAIN:
-			return false // wait until writable
-		default:
-			s.werrno = e
-			return true
+// rawWrite writes b to fd until all of it is written, the socket is full
+// (syscall.EAGAIN) or the write fails; n is how much was written.
+func rawWrite(fd uintptr, b []byte) (n int, e syscall.Errno) {
+	for n < len(b) {
+		m, e := rawCall(syscall.SYS_WRITE, fd, b[n:])
+		if e != 0 {
+			return n, e
 		}
+		n += m
 	}
+	return n, 0
+}
+
+func (s *sock) write(fd uintptr) bool {
+	n, e := rawWrite(fd, s.wbuf[s.wn:])
+	s.wn += n
+	if e == syscall.EAGAIN {
+		return false // wait until writable
+	}
+	s.werrno = e
 	return true
 }
 
@@ -142,17 +149,25 @@ func (s *sock) result(op string, err error, errno syscall.Errno) error {
 // quiet reports whether the peer has neither closed the connection nor
 // sent anything unread: one non-blocking peek.
 func (s *sock) quiet() bool {
-	var b [1]byte
-	var n int
-	var err error
-	if rerr := s.rc.Read(func(fd uintptr) bool {
-		n, _, err = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	q := false
+	if err := s.rc.Read(func(fd uintptr) bool {
+		q = quietFd(int(fd))
 		return true
-	}); rerr != nil {
+	}); err != nil {
 		return false
 	}
+	return q
+}
+
+// quietFd is quiet's peek on a socket descriptor.
+func quietFd(fd int) bool {
+	var b [1]byte
+	n, _, err := syscall.Recvfrom(fd, b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 	return n < 0 && err == syscall.EAGAIN
 }
+
+// quieter is a connection that can tell whether its peer is quiet.
+type quieter interface{ quiet() bool }
 
 // CloseWrite shuts down the writing side, as net.TCPConn's does.
 func (s *sock) CloseWrite() error {
