@@ -205,6 +205,7 @@ type Balancer struct {
 	srvWG     sync.WaitGroup
 	loopMu    sync.Mutex
 	loops     atomic.Pointer[loopSet] // started by the first Serve when Config.EventLoop
+	noLoop    atomic.Bool             // the event loops could not start
 	shutting  atomic.Bool
 
 	retries, ejections atomic.Uint64
@@ -437,7 +438,7 @@ type loopSet struct {
 func (b *Balancer) eventLoop() *loop {
 	set := b.loops.Load()
 	if set == nil {
-		if !b.cfg.EventLoop || b.cfg.BackendMaxConns > 0 {
+		if !b.cfg.EventLoop || b.cfg.BackendMaxConns > 0 || b.noLoop.Load() {
 			return nil
 		}
 		if set = b.startLoops(); set == nil {
@@ -450,7 +451,7 @@ func (b *Balancer) eventLoop() *loop {
 func (b *Balancer) startLoops() *loopSet {
 	b.loopMu.Lock()
 	defer b.loopMu.Unlock()
-	if set := b.loops.Load(); set != nil || b.shutting.Load() || !b.cfg.EventLoop {
+	if set := b.loops.Load(); set != nil || b.shutting.Load() || b.noLoop.Load() {
 		return set
 	}
 	n := b.cfg.EventLoopThreads
@@ -465,7 +466,7 @@ func (b *Balancer) startLoops() *loopSet {
 			for _, l := range set.loops {
 				l.stop()
 			}
-			b.cfg.EventLoop = false
+			b.noLoop.Store(true) // not written to cfg, which Serve reads unlocked
 			return nil
 		}
 		set.loops = append(set.loops, l)
