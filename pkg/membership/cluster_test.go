@@ -17,6 +17,16 @@ type testMember struct {
 	*Cluster
 	events  chan Event
 	queries chan *Query
+	// unread holds what waitEvent read but nobody has asked for yet:
+	// events about different nodes need not arrive in the order the
+	// test waits for them (a2's join may come before a1's).
+	unread []eventOf
+}
+
+// eventOf is one node's part of an event.
+type eventOf struct {
+	typ  EventType
+	node Node
 }
 
 func startMember(t *testing.T, name string, tags Tags) *testMember {
@@ -48,17 +58,22 @@ func joinAll(t *testing.T, seed *testMember, members ...*testMember) {
 	}
 }
 
-// waitEvent reads events until one of type typ concerns node, or fails.
+// waitEvent returns the earliest event of type typ about node not yet
+// returned, reading events until one arrives, or fails.
 func (m *testMember) waitEvent(t *testing.T, typ EventType, node string, within time.Duration) Node {
 	t.Helper()
 	deadline := time.After(within)
 	for {
+		for i, u := range m.unread {
+			if u.typ == typ && u.node.Name == node {
+				m.unread = append(m.unread[:i], m.unread[i+1:]...)
+				return u.node
+			}
+		}
 		select {
 		case e := <-m.events:
 			for _, n := range e.Nodes {
-				if e.Type == typ && n.Name == node {
-					return n
-				}
+				m.unread = append(m.unread, eventOf{e.Type, n})
 			}
 		case <-deadline:
 			t.Fatalf("no %s event for %s within %s", typ, node, within)
