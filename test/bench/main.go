@@ -450,10 +450,12 @@ func (c *cluster) compare(title string, p pair, fixedLoad float64) error {
 		fmt.Fprintf(w, "%s\t%.0f\t%s\t%s\t%d\t\n", x.name, x.r.rps, x.r.p50, x.r.p99, x.r.errors)
 	}
 	w.Flush()
-	fmt.Printf("\ngateway/haproxy: req/s %.2f× (per round %.2f×–%.2f×, median %.2f×), p99 %.2f× (per round %.2f×–%.2f×, median %.2f×)"+
-		" (target: req/s ≥ 1.10×, p99 ≤ 1.00×)\n\n",
-		gw.rps/ha0.rps, ratios[0], ratios[len(ratios)-1], ratios[len(ratios)/2],
-		float64(gw.p99)/float64(ha0.p99), p99s[0], p99s[len(p99s)-1], p99s[len(p99s)/2])
+	rate, p99 := gw.rps/ha0.rps, float64(gw.p99)/float64(ha0.p99)
+	// Three decimals: 1.096 must not print as a met 1.10.
+	fmt.Printf("\ngateway/haproxy: req/s %.3f× (per round %.2f×–%.2f×, median %.2f×), p99 %.3f× (per round %.2f×–%.2f×, median %.2f×)"+
+		" (target: req/s ≥ 1.10× %s, p99 ≤ 1.00× %s)\n\n",
+		rate, ratios[0], ratios[len(ratios)-1], ratios[len(ratios)/2],
+		p99, p99s[0], p99s[len(p99s)-1], p99s[len(p99s)/2], verdict(rate >= 1.10), verdict(p99 <= 1.00))
 	printCost(ha0, gw)
 	if fixedLoad > 0 {
 		return c.compareFixedLoad(title, targets, int(fixedLoad*ha0.rps))
@@ -660,4 +662,12 @@ func peakRSS(pid int) (int64, error) {
 		}
 	}
 	return 0, errors.New("no VmHWM in /proc status")
+}
+
+// verdict says whether a target was met.
+func verdict(met bool) string {
+	if met {
+		return "met"
+	}
+	return "MISSED"
 }
