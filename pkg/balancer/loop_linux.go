@@ -397,7 +397,7 @@ func (l *loop) next(cc *clientConn) {
 		return
 	}
 	cc.phase = phRead
-	cc.due = time.Now().Add(l.b.cfg.ClientIdleTimeout).UnixNano()
+	cc.due = dueIn(l.b.cfg.ClientIdleTimeout)
 	l.readRequest(cc)
 }
 
@@ -549,10 +549,7 @@ func (l *loop) dial(cc *clientConn, be *backend) {
 		return
 	}
 	cc.phase = phConnect
-	cc.due = 0
-	if t := l.b.cfg.DialTimeout; t > 0 {
-		cc.due = time.Now().Add(t).UnixNano()
-	}
+	cc.due = dueIn(l.b.cfg.DialTimeout)
 	if err == nil {
 		l.connected(lc)
 	}
@@ -610,10 +607,7 @@ func (l *loop) send(cc *clientConn, bc *bconn) {
 		return
 	}
 	cc.phase = phAwait
-	cc.due = 0
-	if t := l.b.cfg.ResponseHeaderTimeout; t > 0 {
-		cc.due = time.Now().Add(t).UnixNano()
-	}
+	cc.due = dueIn(l.b.cfg.ResponseHeaderTimeout)
 }
 
 // answer reads the answer to cc's request and relays it when it is all
@@ -777,6 +771,15 @@ func (l *loop) closeClient(cc *clientConn) {
 	cc.finish()
 }
 
+// dueIn returns when a phase that may last t times out, in unix
+// nanoseconds; 0 (never) when t is not positive.
+func dueIn(t time.Duration) int64 {
+	if t <= 0 {
+		return 0
+	}
+	return time.Now().Add(t).UnixNano()
+}
+
 // sweep enforces deadlines and ages the pools.
 func (l *loop) sweep(now int64) {
 	for cc := range l.clients {
@@ -786,16 +789,12 @@ func (l *loop) sweep(now int64) {
 		switch cc.phase {
 		case phRead: // the client idle timeout
 			l.closeClient(cc)
-		case phConnect, phAwait:
+		case phConnect: // the connect timeout
 			bc := cc.lbc
-			be := bc.be
-			err := error(&net.OpError{Op: "read", Net: "tcp", Addr: bc.c.RemoteAddr(), Err: os.ErrDeadlineExceeded})
-			if cc.phase == phConnect {
-				err = &net.OpError{Op: "dial", Net: "tcp", Addr: bc.c.RemoteAddr(), Err: os.ErrDeadlineExceeded}
-				err = cc.connectFailed(be, err)
-			} else {
-				err = cc.backendFailed(be, bc, err)
-			}
+			l.dialFailed(cc, bc, bc.be, &net.OpError{Op: "dial", Net: "tcp", Addr: bc.c.RemoteAddr(), Err: os.ErrDeadlineExceeded})
+		case phAwait: // the response header timeout
+			bc := cc.lbc
+			err := cc.backendFailed(bc.be, bc, &net.OpError{Op: "read", Net: "tcp", Addr: bc.c.RemoteAddr(), Err: os.ErrDeadlineExceeded})
 			l.abandon(cc, bc, func() (int, error) { return 0, err })
 		}
 	}
