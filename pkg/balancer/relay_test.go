@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -463,4 +464,49 @@ func TestClientIdleTimeout(t *testing.T) {
 	body, _ := io.ReadAll(r2.Body)
 	r2.Body.Close()
 	assert.Equal(t, "20", string(body))
+}
+
+// blackhole returns the address of a listener that takes no more
+// connections: its accept queue (backlog 0) is full, so the kernel drops
+// new SYNs and a connect hangs until the dialer gives up.
+func blackhole(t *testing.T) netip.AddrPort {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { syscall.Close(fd) })
+	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	require.NoError(t, syscall.Listen(fd, 0))
+	sa, err := syscall.Getsockname(fd)
+	require.NoError(t, err)
+	addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), uint16(sa.(*syscall.SockaddrInet4).Port))
+	for range 8 {
+		c, err := net.DialTimeout("tcp", addr.String(), 200*time.Millisecond)
+		if err != nil {
+			require.True(t, isTimeout(err), "filling the accept queue: %v", err)
+			return addr
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Fatal("the accept queue never filled")
+	return addr
+}
+
+// TestConnectTimeout: a backend that does not complete the connection is
+// given up after DialTimeout, answered 504, and ejected.
+func TestConnectTimeout(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DialTimeout = 300 * time.Millisecond
+	cfg.Retries, cfg.HealthInterval = 0, 0
+	b, f := serveBalancer(t, cfg)
+	b.Update([]Backend{{Addr: blackhole(t)}})
+	began := time.Now()
+	client := &http.Client{Timeout: 10 * time.Second} // fails, not hangs, without the timeout
+	resp, err := client.Get(f.URL)
+	took := time.Since(began)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusGatewayTimeout, resp.StatusCode)
+	assert.GreaterOrEqual(t, took, cfg.DialTimeout)
+	assert.Less(t, took, DefaultConfig().DialTimeout, "the configured timeout, not the default")
+	assert.Equal(t, uint64(1), b.ejections.Load())
 }
