@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/herd-cluster/herd/internal/cliutil"
+	"github.com/herd-cluster/herd/internal/daemon"
 	"github.com/herd-cluster/herd/pkg/agent"
 	"github.com/herd-cluster/herd/pkg/api"
 	"github.com/herd-cluster/herd/pkg/runtime"
@@ -58,20 +59,20 @@ func main() {
 						"(default: true with --runtime docker, false with --runtime process)"},
 				&cli.DurationFlag{Name: "stop-grace", Value: d.StopGrace, EnvVars: []string{"HERD_STOP_GRACE"},
 					Usage: "time between SIGTERM and SIGKILL for a replica to finish its requests"},
-			}, cliutil.GossipFlags("127.0.0.1:7071")...), cliutil.LogFlags()...),
-			Description: cliutil.DaemonExitCodes,
-			Before:      cliutil.LoadConfig,
+			}, daemon.GossipFlags("127.0.0.1:7071")...), daemon.LogFlags()...),
+			Description: daemon.ExitCodes,
+			Before:      daemon.LoadConfig,
 			Action:      join,
 		}},
 	})
 }
 
 func join(c *cli.Context) error {
-	logger, err := cliutil.Logger(c, "agent")
+	logger, err := daemon.Logger(c, "agent")
 	if err != nil {
 		return err
 	}
-	mcfg, err := cliutil.MembershipConfig(c, logger)
+	mcfg, err := daemon.MembershipConfig(c, logger)
 	if err != nil {
 		return err
 	}
@@ -102,14 +103,14 @@ func join(c *cli.Context) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if cfg.DataDir, err = cliutil.DataDir(c); err != nil {
+	if cfg.DataDir, err = daemon.DataDir(c); err != nil {
 		return err
 	}
 	rt, err := newRuntime(c, cfg.Node, cfg.DataDir, logger)
 	if err != nil {
 		return err
 	}
-	admin, err := cliutil.ListenAdmin(c)
+	admin, err := daemon.ListenAdmin(c)
 	if err != nil {
 		return err
 	}
@@ -126,12 +127,12 @@ func join(c *cli.Context) error {
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	defer stopAdmin()
 	go func() {
-		if err := cliutil.Serve(adminCtx, admin, srv, time.Second, logger); err != nil {
+		if err := daemon.Serve(adminCtx, admin, srv, time.Second, logger); err != nil {
 			logger.Error("admin API", "error", err)
 		}
 	}()
 
-	ctx, stop := cliutil.SignalContext()
+	ctx, stop := daemon.SignalContext()
 	defer stop()
 	return a.Run(ctx)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/herd-cluster/herd/internal/cliutil"
+	"github.com/herd-cluster/herd/internal/daemon"
 	"github.com/herd-cluster/herd/pkg/api"
 	"github.com/herd-cluster/herd/pkg/balancer"
 	"github.com/herd-cluster/herd/pkg/gateway"
@@ -74,20 +75,20 @@ func main() {
 					Usage: "serve Go's profiler at /debug/pprof/ on the admin address (behind the token)"},
 				&cli.DurationFlag{Name: "shutdown-grace", Value: 30 * time.Second, EnvVars: []string{"HERD_SHUTDOWN_GRACE"},
 					Usage: "on SIGTERM, how long in-flight requests may take to finish"},
-			}, cliutil.GossipFlags("127.0.0.1:7070")...), cliutil.LogFlags()...),
-			Description: cliutil.DaemonExitCodes,
-			Before:      cliutil.LoadConfig,
+			}, daemon.GossipFlags("127.0.0.1:7070")...), daemon.LogFlags()...),
+			Description: daemon.ExitCodes,
+			Before:      daemon.LoadConfig,
 			Action:      run,
 		}},
 	})
 }
 
 func run(c *cli.Context) error {
-	logger, err := cliutil.Logger(c, "gateway")
+	logger, err := daemon.Logger(c, "gateway")
 	if err != nil {
 		return err
 	}
-	mcfg, err := cliutil.MembershipConfig(c, logger)
+	mcfg, err := daemon.MembershipConfig(c, logger)
 	if err != nil {
 		return err
 	}
@@ -113,12 +114,12 @@ func run(c *cli.Context) error {
 		return cli.Exit(err.Error(), 2)
 	}
 
-	traffic, err := cliutil.Listen("--listen", c.String("listen"))
+	traffic, err := daemon.Listen("--listen", c.String("listen"))
 	if err != nil {
 		return err
 	}
 	defer traffic.Close()
-	admin, err := cliutil.ListenAdmin(c)
+	admin, err := daemon.ListenAdmin(c)
 	if err != nil {
 		return err
 	}
@@ -137,7 +138,7 @@ func run(c *cli.Context) error {
 		}
 	}
 
-	ctx, stop := cliutil.SignalContext()
+	ctx, stop := daemon.SignalContext()
 	defer stop()
 	gwCtx, stopGateway := context.WithCancel(context.Background())
 	defer stopGateway()
@@ -147,7 +148,7 @@ func run(c *cli.Context) error {
 	srv := api.NewServer(c.String("token"), logger)
 	srv.HandleJSON("/v1/members", func(*http.Request) (any, error) { return api.MembersOf(cluster.Members()), nil })
 	srv.HandleJSON("/v1/backends", func(*http.Request) (any, error) { return gw.Balancer().Backends(), nil })
-	dataDir, err := cliutil.DataDir(c)
+	dataDir, err := daemon.DataDir(c)
 	if err != nil {
 		return err
 	}
@@ -169,14 +170,14 @@ func run(c *cli.Context) error {
 		srv.Handle("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
 	}
 	go func() {
-		if err := cliutil.Serve(ctx, admin, srv, 5*time.Second, logger); err != nil {
+		if err := daemon.Serve(ctx, admin, srv, 5*time.Second, logger); err != nil {
 			logger.Error("admin API", "error", err)
 		}
 	}()
 	logger.Info("gateway ready", "listen", traffic.Addr(), "admin", admin.Addr(), "gossip", cluster.LocalNode().Addr,
 		"service", gcfg.Service)
 
-	serveErr := cliutil.ServeUntil(ctx, traffic, gw.Balancer(), c.Duration("shutdown-grace"))
+	serveErr := daemon.ServeUntil(ctx, traffic, gw.Balancer(), c.Duration("shutdown-grace"))
 	// In-flight requests have finished: leave, then stop following events.
 	if err := cluster.Leave(); err != nil {
 		logger.Warn("leave", "error", err)

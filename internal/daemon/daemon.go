@@ -1,6 +1,8 @@
-// Package cliutil is the flag wiring the three commands share: logging,
-// gossip, the admin listener, signals, and how errors reach the terminal.
-package cliutil
+// Package daemon is the flag wiring the gateway and the agent share:
+// logging, gossip, the admin listener, serving until a signal, the data
+// directory and --config files. clusterctl does not import it (it would link
+// Serf through pkg/membership); what every program shares is internal/cliutil.
+package daemon
 
 import (
 	"context"
@@ -21,9 +23,6 @@ import (
 
 	"github.com/herd-cluster/herd/pkg/membership"
 )
-
-// Version is set at build time: -ldflags "-X .../internal/cliutil.Version=1.2.3".
-var Version = "dev"
 
 // LogFlags are --log-level and --log-json.
 func LogFlags() []cli.Flag {
@@ -196,50 +195,8 @@ func DataDir(c *cli.Context) (string, error) {
 	return dir, nil
 }
 
-// DaemonExitCodes is the exit code part of gateway's and agent's --help.
-const DaemonExitCodes = `Exit codes:
+// ExitCodes is the exit code part of gateway's and agent's --help.
+const ExitCodes = `Exit codes:
    0  stopped by SIGTERM or SIGINT after a clean shutdown
    1  could not run: a port in use, the Docker engine unreachable, a wrong gossip key, ...
    2  bad usage: an unknown flag, a bad flag value or --config file`
-
-// usageExits makes a bad flag exit with 2, like a bad value does.
-func usageExits(app *cli.App) {
-	onUsage := func(c *cli.Context, err error, _ bool) error {
-		return cli.Exit(fmt.Sprintf("%v (see %s --help)", err, c.Command.HelpName), 2)
-	}
-	app.OnUsageError = func(c *cli.Context, err error, sub bool) error {
-		return cli.Exit(fmt.Sprintf("%v (see %s --help)", err, app.Name), 2)
-	}
-	var walk func([]*cli.Command)
-	walk = func(cmds []*cli.Command) {
-		for _, cmd := range cmds {
-			if cmd.OnUsageError == nil {
-				cmd.OnUsageError = onUsage
-			}
-			walk(cmd.Subcommands)
-		}
-	}
-	walk(app.Commands)
-}
-
-// Main runs app and turns an error into one line on stderr and exit code 1
-// (2 for usage errors, which urfave/cli reports itself).
-func Main(app *cli.App) {
-	app.Version = Version
-	app.EnableBashCompletion = true
-	app.Commands = append(app.Commands, completionCommand(app.Name))
-	usageExits(app)
-	// Errors come back here to be printed once, prefixed with the program's
-	// name (urfave/cli would print an ExitCoder's message and exit itself).
-	app.ExitErrHandler = func(*cli.Context, error) {}
-	if err := app.Run(os.Args); err != nil {
-		if err.Error() != "" {
-			fmt.Fprintf(os.Stderr, "%s: %v\n", app.Name, err)
-		}
-		var ec cli.ExitCoder
-		if errors.As(err, &ec) {
-			os.Exit(ec.ExitCode())
-		}
-		os.Exit(1)
-	}
-}
