@@ -123,7 +123,7 @@ FUZZ_TARGETS = \
   membership:FuzzDecodeDeployRequest:40000 \
   balancer:FuzzReadHead:50000 \
   balancer:FuzzRelayChunked:40000 \
-  api:FuzzDecodeRolloutBody:15000 \
+  admin:FuzzDecodeRolloutBody:15000 \
   rollout:FuzzStateFile:4000 \
   agent:FuzzLoadDesired:4000
 ## fuzz: every fuzz target, FUZZ_ROUNDS × about 5 s each (default about 1 min)

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"net/netip"
 	"path/filepath"
 	"time"
@@ -15,8 +14,9 @@ import (
 
 	"github.com/herd-cluster/herd/internal/cliutil"
 	"github.com/herd-cluster/herd/internal/daemon"
+	"github.com/herd-cluster/herd/pkg/admin"
 	"github.com/herd-cluster/herd/pkg/agent"
-	"github.com/herd-cluster/herd/pkg/api"
+	"github.com/herd-cluster/herd/pkg/membership"
 	"github.com/herd-cluster/herd/pkg/runtime"
 	"github.com/herd-cluster/herd/pkg/runtime/docker"
 	"github.com/herd-cluster/herd/pkg/runtime/process"
@@ -110,24 +110,24 @@ func join(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	admin, err := daemon.ListenAdmin(c)
+	adminLn, err := daemon.ListenAdmin(c)
 	if err != nil {
 		return err
 	}
-	defer admin.Close()
+	defer adminLn.Close()
 
 	a, err := agent.New(cfg, rt, mcfg)
 	if err != nil {
 		return err
 	}
 	defer a.Close()
-	srv := api.NewServer(c.String("token"), logger)
-	srv.HandleJSON("/v1/members", func(*http.Request) (any, error) { return api.MembersOf(a.Cluster().Members()), nil })
-	srv.HandleJSON("/v1/replicas", func(*http.Request) (any, error) { return a.Replicas(), nil })
+	srv := admin.NewServer(c.String("token"), logger)
+	srv.HandleMembers(func() []membership.Node { return a.Cluster().Members() })
+	srv.HandleReplicas(a.Replicas)
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	defer stopAdmin()
 	go func() {
-		if err := daemon.Serve(adminCtx, admin, srv, time.Second, logger); err != nil {
+		if err := daemon.Serve(adminCtx, adminLn, srv, time.Second, logger); err != nil {
 			logger.Error("admin API", "error", err)
 		}
 	}()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -33,6 +34,13 @@ func run(t *testing.T, addr string, args ...string) (int, string) {
 	return 1, err.Error()
 }
 
+// answer writes v as the admin API would.
+func answer(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
 // TestKeyOperationExitCodes: a key operation that failed on some member
 // (the gateway answers 502 naming it) exits with 1, something was done; a
 // key the gateway refuses (400) exits with 2, nothing was.
@@ -40,9 +48,9 @@ func TestKeyOperationExitCodes(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/v1/keys/use":
-			api.WriteJSON(w, http.StatusBadGateway, map[string]any{"members": 3, "responses": 2, "error": "host-3: key not installed"})
+			answer(w, http.StatusBadGateway, api.KeyResult{Members: 3, Responses: 2, Error: "host-3: key not installed"})
 		default:
-			api.WriteError(w, http.StatusBadRequest, "gossip key is not valid base64")
+			answer(w, http.StatusBadRequest, api.Error{Error: "gossip key is not valid base64"})
 		}
 	}))
 	defer srv.Close()

@@ -87,7 +87,7 @@ func backendsCommand() *cli.Command {
 			return output(c, backends, func(backends []api.Backend) [][]string {
 				rows := [][]string{{"ADDRESS", "NODE", "STATE", "IN-FLIGHT", "REQUESTS", "FAILURES"}}
 				for _, b := range backends {
-					rows = append(rows, []string{b.Addr.String(), b.Node, b.State, fmt.Sprint(b.InFlight),
+					rows = append(rows, []string{b.Addr, b.Node, b.State, fmt.Sprint(b.InFlight),
 						fmt.Sprint(b.Requests), fmt.Sprint(b.Failures)})
 				}
 				return rows

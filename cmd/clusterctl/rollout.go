@@ -10,7 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/herd-cluster/herd/pkg/rollout"
+	"github.com/herd-cluster/herd/pkg/api"
 )
 
 // Exit codes of the rollout commands.
@@ -36,10 +36,10 @@ func rolloutFlags() []cli.Flag {
 	}
 }
 
-func optionsFrom(c *cli.Context, image string) rollout.Options {
-	return rollout.Options{
-		Image: image, Batch: c.Int("batch"), MinHealthy: rollout.Duration(c.Duration("min-healthy")),
-		Deadline: rollout.Duration(c.Duration("deadline")), NoAutoRevert: c.Bool("no-auto-revert"),
+func optionsFrom(c *cli.Context, image string) api.RolloutOptions {
+	return api.RolloutOptions{
+		Image: image, Batch: c.Int("batch"), MinHealthy: api.Duration(c.Duration("min-healthy")),
+		Deadline: api.Duration(c.Duration("deadline")), NoAutoRevert: c.Bool("no-auto-revert"),
 	}
 }
 
@@ -58,7 +58,7 @@ func rolloutCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return cli.Exit("usage: clusterctl rollout [flags] IMAGE (for example predictor:1.1.0)", exitError)
 			}
-			return startAndFollow(c, func(ctx context.Context, o rollout.Options) (rollout.Rollout, error) {
+			return startAndFollow(c, func(ctx context.Context, o api.RolloutOptions) (api.Rollout, error) {
 				return client(c).StartRollout(ctx, o)
 			}, c.Args().First())
 		},
@@ -88,7 +88,7 @@ func rolloutCommand() *cli.Command {
 					if err != nil {
 						return err
 					}
-					return output(c, rs, func(rs []rollout.Rollout) [][]string {
+					return output(c, rs, func(rs []api.Rollout) [][]string {
 						rows := [][]string{{"ID", "IMAGE", "PREVIOUS", "STATE", "STARTED", "TOOK", "MESSAGE"}}
 						for _, r := range rs {
 							took := "-"
@@ -128,14 +128,14 @@ func rollbackCommand() *cli.Command {
 		Description: rolloutExitHelp,
 		Flags:       flags,
 		Action: func(c *cli.Context) error {
-			return startAndFollow(c, func(ctx context.Context, o rollout.Options) (rollout.Rollout, error) {
+			return startAndFollow(c, func(ctx context.Context, o api.RolloutOptions) (api.Rollout, error) {
 				return client(c).Rollback(ctx, o)
 			}, "")
 		},
 	}
 }
 
-func startAndFollow(c *cli.Context, start func(context.Context, rollout.Options) (rollout.Rollout, error), image string) error {
+func startAndFollow(c *cli.Context, start func(context.Context, api.RolloutOptions) (api.Rollout, error), image string) error {
 	r, err := start(c.Context, optionsFrom(c, image))
 	if err != nil {
 		msg := err.Error()
@@ -202,7 +202,7 @@ func startAndFollow(c *cli.Context, start func(context.Context, rollout.Options)
 }
 
 // progressLines are the plain-output lines for r: one per host and state.
-func progressLines(r rollout.Rollout) []string {
+func progressLines(r api.Rollout) []string {
 	var out []string
 	for _, h := range r.Hosts {
 		l := fmt.Sprintf("%s %s: %s", r.ID, h.Node, h.State)
@@ -214,10 +214,10 @@ func progressLines(r rollout.Rollout) []string {
 	return out
 }
 
-func printRollout(w io.Writer, r rollout.Rollout) error {
+func printRollout(w io.Writer, r api.Rollout) error {
 	done := 0
 	for _, h := range r.Hosts {
-		if h.State == rollout.HostHealthy {
+		if h.State == api.HostHealthy {
 			done++
 		}
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/herd-cluster/herd/internal/cliutil"
 	"github.com/herd-cluster/herd/internal/daemon"
-	"github.com/herd-cluster/herd/pkg/api"
+	"github.com/herd-cluster/herd/pkg/admin"
 	"github.com/herd-cluster/herd/pkg/balancer"
 	"github.com/herd-cluster/herd/pkg/gateway"
 	"github.com/herd-cluster/herd/pkg/membership"
@@ -119,11 +119,11 @@ func run(c *cli.Context) error {
 		return err
 	}
 	defer traffic.Close()
-	admin, err := daemon.ListenAdmin(c)
+	adminLn, err := daemon.ListenAdmin(c)
 	if err != nil {
 		return err
 	}
-	defer admin.Close()
+	defer adminLn.Close()
 
 	mcfg.Tags = membership.Tags{Role: membership.RoleGateway, Gen: uint64(time.Now().UnixMilli())}
 	mcfg.EventCh, mcfg.QueryCh = gw.EventCh(), gw.QueryCh()
@@ -145,9 +145,9 @@ func run(c *cli.Context) error {
 	gwDone := make(chan struct{})
 	go func() { gw.Run(gwCtx); close(gwDone) }()
 
-	srv := api.NewServer(c.String("token"), logger)
-	srv.HandleJSON("/v1/members", func(*http.Request) (any, error) { return api.MembersOf(cluster.Members()), nil })
-	srv.HandleJSON("/v1/backends", func(*http.Request) (any, error) { return gw.Balancer().Backends(), nil })
+	srv := admin.NewServer(c.String("token"), logger)
+	srv.HandleMembers(cluster.Members)
+	srv.HandleBackends(func() []balancer.BackendStatus { return gw.Balancer().Backends() })
 	dataDir, err := daemon.DataDir(c)
 	if err != nil {
 		return err
@@ -162,7 +162,7 @@ func run(c *cli.Context) error {
 	srv.HandleRollouts(coord)
 	srv.HandleKeys(cluster)
 	srv.HandleForceLeave(cluster.ForceLeave)
-	srv.HandleDashboard(api.Dashboard{Node: c.String("node"), Version: cliutil.Version})
+	srv.HandleDashboard(admin.Dashboard{Node: c.String("node"), Version: cliutil.Version})
 	srv.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if c.Bool("enable-pprof") {
 		srv.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
@@ -170,11 +170,11 @@ func run(c *cli.Context) error {
 		srv.Handle("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
 	}
 	go func() {
-		if err := daemon.Serve(ctx, admin, srv, 5*time.Second, logger); err != nil {
+		if err := daemon.Serve(ctx, adminLn, srv, 5*time.Second, logger); err != nil {
 			logger.Error("admin API", "error", err)
 		}
 	}()
-	logger.Info("gateway ready", "listen", traffic.Addr(), "admin", admin.Addr(), "gossip", cluster.LocalNode().Addr,
+	logger.Info("gateway ready", "listen", traffic.Addr(), "admin", adminLn.Addr(), "gossip", cluster.LocalNode().Addr,
 		"service", gcfg.Service)
 
 	serveErr := daemon.ServeUntil(ctx, traffic, gw.Balancer(), c.Duration("shutdown-grace"))

@@ -18,23 +18,47 @@ import (
 // ErrUnauthorized is returned when the server rejects the token.
 var ErrUnauthorized = errors.New("unauthorized: wrong or missing token (--token, HERD_TOKEN)")
 
-// Client talks to a gateway's or agent's admin API.
+// Error is the body of every non-2xx answer.
+type Error struct {
+	// Error is the server's message, one sentence for a person.
+	Error string `json:"error"`
+}
+
+// StatusError is an answer other than 2xx, with the server's message.
+type StatusError struct {
+	// Status is the HTTP status code.
+	Status int
+	// Msg is the server's Error message, or the status line and path when
+	// the body held none.
+	Msg string
+}
+
+func (e *StatusError) Error() string { return e.Msg }
+
+// Client talks to a gateway's or agent's admin API. Its methods are safe to
+// call from several goroutines; set its fields before the first call.
 type Client struct {
 	// Addr is the base URL, such as "http://127.0.0.1:7070".
-	Addr  string
+	Addr string
+	// Token is sent as "Authorization: Bearer <Token>" when not empty.
 	Token string
-	HTTP  *http.Client
+	// HTTP sends the requests.
+	HTTP *http.Client
 	// Timeout bounds each call. Starting a rollout may take longer (every
 	// agent is asked for the image, a failed one is waited for) and gets at
-	// least startTimeout; an abort answers once the batch in progress is
-	// reverted and gets at least abortTimeout.
+	// least 2 minutes; an abort answers once the batch in progress is
+	// reverted and gets at least 30 minutes.
 	Timeout time.Duration
 }
 
-const (
-	startTimeout = 2 * time.Minute
-	abortTimeout = 30 * time.Minute
-)
+// NewClient returns a Client of the admin API at addr (a URL, or host:port
+// for http) with a 10 s call timeout.
+func NewClient(addr, token string) *Client {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	return &Client{Addr: strings.TrimRight(addr, "/"), Token: token, HTTP: &http.Client{}, Timeout: 10 * time.Second}
+}
 
 // WithCA makes the client trust the PEM certificates in caFile (an admin
 // API served with --admin-tls-cert signed by a private CA, or self-signed).
@@ -51,37 +75,9 @@ func (c *Client) WithCA(caFile string) (*Client, error) {
 	return c, nil
 }
 
-// NewClient returns a Client with a 10 s call timeout.
-func NewClient(addr, token string) *Client {
-	if !strings.Contains(addr, "://") {
-		addr = "http://" + addr
-	}
-	return &Client{Addr: strings.TrimRight(addr, "/"), Token: token, HTTP: &http.Client{}, Timeout: 10 * time.Second}
-}
-
-// Members lists the cluster's members.
-func (c *Client) Members(ctx context.Context) ([]Member, error) {
-	var out []Member
-	return out, c.get(ctx, "/v1/members", &out)
-}
-
-// Backends lists the gateway's backends.
-func (c *Client) Backends(ctx context.Context) ([]Backend, error) {
-	var out []Backend
-	return out, c.get(ctx, "/v1/backends", &out)
-}
-
 func (c *Client) get(ctx context.Context, path string, out any) error {
 	return c.do(ctx, http.MethodGet, path, nil, out)
 }
-
-// StatusError is an answer other than 2xx, with the server's message.
-type StatusError struct {
-	Status int
-	Msg    string
-}
-
-func (e *StatusError) Error() string { return e.Msg }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	return c.doWithin(ctx, c.Timeout, method, path, in, out)

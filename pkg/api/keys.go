@@ -2,91 +2,51 @@ package api
 
 import (
 	"context"
-	"errors"
 	"net/http"
-
-	"github.com/herd-cluster/herd/pkg/membership"
 )
 
-// Keyring is the gossip key manager; *membership.Cluster has it.
-type Keyring interface {
-	InstallKey(key string) (membership.KeyResult, error)
-	UseKey(key string) (membership.KeyResult, error)
-	RemoveKey(key string) (membership.KeyResult, error)
-	ListKeys() (membership.KeyResult, error)
-}
-
-// KeyRequest is the body of the key operations.
+// KeyRequest is the body of the key operations (POST /v1/keys/install,
+// /v1/keys/use, /v1/keys/remove).
 type KeyRequest struct {
+	// Key is a gossip encryption key: 32 bytes, base64 (standard encoding).
 	Key string `json:"key"`
 }
 
 // KeyResult is the cluster's answer to a key operation.
 type KeyResult struct {
-	Members   int               `json:"members"`
-	Responses int               `json:"responses"`
-	Errors    map[string]string `json:"errors,omitempty"`
-	Keys      map[string]int    `json:"keys,omitempty"`
-	Primary   map[string]int    `json:"primary,omitempty"`
-	Error     string            `json:"error,omitempty"`
+	// Members is how many members were asked.
+	Members int `json:"members"`
+	// Responses is how many answered.
+	Responses int `json:"responses"`
+	// Errors maps a member's name to why it failed the operation.
+	Errors map[string]string `json:"errors,omitempty"`
+	// Keys, for GET /v1/keys: each installed key and on how many members.
+	Keys map[string]int `json:"keys,omitempty"`
+	// Primary, for GET /v1/keys: each key in use to encrypt and on how many
+	// members.
+	Primary map[string]int `json:"primary,omitempty"`
+	// Error says why the operation failed, when some member failed it (the
+	// server answers 502 with this body).
+	Error string `json:"error,omitempty"`
 }
 
-func keyResult(r membership.KeyResult, err error) KeyResult {
-	out := KeyResult{Members: r.Members, Responses: r.Responses, Errors: r.Errors, Keys: r.Keys, Primary: r.Primary}
-	if err != nil {
-		out.Error = err.Error()
-	}
-	return out
-}
+// Key operations for KeyOp.
+const (
+	KeyInstall = "install" // add a key to every member's keyring
+	KeyUse     = "use"     // make an installed key the one every member encrypts with
+	KeyRemove  = "remove"  // remove a key no member uses any more
+)
 
-// HandleKeys serves gossip key rotation:
-//
-//	GET  /v1/keys           the keys installed across the cluster
-//	POST /v1/keys/install   {"key": "<base64>"} add a key everywhere
-//	POST /v1/keys/use       make an installed key the one used to encrypt
-//	POST /v1/keys/remove    remove a key not in use
-//
-// 200 when every member did it; 400 bad key or encryption off; 502 when a
-// member failed (the answer says which).
-func (s *Server) HandleKeys(k Keyring) {
-	op := func(fn func(string) (membership.KeyResult, error)) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			var req KeyRequest
-			if err := DecodeBody(r, &req); err != nil {
-				WriteError(w, http.StatusBadRequest, err.Error())
-				return
-			}
-			res, err := fn(req.Key)
-			writeKeyResult(w, res, err)
-		}
-	}
-	s.mux.HandleFunc("POST /v1/keys/install", op(k.InstallKey))
-	s.mux.HandleFunc("POST /v1/keys/use", op(k.UseKey))
-	s.mux.HandleFunc("POST /v1/keys/remove", op(k.RemoveKey))
-	s.mux.HandleFunc("GET /v1/keys", func(w http.ResponseWriter, r *http.Request) {
-		res, err := k.ListKeys()
-		writeKeyResult(w, res, err)
-	})
-}
-
-func writeKeyResult(w http.ResponseWriter, res membership.KeyResult, err error) {
-	switch {
-	case err == nil:
-		WriteJSON(w, http.StatusOK, keyResult(res, nil))
-	case res.Members == 0 || errors.Is(err, membership.ErrNoEncryption):
-		WriteError(w, http.StatusBadRequest, err.Error())
-	default:
-		WriteJSON(w, http.StatusBadGateway, keyResult(res, err))
-	}
-}
-
-// Keys lists the gossip keys installed across the cluster.
+// Keys lists the gossip keys installed across the cluster (GET /v1/keys).
 func (c *Client) Keys(ctx context.Context) (KeyResult, error) {
 	var out KeyResult
 	return out, c.do(ctx, http.MethodGet, "/v1/keys", nil, &out)
 }
 
-// KeyOp runs "install", "use" or "remove" with key.
+// KeyOp runs op (KeyInstall, KeyUse or KeyRemove) with key across the
+// cluster. When some member failed it, the error is a StatusError with
+// status 502 whose message names the member; a key the server refuses (not
+// base64, encryption off) is a StatusError with status 400.
 func (c *Client) KeyOp(ctx context.Context, op, key string) (KeyResult, error) {
 	var out KeyResult
 	return out, c.do(ctx, http.MethodPost, "/v1/keys/"+op, KeyRequest{Key: key}, &out)

@@ -3,107 +3,157 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
-
-	"github.com/herd-cluster/herd/pkg/rollout"
+	"net/url"
+	"time"
 )
 
-// maxBody bounds every request body the admin API reads.
-const maxBody = 64 << 10
+// Rollout states, as Rollout.State shows them.
+const (
+	RolloutRunning   = "running"
+	RolloutSucceeded = "succeeded"
+	RolloutFailed    = "failed"  // a batch missed its deadline; see Rollout.Reverted
+	RolloutAborted   = "aborted" // stopped by the operator
+)
 
-// DecodeBody reads a JSON request body strictly: at most maxBody bytes, one
-// value, no unknown fields.
-func DecodeBody(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody+1))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return errors.New("request body: empty; want a JSON object")
-		}
-		return fmt.Errorf("request body: %w", err)
+// Host states in a rollout, as RolloutHost.State shows them.
+const (
+	HostPending   = "pending"   // not started yet
+	HostReplacing = "replacing" // the agent is converging to the image
+	HostVerifying = "verifying" // healthy, waiting out MinHealthy
+	HostHealthy   = "healthy"   // done: on the new image and healthy
+	HostReverting = "reverting" // going back to the previous image
+	HostReverted  = "reverted"  // back on the previous image
+	HostFailed    = "failed"    // did not become healthy in time
+)
+
+// Duration is a time.Duration that reads and writes as a Go duration string
+// ("5s", "1m30s") in JSON.
+type Duration time.Duration
+
+// MarshalJSON writes d as a Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string such as \"5s\"")
 	}
-	if dec.More() {
-		return errors.New("request body: more than one JSON value")
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
 	}
+	*d = Duration(v)
 	return nil
 }
 
-// HandleRollouts serves the rollout coordinator:
-//
-//	POST /v1/rollouts         start one (Options) → 201, 400 refused, 409 busy
-//	GET  /v1/rollouts         history, newest first
-//	GET  /v1/rollouts/{id}    one; "current" is the running or last one
-//	POST /v1/rollouts/abort   stop the running one, reverting its batch
-//	POST /v1/rollback         roll back to the previous image (Options without image)
-func (s *Server) HandleRollouts(c *rollout.Coordinator) {
-	start := func(fn func(context.Context, rollout.Options) (rollout.Rollout, error)) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			var o rollout.Options
-			if err := DecodeBody(r, &o); err != nil {
-				WriteError(w, http.StatusBadRequest, err.Error())
-				return
-			}
-			ro, err := fn(r.Context(), o)
-			switch {
-			case errors.Is(err, rollout.ErrBusy):
-				WriteError(w, http.StatusConflict, err.Error())
-			case err != nil:
-				WriteError(w, http.StatusBadRequest, err.Error())
-			default:
-				WriteJSON(w, http.StatusCreated, ro)
-			}
-		}
-	}
-	s.mux.HandleFunc("POST /v1/rollouts", start(c.Start))
-	s.mux.HandleFunc("POST /v1/rollback", start(c.Rollback))
-	s.HandleJSON("/v1/rollouts", func(*http.Request) (any, error) { return c.History(), nil })
-	s.mux.HandleFunc("GET /v1/rollouts/{id}", func(w http.ResponseWriter, r *http.Request) {
-		ro, err := c.Get(r.PathValue("id"))
-		if err != nil {
-			WriteError(w, http.StatusNotFound, err.Error())
-			return
-		}
-		WriteJSON(w, http.StatusOK, ro)
-	})
-	s.mux.HandleFunc("POST /v1/rollouts/abort", func(w http.ResponseWriter, r *http.Request) {
-		ro, err := c.Abort()
-		if err != nil {
-			WriteError(w, http.StatusConflict, err.Error())
-			return
-		}
-		WriteJSON(w, http.StatusOK, ro)
-	})
+// RolloutOptions is what the operator chooses for a rollout: the body of
+// POST /v1/rollouts and, without Image, of POST /v1/rollback. A zero field
+// takes the gateway's default.
+type RolloutOptions struct {
+	// Image is the image to roll out, name:tag. Empty for a rollback.
+	Image string `json:"image"`
+	// Batch is how many hosts are replaced at a time. Default 1.
+	Batch int `json:"batch,omitempty"`
+	// MinHealthy is how long a batch must stay healthy, counted from its
+	// first passing state, before the next starts. Default 5 s.
+	MinHealthy Duration `json:"min_healthy,omitempty"`
+	// Deadline is how long a batch has to become healthy. Default 2 min.
+	Deadline Duration `json:"deadline,omitempty"`
+	// NoAutoRevert leaves a failed batch as it is instead of putting it back
+	// on the previous image.
+	NoAutoRevert bool `json:"no_auto_revert,omitempty"`
 }
 
-// StartRollout starts a rollout.
-func (c *Client) StartRollout(ctx context.Context, o rollout.Options) (rollout.Rollout, error) {
-	var out rollout.Rollout
+// RolloutHost is one host's progress in a rollout.
+type RolloutHost struct {
+	// Node is the agent's node name.
+	Node string `json:"node"`
+	// State is one of the Host* states.
+	State string `json:"state"`
+	// Batch is the batch the host is in, from 1.
+	Batch int `json:"batch"`
+	// Started is when its replacement began; zero (absent) until then.
+	Started time.Time `json:"started,omitzero"`
+	// HealthySince is since when it has run the image it is moving to,
+	// healthy; zero while it does not.
+	HealthySince time.Time `json:"healthy_since,omitzero"`
+	// Finished is when its part ended (HostHealthy, HostReverted or
+	// HostFailed).
+	Finished time.Time `json:"finished,omitzero"`
+	// Error is what went wrong on this host, if anything.
+	Error string `json:"error,omitempty"`
+}
+
+// Rollout is one rollout, as the rollout endpoints answer it: its options
+// (with the gateway's defaults filled in), its state and each host's
+// progress.
+type Rollout struct {
+	// ID identifies the rollout in GET /v1/rollouts/{id}.
+	ID string `json:"id"`
+	RolloutOptions
+	// Previous is the image the hosts ran before; a revert goes back to it.
+	Previous string `json:"previous"`
+	// State is one of the Rollout* states.
+	State string `json:"state"`
+	// Message says how the rollout ended, or why it failed.
+	Message string `json:"message,omitempty"`
+	// Reverted is set when a failed batch was put back on Previous.
+	Reverted bool `json:"reverted,omitempty"`
+	// Created is when the rollout started.
+	Created time.Time `json:"created"`
+	// Finished is when it ended; zero (absent) while it runs.
+	Finished time.Time `json:"finished,omitzero"`
+	// Hosts are the hosts in the order they are replaced.
+	Hosts []RolloutHost `json:"hosts"`
+}
+
+// Done reports whether the rollout has ended.
+func (r Rollout) Done() bool { return r.State != RolloutRunning }
+
+// Succeeded reports whether it ended on the new image everywhere.
+func (r Rollout) Succeeded() bool { return r.State == RolloutSucceeded }
+
+// Starting a rollout waits for every agent's answer (is the image there?)
+// and for a refused one; an abort answers once the batch in progress is
+// reverted. Both get at least these, whatever Client.Timeout says.
+const (
+	startTimeout = 2 * time.Minute
+	abortTimeout = 30 * time.Minute
+)
+
+// StartRollout starts a rollout (POST /v1/rollouts). The server refuses
+// one while another runs (a StatusError with status 409) and one it cannot
+// do (400: unknown image, no agents, ...).
+func (c *Client) StartRollout(ctx context.Context, o RolloutOptions) (Rollout, error) {
+	var out Rollout
 	return out, c.doWithin(ctx, startTimeout, http.MethodPost, "/v1/rollouts", o, &out)
 }
 
-// Rollback starts a rollout back to the previous image.
-func (c *Client) Rollback(ctx context.Context, o rollout.Options) (rollout.Rollout, error) {
-	var out rollout.Rollout
+// Rollback starts a rollout back to the image before the last rollout's
+// (POST /v1/rollback); o.Image is ignored.
+func (c *Client) Rollback(ctx context.Context, o RolloutOptions) (Rollout, error) {
+	var out Rollout
 	return out, c.doWithin(ctx, startTimeout, http.MethodPost, "/v1/rollback", o, &out)
 }
 
-// Rollout returns one rollout; "current" is the running or last one.
-func (c *Client) Rollout(ctx context.Context, id string) (rollout.Rollout, error) {
-	var out rollout.Rollout
-	return out, c.do(ctx, http.MethodGet, "/v1/rollouts/"+id, nil, &out)
+// Rollout returns one rollout; id "current" is the running or last one.
+func (c *Client) Rollout(ctx context.Context, id string) (Rollout, error) {
+	var out Rollout
+	return out, c.do(ctx, http.MethodGet, "/v1/rollouts/"+url.PathEscape(id), nil, &out)
 }
 
 // Rollouts returns the history, newest first.
-func (c *Client) Rollouts(ctx context.Context) ([]rollout.Rollout, error) {
-	var out []rollout.Rollout
+func (c *Client) Rollouts(ctx context.Context) ([]Rollout, error) {
+	var out []Rollout
 	return out, c.do(ctx, http.MethodGet, "/v1/rollouts", nil, &out)
 }
 
-// AbortRollout stops the running rollout.
-func (c *Client) AbortRollout(ctx context.Context) (rollout.Rollout, error) {
-	var out rollout.Rollout
+// AbortRollout stops the running rollout and answers once its batch in
+// progress is back on the previous image.
+func (c *Client) AbortRollout(ctx context.Context) (Rollout, error) {
+	var out Rollout
 	return out, c.doWithin(ctx, abortTimeout, http.MethodPost, "/v1/rollouts/abort", struct{}{}, &out)
 }

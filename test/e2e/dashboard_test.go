@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herd-cluster/herd/internal/testutil"
-	"github.com/herd-cluster/herd/pkg/rollout"
+	"github.com/herd-cluster/herd/pkg/api"
 )
 
 // chrome starts Debian's headless Chromium for the test and records every
@@ -101,7 +101,7 @@ func TestDashboard(t *testing.T) {
 		require.NoError(t, err)
 		clear(wantBackends)
 		for _, b := range bs {
-			wantBackends[b.Addr.String()] = b.Node + " " + b.State
+			wantBackends[b.Addr] = b.Node + " " + b.State
 		}
 		backendsShown = tableRows(t, ctx, "#backends", "data-addr", 1, 2)
 		return len(wantBackends) == 4 && assert.ObjectsAreEqual(wantBackends, backendsShown)
@@ -122,7 +122,7 @@ func TestDashboard(t *testing.T) {
 	screenshot(t, ctx, "dashboard.png")
 
 	// A rollout, watched on the page: each host moves on in turn.
-	_, err = cl.StartRollout(context.Background(), rollout.Options{Image: "predictor:1.1.0", MinHealthy: rollout.Duration(time.Second)})
+	_, err = cl.StartRollout(context.Background(), api.RolloutOptions{Image: "predictor:1.1.0", MinHealthy: api.Duration(time.Second)})
 	require.NoError(t, err)
 	var seen []string // distinct "state: host=state …" lines, in the order the page showed them
 	deadline := time.Now().Add(60 * time.Second)
@@ -153,7 +153,7 @@ func TestDashboard(t *testing.T) {
 				screenshot(t, ctx, "dashboard-rollout.png")
 				shotMidway = true
 			}
-			if view.State != rollout.StateRunning {
+			if view.State != api.RolloutRunning {
 				break
 			}
 		}

@@ -1,12 +1,22 @@
-package api
+// Package admin is the server side of Herd's admin HTTP API, mounted by
+// gateways and agents: the bearer-token guard, the endpoints, the dashboard
+// (ui/), and the conversions from the cluster's own values (membership
+// nodes, balancer backends, rollouts, replicas) into the wire types of
+// package api, which is what clients import.
+package admin
 
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/herd-cluster/herd/pkg/api"
 )
 
 // Server is the admin API's handler. Every endpoint but /healthz requires
@@ -17,8 +27,8 @@ type Server struct {
 	logger hclog.Logger
 }
 
-// NewServer returns a Server answering /healthz; add endpoints with Handle
-// and HandleJSON.
+// NewServer returns a Server answering /healthz; add endpoints with its
+// Handle methods.
 func NewServer(token string, logger hclog.Logger) *Server {
 	if logger == nil {
 		logger = hclog.Default()
@@ -33,22 +43,22 @@ func NewServer(token string, logger hclog.Logger) *Server {
 // Handle mounts h at pattern (http.ServeMux syntax), behind the token.
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
-// HandleJSON mounts a GET endpoint answering fn's value as JSON.
-func (s *Server) HandleJSON(path string, fn func(r *http.Request) (any, error)) {
+// handleJSON mounts a GET endpoint answering fn's value as JSON.
+func (s *Server) handleJSON(path string, fn func(r *http.Request) (any, error)) {
 	s.mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) {
 		v, err := fn(r)
 		if err != nil {
-			WriteError(w, http.StatusInternalServerError, err.Error())
+			writeError(w, http.StatusInternalServerError, err.Error())
 			return
 		}
-		WriteJSON(w, http.StatusOK, v)
+		writeJSON(w, http.StatusOK, v)
 	})
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !public(r.URL.Path) && !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="herd"`)
-		WriteError(w, http.StatusUnauthorized, "missing or wrong token: pass --token or HERD_TOKEN")
+		writeError(w, http.StatusUnauthorized, "missing or wrong token: pass --token or HERD_TOKEN")
 		return
 	}
 	s.mux.ServeHTTP(w, r)
@@ -86,8 +96,8 @@ func (s *Server) tokenIs(got string) bool {
 	return subtle.ConstantTimeCompare([]byte(got), s.token) == 1
 }
 
-// WriteJSON writes v with status.
-func WriteJSON(w http.ResponseWriter, status int, v any) {
+// writeJSON writes v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
@@ -95,7 +105,27 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// WriteError writes an Error body with status.
-func WriteError(w http.ResponseWriter, status int, msg string) {
-	WriteJSON(w, status, Error{Error: msg})
+// writeError writes an api.Error body with status.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, api.Error{Error: msg})
+}
+
+// maxBody bounds every request body the admin API reads.
+const maxBody = 64 << 10
+
+// decodeBody reads a JSON request body strictly: at most maxBody bytes, one
+// value, no unknown fields.
+func decodeBody(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody+1))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return errors.New("request body: empty; want a JSON object")
+		}
+		return fmt.Errorf("request body: %w", err)
+	}
+	if dec.More() {
+		return errors.New("request body: more than one JSON value")
+	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package api
+package admin
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/herd-cluster/herd/pkg/rollout"
+	"github.com/herd-cluster/herd/pkg/api"
 )
 
 // FuzzDecodeRolloutBody: the rollout API's body decoder takes only one
@@ -19,8 +19,8 @@ func FuzzDecodeRolloutBody(f *testing.F) {
 	f.Add([]byte(`{"min_healthy":5}`))
 	f.Add([]byte(``))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var o rollout.Options
-		err := DecodeBody(httptest.NewRequest("POST", "/v1/rollouts", bytes.NewReader(b)), &o)
+		var o api.RolloutOptions
+		err := decodeBody(httptest.NewRequest("POST", "/v1/rollouts", bytes.NewReader(b)), &o)
 		if err == nil {
 			require.LessOrEqual(t, len(bytes.TrimSpace(b)), maxBody)
 		}

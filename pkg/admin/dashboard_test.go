@@ -1,4 +1,4 @@
-package api
+package admin
 
 import (
 	"io"
@@ -12,16 +12,18 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/herd-cluster/herd/pkg/api"
 )
 
 func dashboardServer(t *testing.T, token string) (*httptest.Server, *int) {
 	t.Helper()
 	s := NewServer(token, hclog.NewNullLogger())
-	s.HandleJSON("/v1/members", func(*http.Request) (any, error) { return []Member{{Name: "n1"}}, nil })
+	s.handleJSON("/v1/members", func(*http.Request) (any, error) { return []api.Member{{Name: "n1"}}, nil })
 	posts := new(int)
 	s.Handle("POST /v1/rollouts", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		*posts++
-		WriteJSON(w, http.StatusCreated, struct{}{})
+		writeJSON(w, http.StatusCreated, struct{}{})
 	}))
 	s.HandleDashboard(Dashboard{Node: "gw-1", Version: "v9"})
 	srv := httptest.NewServer(s)

@@ -1,0 +1,101 @@
+package admin
+
+import (
+	"github.com/herd-cluster/herd/pkg/agent"
+	"github.com/herd-cluster/herd/pkg/api"
+	"github.com/herd-cluster/herd/pkg/balancer"
+	"github.com/herd-cluster/herd/pkg/membership"
+	"github.com/herd-cluster/herd/pkg/rollout"
+)
+
+// The conversions from the cluster's values to the API's wire types. The
+// domain types may change shape (typed states, other duration types); the
+// wire types may not, so every field is converted explicitly (string(...),
+// time.Duration-kinded conversions) and the JSON of the result is what
+// clients read, whatever the domain's own JSON looks like.
+
+// memberOf converts a membership node.
+func memberOf(n membership.Node) api.Member {
+	m := api.Member{
+		Name: n.Name, Addr: n.Addr.String(), Status: string(n.Status),
+		Role: string(n.Tags.Role), Service: n.Tags.Service, Image: n.Tags.Image,
+		State: string(n.Tags.State), Backends: len(n.Tags.Ports),
+	}
+	if n.Err != nil {
+		m.Problem = n.Err.Error()
+	}
+	return m
+}
+
+// backendOf converts a balancer backend's status.
+func backendOf(b balancer.BackendStatus) api.Backend {
+	return api.Backend{
+		Addr: b.Addr.String(), Node: b.Node, State: string(b.State),
+		InFlight: b.InFlight, Requests: b.Requests, Failures: b.Failures,
+	}
+}
+
+// replicaOf converts an agent's replica status.
+func replicaOf(r agent.ReplicaStatus) api.Replica {
+	return api.Replica{
+		Index: r.Index, Addr: r.Addr, Image: r.Image, State: string(r.State),
+		ID: r.ID, PID: r.PID, Restarts: r.Restarts,
+	}
+}
+
+// keyResultOf converts a key operation's result and error.
+func keyResultOf(r membership.KeyResult, err error) api.KeyResult {
+	out := api.KeyResult{Members: r.Members, Responses: r.Responses, Errors: r.Errors, Keys: r.Keys, Primary: r.Primary}
+	if err != nil {
+		out.Error = err.Error()
+	}
+	return out
+}
+
+// rolloutOf converts a rollout.
+func rolloutOf(r rollout.Rollout) api.Rollout {
+	out := api.Rollout{
+		ID: r.ID,
+		RolloutOptions: api.RolloutOptions{
+			Image: r.Image, Batch: r.Batch, MinHealthy: api.Duration(r.MinHealthy),
+			Deadline: api.Duration(r.Deadline), NoAutoRevert: r.NoAutoRevert,
+		},
+		Previous: r.Previous, State: string(r.State), Message: r.Message, Reverted: r.Reverted,
+		Created: r.Created, Finished: r.Finished,
+		Hosts: convertAll(r.Hosts, hostOf),
+	}
+	return out
+}
+
+// hostOf converts one host's progress in a rollout.
+func hostOf(h rollout.Host) api.RolloutHost {
+	return api.RolloutHost{
+		Node: h.Node, State: string(h.State), Batch: h.Batch,
+		Started: h.Started, HealthySince: h.HealthySince, Finished: h.Finished, Error: h.Error,
+	}
+}
+
+// optionsFrom converts a rollout request's options.
+func optionsFrom(o api.RolloutOptions) rollout.Options {
+	out := rollout.Options{Image: o.Image, Batch: o.Batch, NoAutoRevert: o.NoAutoRevert}
+	setDuration(&out.MinHealthy, o.MinHealthy)
+	setDuration(&out.Deadline, o.Deadline)
+	return out
+}
+
+// setDuration sets a duration field of any int64 duration type (the
+// rollout package's own Duration, or time.Duration) from the wire's.
+func setDuration[D ~int64](dst *D, d api.Duration) { *dst = D(d) }
+
+// convertAll converts every element of in with f; nil stays nil (JSON
+// null), as the domain value had it.
+func convertAll[T, U any](in []T, f func(T) U) []U {
+	if in == nil {
+		return nil
+	}
+	out := make([]U, len(in))
+	for i, v := range in {
+		out[i] = f(v)
+	}
+	return out
+}
