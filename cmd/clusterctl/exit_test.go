@@ -67,3 +67,26 @@ func TestKeyOperationExitCodes(t *testing.T) {
 	require.Equal(t, 2, code)
 	assert.Contains(t, msg, "cannot reach")
 }
+
+// TestErrorsNameTheFlags: the API client says what went wrong; clusterctl
+// adds the flags (and variables) that set it right.
+func TestErrorsNameTheFlags(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		answer(w, http.StatusUnauthorized, api.Error{Error: "missing or wrong token"})
+	}))
+	defer srv.Close()
+	code, msg := run(t, srv.URL, "backends")
+	assert.Equal(t, 2, code)
+	assert.Equal(t, "unauthorized: wrong or missing token (--token, HERD_TOKEN)", msg)
+
+	srv.Close()
+	addr := srv.URL
+	for _, args := range [][]string{{"members"}, {"rollout", "status"}, {"keys", "list"}} {
+		code, msg = run(t, addr, args...)
+		assert.Equal(t, 2, code, args)
+		assert.Regexp(t, `^cannot reach `+addr+`: dial tcp .*: connection refused \(is a gateway's admin API there\? set --addr or HERD_ADDR\)$`, msg, args)
+	}
+	code, msg = run(t, addr, "rollout", "predictor:1.1.0")
+	assert.Equal(t, 2, code)
+	assert.Regexp(t, `^rollout refused: cannot reach .* \(is a gateway's admin API there\? set --addr or HERD_ADDR\)$`, msg)
+}

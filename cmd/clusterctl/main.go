@@ -45,7 +45,7 @@ func couldNotBeDone(cmds []*cli.Command) {
 				if _, chosen := err.(cli.ExitCoder); err == nil || chosen {
 					return err
 				}
-				return cli.Exit(err.Error(), exitError)
+				return cli.Exit(describe(err), exitError)
 			}
 		}
 	}

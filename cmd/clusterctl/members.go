@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -20,12 +21,25 @@ func client(c *cli.Context) *api.Client {
 	if ca := c.String("ca-cert"); ca != "" {
 		withCA, err := cl.WithCA(ca)
 		if err != nil {
-			fmt.Fprintln(c.App.ErrWriter, "clusterctl:", err)
-			os.Exit(2)
+			fmt.Fprintln(c.App.ErrWriter, "clusterctl: --ca-cert:", err)
+			os.Exit(exitError)
 		}
 		return withCA
 	}
 	return cl
+}
+
+// describe is err as clusterctl prints it: the client's errors say what
+// went wrong, and here gain the flags that set it right.
+func describe(err error) string {
+	var unreachable *api.UnreachableError
+	switch {
+	case errors.Is(err, api.ErrUnauthorized):
+		return err.Error() + " (--token, HERD_TOKEN)"
+	case errors.As(err, &unreachable):
+		return err.Error() + " (is a gateway's admin API there? set --addr or HERD_ADDR)"
+	}
+	return err.Error()
 }
 
 func membersCommand() *cli.Command {

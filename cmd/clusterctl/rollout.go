@@ -138,7 +138,7 @@ func rollbackCommand() *cli.Command {
 func startAndFollow(c *cli.Context, start func(context.Context, api.RolloutOptions) (api.Rollout, error), image string) error {
 	r, err := start(c.Context, optionsFrom(c, image))
 	if err != nil {
-		msg := err.Error()
+		msg := describe(err)
 		if !strings.HasPrefix(msg, "rollout refused") { // the gateway's refusals say it already
 			msg = "rollout refused: " + msg
 		}
@@ -184,7 +184,7 @@ func startAndFollow(c *cli.Context, start func(context.Context, api.RolloutOptio
 		}
 		next, err := client(c).Rollout(c.Context, r.ID)
 		if err != nil {
-			return cli.Exit("following the rollout: "+err.Error(), exitError)
+			return cli.Exit("following the rollout: "+describe(err), exitError)
 		}
 		r = next
 	}

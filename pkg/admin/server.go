@@ -58,7 +58,7 @@ func (s *Server) handleJSON(path string, fn func(r *http.Request) (any, error)) 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !public(r.URL.Path) && !s.authorized(r) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="herd"`)
-		writeError(w, http.StatusUnauthorized, "missing or wrong token: pass --token or HERD_TOKEN")
+		writeError(w, http.StatusUnauthorized, "missing or wrong token: send Authorization: Bearer <token>")
 		return
 	}
 	s.mux.ServeHTTP(w, r)

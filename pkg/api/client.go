@@ -15,8 +15,12 @@ import (
 	"time"
 )
 
-// ErrUnauthorized is returned when the server rejects the token.
-var ErrUnauthorized = errors.New("unauthorized: wrong or missing token (--token, HERD_TOKEN)")
+// ErrUnauthorized is returned when the server rejects the token (HTTP 401).
+var ErrUnauthorized = errors.New("unauthorized: wrong or missing token")
+
+// ErrNoCertificate is returned by WithCA for a file that holds no PEM
+// certificate.
+var ErrNoCertificate = errors.New("no PEM certificate in it")
 
 // Error is the body of every non-2xx answer.
 type Error struct {
@@ -24,7 +28,8 @@ type Error struct {
 	Error string `json:"error"`
 }
 
-// StatusError is an answer other than 2xx, with the server's message.
+// StatusError is an answer other than 2xx (and 401, ErrUnauthorized), with
+// the server's message.
 type StatusError struct {
 	// Status is the HTTP status code.
 	Status int
@@ -34,6 +39,20 @@ type StatusError struct {
 }
 
 func (e *StatusError) Error() string { return e.Msg }
+
+// UnreachableError is returned when no answer came from the server: the
+// address refuses connections, does not resolve, the TLS handshake failed,
+// or the call timed out. Err is why.
+type UnreachableError struct {
+	// Addr is the client's base URL.
+	Addr string
+	Err  error
+}
+
+func (e *UnreachableError) Error() string { return fmt.Sprintf("cannot reach %s: %v", e.Addr, e.Err) }
+
+// Unwrap returns why.
+func (e *UnreachableError) Unwrap() error { return e.Err }
 
 // Client talks to a gateway's or agent's admin API. Its methods are safe to
 // call from several goroutines; set its fields before the first call.
@@ -60,16 +79,17 @@ func NewClient(addr, token string) *Client {
 	return &Client{Addr: strings.TrimRight(addr, "/"), Token: token, HTTP: &http.Client{}, Timeout: 10 * time.Second}
 }
 
-// WithCA makes the client trust the PEM certificates in caFile (an admin
-// API served with --admin-tls-cert signed by a private CA, or self-signed).
+// WithCA makes the client trust the PEM certificates in caFile, for an
+// admin API served over TLS with a certificate signed by a private CA, or
+// self-signed. It returns c.
 func (c *Client) WithCA(caFile string) (*Client, error) {
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("--ca-cert: %w", err)
+		return nil, fmt.Errorf("read CA file: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("--ca-cert %s: no PEM certificate in it", caFile)
+		return nil, fmt.Errorf("CA file %s: %w", caFile, ErrNoCertificate)
 	}
 	c.HTTP.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	return c, nil
@@ -107,7 +127,7 @@ func (c *Client) doWithin(ctx context.Context, within time.Duration, method, pat
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach %s: %w (is a gateway's admin API there? set --addr or HERD_ADDR)", c.Addr, unwrapURLError(err))
+		return &UnreachableError{Addr: c.Addr, Err: unwrapURLError(err)}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -130,6 +150,8 @@ func (c *Client) doWithin(ctx context.Context, within time.Duration, method, pat
 	return nil
 }
 
+// unwrapURLError drops *url.Error's "Get "http://...": " prefix, which
+// repeats the address UnreachableError names.
 func unwrapURLError(err error) error {
 	var ue interface{ Unwrap() error }
 	if errors.As(err, &ue) {
