@@ -10,7 +10,7 @@ STATIC := CGO_ENABLED=0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL = $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq
 
-.PHONY: release docker-images chaos all build binaries images-process images demo test test-deps vet fmt-check fuzz bench bench-deps clean dockerd-start dockerd-stop
+.PHONY: release clusterctl-cross docker-images chaos all build binaries images-process images demo test test-deps vet fmt-check fuzz bench bench-deps clean dockerd-start dockerd-stop
 
 all: build
 
@@ -36,8 +36,10 @@ images:
 	done
 
 ## release: static binaries for every RELEASE_PLATFORMS into DIST/<os>_<arch>/ (the three
-## programs and the predictor versions), with DIST/SHA256SUMS
+## programs and the predictor versions), clusterctl alone for every CLUSTERCTL_PLATFORMS
+## (an operator's laptop), with DIST/SHA256SUMS
 RELEASE_PLATFORMS ?= linux/amd64 linux/arm64
+CLUSTERCTL_PLATFORMS ?= windows/amd64 darwin/arm64 darwin/amd64
 DIST ?= dist
 release:
 	rm -rf $(DIST)/*_* $(DIST)/SHA256SUMS
@@ -48,8 +50,20 @@ release:
 	    GOOS=$$os GOARCH=$$arch $(STATIC) $(GO) build -trimpath -ldflags "-s -w -X main.version=$$v" -o $$out/predictor-$$v ./examples/predictor; \
 	  done; \
 	done
+	@set -e; for p in $(CLUSTERCTL_PLATFORMS); do \
+	  os=$${p%/*} arch=$${p#*/} out=$(DIST)/$${p%/*}_$${p#*/}; echo "building $$out (clusterctl)"; \
+	  GOOS=$$os GOARCH=$$arch $(STATIC) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $$out/ ./cmd/clusterctl; \
+	done
 	cd $(DIST) && find . -type f ! -name SHA256SUMS | sed 's|^\./||' | sort | xargs sha256sum > SHA256SUMS
 	@echo "$(DIST)/SHA256SUMS:"; cat $(DIST)/SHA256SUMS
+
+## clusterctl-cross: clusterctl builds for every CLUSTERCTL_PLATFORMS (it links no Serf,
+## epoll or x/sys code; cmd/clusterctl's TestClusterctlLinksNoClusterCode checks its imports)
+clusterctl-cross:
+	@set -e; for p in $(CLUSTERCTL_PLATFORMS); do \
+	  echo "GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build ./cmd/clusterctl"; \
+	  GOOS=$${p%/*} GOARCH=$${p#*/} $(STATIC) $(GO) build -o /dev/null ./cmd/clusterctl; \
+	done
 
 ## docker-images: herd/gateway and herd/agent (FROM scratch) from the linux/amd64 release
 docker-images: release
@@ -84,7 +98,7 @@ bench-deps:
 # The tests' own Docker engine (scripts/test-dockerd.sh); the Docker tests use it
 # through DOCKER_HOST. Without an engine they skip, or fail when CI=true.
 DOCKERD_DIR ?= /tmp/herd-test-dockerd
-test: test-deps vet fmt-check
+test: test-deps vet fmt-check clusterctl-cross
 	@if ! ./scripts/test-dockerd.sh start $(DOCKERD_DIR); then \
 	  if [ "$$CI" = true ]; then echo "CI=true: the Docker engine for the tests must start"; exit 1; fi; \
 	  echo "no Docker engine for the tests: the Docker tests will skip"; fi

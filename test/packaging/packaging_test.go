@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"debug/elf"
+	"debug/macho"
+	"debug/pe"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -28,8 +30,29 @@ var platforms = map[string]elf.Machine{"linux_amd64": elf.EM_X86_64, "linux_arm6
 
 var releaseFiles = []string{"agent", "clusterctl", "gateway", "predictor-1.0.0", "predictor-1.1.0"}
 
+// clusterctlOnly are the operators' platforms: clusterctl alone, checked by
+// its file format's machine.
+var clusterctlOnly = map[string]func(t *testing.T, data []byte){
+	"windows_amd64/clusterctl.exe": func(t *testing.T, data []byte) {
+		f, err := pe.NewFile(bytes.NewReader(data))
+		require.NoError(t, err)
+		assert.Equal(t, uint16(pe.IMAGE_FILE_MACHINE_AMD64), f.Machine)
+	},
+	"darwin_arm64/clusterctl": func(t *testing.T, data []byte) {
+		f, err := macho.NewFile(bytes.NewReader(data))
+		require.NoError(t, err)
+		assert.Equal(t, macho.CpuArm64, f.Cpu)
+	},
+	"darwin_amd64/clusterctl": func(t *testing.T, data []byte) {
+		f, err := macho.NewFile(bytes.NewReader(data))
+		require.NoError(t, err)
+		assert.Equal(t, macho.CpuAmd64, f.Cpu)
+	},
+}
+
 // TestRelease: `make release` builds static linux/amd64 and linux/arm64
-// binaries carrying the version, and SHA256SUMS matches them.
+// binaries carrying the version, clusterctl for Windows and macOS, and
+// SHA256SUMS matches them all.
 func TestRelease(t *testing.T) {
 	testutil.RequireTool(t, "make")
 	root := testutil.RepoRoot(t)
@@ -55,6 +78,9 @@ func TestRelease(t *testing.T) {
 			want = append(want, dir+"/"+name)
 		}
 	}
+	for name := range clusterctlOnly {
+		want = append(want, name)
+	}
 	var got []string
 	for name := range sums {
 		got = append(got, name)
@@ -68,6 +94,11 @@ func TestRelease(t *testing.T) {
 		require.NoError(t, err)
 		h := sha256.Sum256(data)
 		assert.Equal(t, sum, hex.EncodeToString(h[:]), name)
+		if check, ok := clusterctlOnly[name]; ok {
+			t.Run(name, func(t *testing.T) { check(t, data) })
+			assert.True(t, bytes.Contains(data, []byte("1.2.3-test")), "%s carries the version", name)
+			continue
+		}
 
 		bin, err := elf.NewFile(bytes.NewReader(data))
 		require.NoError(t, err, name)
