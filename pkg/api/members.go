@@ -13,8 +13,8 @@ type Member struct {
 	Name string `json:"name"`
 	// Addr is the member's gossip address, ip:port.
 	Addr string `json:"addr"`
-	// Status is what gossip knows of it: "alive", "leaving", "left" or
-	// "failed".
+	// Status is what gossip knows of it: "alive", "leaving", "left",
+	// "failed" or "unknown".
 	Status string `json:"status"`
 	// Role is "gateway" or "agent"; empty when its tags were rejected.
 	Role string `json:"role,omitempty"`
