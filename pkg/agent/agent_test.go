@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -295,6 +296,21 @@ func TestConfigValidate(t *testing.T) {
 	c := base()
 	c.BasePort, c.Replicas = 65530, 10
 	assert.ErrorContains(t, c.Validate(), "beyond 65535")
+}
+
+// TestDeployRefusesImagesBeyondTheTagBudget: a valid image too long to be
+// announced beside the running one is refused when asked, not discovered
+// when the agent can no longer announce.
+func TestDeployRefusesImagesBeyondTheTagBudget(t *testing.T) {
+	cfg := agentConfig(t, &testGateway{gossip: "127.0.0.1:1"}, 1)
+	a, err := New(cfg, newDriver(t, t.TempDir()), memberConfig())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	long := "registry.example.com:5000/" + strings.Repeat("a", 250) + ":" + strings.Repeat("t", 128)
+	_, err = runtime.ParseImage(long)
+	require.NoError(t, err, "a valid reference")
+	err = a.deploy(context.Background(), membership.DeployRequest{Rollout: "r1", Image: long, CheckOnly: true})
+	assert.ErrorContains(t, err, "more than the 512 gossip allows")
 }
 
 func TestBackoff(t *testing.T) {
