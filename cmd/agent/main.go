@@ -61,7 +61,7 @@ func main() {
 			}, cliutil.GossipFlags("127.0.0.1:7071")...), cliutil.LogFlags()...),
 			Description: cliutil.DaemonExitCodes,
 			Before:      cliutil.LoadConfig,
-			Action:      join,
+			Action:      withFlagErrors(join),
 		}},
 	})
 }

@@ -77,7 +77,7 @@ func main() {
 			}, cliutil.GossipFlags("127.0.0.1:7070")...), cliutil.LogFlags()...),
 			Description: cliutil.DaemonExitCodes,
 			Before:      cliutil.LoadConfig,
-			Action:      run,
+			Action:      func(c *cli.Context) error { return cliutil.GossipFlagError(run(c)) },
 		}},
 	})
 }

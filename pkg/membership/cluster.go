@@ -132,15 +132,15 @@ func (c *Cluster) Join(addrs []string) (int, error) {
 	msg := strings.Join(strings.Fields(err.Error()), " ") // Serf's multi-line list, on one line
 	switch {
 	case strings.Contains(msg, "could decrypt"), strings.Contains(msg, "not encrypted"), strings.Contains(msg, "encryption"):
-		return 0, fmt.Errorf("join %v: %s: the gossip key differs from the cluster's (check --encrypt / HERD_ENCRYPT): %w",
-			addrs, msg, ErrWrongKey)
+		return 0, fmt.Errorf("join %v: %s: %w", addrs, msg, ErrWrongKey)
 	}
 	return 0, fmt.Errorf("join %v: %s", addrs, msg)
 }
 
 // ErrWrongKey: the cluster refused this member's gossip encryption (a
-// different key, or one side has none).
-var ErrWrongKey = errors.New("gossip encryption mismatch")
+// different key, or one side has none). Join's error wraps it last, so a
+// command line can append which of its settings holds the key.
+var ErrWrongKey = errors.New("the gossip key differs from the cluster's")
 
 // LocalNode returns this member as others see it.
 func (c *Cluster) LocalNode() Node {

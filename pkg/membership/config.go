@@ -2,6 +2,7 @@ package membership
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -164,8 +165,15 @@ func (c *Config) AdvertiseIP() (netip.Addr, error) {
 		}
 	}
 	s, err := sockaddr.GetPrivateIP()
-	if err != nil || s == "" {
-		return netip.Addr{}, fmt.Errorf("no private address to advertise; set --advertise: %v", err)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%w: %w", ErrNoAdvertiseAddr, err)
+	}
+	if s == "" {
+		return netip.Addr{}, ErrNoAdvertiseAddr
 	}
 	return netip.ParseAddr(s)
 }
+
+// ErrNoAdvertiseAddr: binding to all interfaces, with no advertise address
+// set, and this host has no private address to advertise instead.
+var ErrNoAdvertiseAddr = errors.New("no private address to advertise: set the advertise address")

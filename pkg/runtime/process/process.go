@@ -77,10 +77,13 @@ type state struct {
 	StartedAt time.Time `json:"started_at"`
 }
 
+// ErrNoImagesDir is New's error for a Config without ImagesDir.
+var ErrNoImagesDir = errors.New("process runtime: no images dir")
+
 // New returns a Driver, creating its directories.
 func New(cfg Config) (*Driver, error) {
 	if cfg.ImagesDir == "" {
-		return nil, errors.New("process runtime: --images-dir is required")
+		return nil, ErrNoImagesDir
 	}
 	if cfg.StateDir == "" {
 		return nil, errors.New("process runtime: state dir is required")
