@@ -62,7 +62,7 @@ func main() {
 			}, daemon.GossipFlags("127.0.0.1:7071")...), daemon.LogFlags()...),
 			Description: daemon.ExitCodes,
 			Before:      daemon.LoadConfig,
-			Action:      join,
+			Action:      withFlagErrors(join),
 		}},
 	})
 }

@@ -78,7 +78,7 @@ func main() {
 			}, daemon.GossipFlags("127.0.0.1:7070")...), daemon.LogFlags()...),
 			Description: daemon.ExitCodes,
 			Before:      daemon.LoadConfig,
-			Action:      run,
+			Action:      func(c *cli.Context) error { return daemon.GossipFlagError(run(c)) },
 		}},
 	})
 }

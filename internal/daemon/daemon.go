@@ -73,6 +73,19 @@ func GossipFlags(adminDefault string) []cli.Flag {
 	}
 }
 
+// GossipFlagError names the flag behind a membership error the operator
+// fixes with one of GossipFlags: a wrong gossip key, no address to
+// advertise. Other errors, and nil, are returned as they are.
+func GossipFlagError(err error) error {
+	switch {
+	case errors.Is(err, membership.ErrWrongKey):
+		return fmt.Errorf("%w (check --encrypt / HERD_ENCRYPT)", err)
+	case errors.Is(err, membership.ErrNoAdvertiseAddr):
+		return fmt.Errorf("%w (--advertise / HERD_ADVERTISE)", err)
+	}
+	return err
+}
+
 // MembershipConfig fills a membership Config from GossipFlags.
 func MembershipConfig(c *cli.Context, logger hclog.Logger) (*membership.Config, error) {
 	cfg := membership.DefaultConfig()

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -276,25 +277,45 @@ func TestConfigValidate(t *testing.T) {
 	}
 	ok := base()
 	require.NoError(t, ok.Validate())
-	cases := map[string]func(*Config){
-		"no replicas":  func(c *Config) { c.Replicas = 0 },
-		"too many":     func(c *Config) { c.Replicas = 1001 },
-		"ports beyond": func(c *Config) { c.BasePort, c.Replicas = 65530, 10 },
-		"no join":      func(c *Config) { c.Join = nil },
-		"no host ip":   func(c *Config) { c.HostIP = netip.Addr{} },
-		"unspecified":  func(c *Config) { c.HostIP = netip.MustParseAddr("0.0.0.0") },
-		"no image":     func(c *Config) { c.Image = runtime.Image{} },
-		"no node":      func(c *Config) { c.Node = "" },
-		"base port 0":  func(c *Config) { c.BasePort = 0 },
+	cases := []struct {
+		mutate func(*Config)
+		field  string
+		msg    string
+	}{
+		{func(c *Config) { c.Replicas = 0 }, "Replicas", "replica count 0: must be between 1 and 1000"},
+		{func(c *Config) { c.Replicas = 1001 }, "Replicas", "replica count 1001: must be between 1 and 1000"},
+		{func(c *Config) { c.BasePort, c.Replicas = 65530, 10 }, "BasePort",
+			"base port 65530: with 10 replicas needs ports up to 65539, beyond 65535"},
+		{func(c *Config) { c.BasePort = 0 }, "BasePort", "base port 0: must be between 1 and 65535"},
+		{func(c *Config) { c.Join = nil }, "Join", "no join address"},
+		{func(c *Config) { c.HostIP = netip.Addr{} }, "HostIP", "no host address for the replicas"},
+		{func(c *Config) { c.HostIP = netip.MustParseAddr("0.0.0.0") }, "HostIP",
+			"host address 0.0.0.0: not an address replicas can be reached at"},
+		{func(c *Config) { c.Image = runtime.Image{} }, "Image", "no image"},
+		{func(c *Config) { c.Node = "" }, "Node", "no node name"},
 	}
-	for name, mutate := range cases {
+	for _, tc := range cases {
 		c := base()
-		mutate(&c)
-		assert.Error(t, c.Validate(), name)
+		tc.mutate(&c)
+		err := c.Validate()
+		var ce *ConfigError
+		require.ErrorAs(t, err, &ce, tc.msg)
+		assert.Equal(t, tc.field, ce.Field, tc.msg)
+		assert.EqualError(t, err, tc.msg)
+		assert.NotContains(t, err.Error(), "--", "a library names no flag")
 	}
-	c := base()
-	c.BasePort, c.Replicas = 65530, 10
-	assert.ErrorContains(t, c.Validate(), "beyond 65535")
+}
+
+func TestDeployRefusesImagesBeyondTheTagBudget(t *testing.T) {
+	cfg := agentConfig(t, &testGateway{gossip: "127.0.0.1:1"}, 1)
+	a, err := New(cfg, newDriver(t, t.TempDir()), memberConfig())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	long := "registry.example.com:5000/" + strings.Repeat("a", 250) + ":" + strings.Repeat("t", 128)
+	_, err = runtime.ParseImage(long)
+	require.NoError(t, err, "a valid reference")
+	err = a.deploy(context.Background(), membership.DeployRequest{Rollout: "r1", Image: long, CheckOnly: true})
+	assert.ErrorContains(t, err, "more than the 512 gossip allows")
 }
 
 func TestBackoff(t *testing.T) {

@@ -1,9 +1,9 @@
 package agent
 
 import (
-	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -11,7 +11,7 @@ import (
 	"github.com/herd-cluster/herd/pkg/runtime"
 )
 
-// MaxReplicas bounds --replicas; it matches what one node may announce.
+// MaxReplicas bounds Config.Replicas; it matches what one node may announce.
 const MaxReplicas = 1000
 
 // Config configures an Agent.
@@ -86,26 +86,66 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first problem with c, in words for the command line.
+// Validate reports the first problem with c, as a *ConfigError.
 func (c *Config) Validate() error {
 	switch {
 	case c.Node == "":
-		return errors.New("node name is required")
+		return &ConfigError{Field: "Node", Problem: "no node name"}
 	case c.Replicas < 1 || c.Replicas > MaxReplicas:
-		return fmt.Errorf("--replicas %d: must be between 1 and %d", c.Replicas, MaxReplicas)
+		return &ConfigError{Field: "Replicas", Value: strconv.Itoa(c.Replicas),
+			Problem: fmt.Sprintf("must be between 1 and %d", MaxReplicas)}
 	case c.BasePort == 0:
-		return errors.New("--base-port must be between 1 and 65535")
+		return &ConfigError{Field: "BasePort", Value: "0", Problem: "must be between 1 and 65535"}
 	case int(c.BasePort)+c.Replicas-1 > 65535:
-		return fmt.Errorf("--base-port %d with --replicas %d needs ports up to %d, beyond 65535",
-			c.BasePort, c.Replicas, int(c.BasePort)+c.Replicas-1)
-	case !c.HostIP.IsValid() || c.HostIP.IsUnspecified():
-		return fmt.Errorf("--host-ip %q: need the address replicas are reachable at", c.HostIP)
+		return &ConfigError{Field: "BasePort", Value: strconv.Itoa(int(c.BasePort)),
+			Problem: fmt.Sprintf("with %d replicas needs ports up to %d, beyond 65535", c.Replicas, int(c.BasePort)+c.Replicas-1)}
+	case !c.HostIP.IsValid():
+		return &ConfigError{Field: "HostIP", Problem: "no host address for the replicas"}
+	case c.HostIP.IsUnspecified():
+		return &ConfigError{Field: "HostIP", Value: c.HostIP.String(), Problem: "not an address replicas can be reached at"}
 	case len(c.Join) == 0:
-		return errors.New("no join address: give --join or HERD_JOIN")
+		return &ConfigError{Field: "Join", Problem: "no join address"}
 	case c.Image.Name == "":
-		return errors.New("--image is required")
+		return &ConfigError{Field: "Image", Problem: "no image"}
 	}
 	return nil
+}
+
+// ConfigError is a Config setting an Agent cannot run with. Field names the
+// Config field, so that a command line can name its own flag for it.
+type ConfigError struct {
+	// Field is the Config field at fault: "Node", "Replicas", "BasePort",
+	// "HostIP", "Join" or "Image".
+	Field string
+	// Value is the value at fault, as text; empty when the setting is
+	// missing.
+	Value string
+	// Problem says what is wrong with Value ("must be between 1 and 1000"),
+	// or, when Value is empty, what is missing ("no join address").
+	Problem string
+}
+
+// Error reads "replica count 0: must be between 1 and 1000", or for a
+// missing setting just the problem: "no join address".
+func (e *ConfigError) Error() string {
+	if e.Value == "" {
+		return e.Problem
+	}
+	return settingName(e.Field) + " " + e.Value + ": " + e.Problem
+}
+
+// settingName is a Config field in words.
+func settingName(field string) string {
+	switch field {
+	case "Replicas":
+		return "replica count"
+	case "BasePort":
+		return "base port"
+	case "HostIP":
+		return "host address"
+	default:
+		return field
+	}
 }
 
 func (c *Config) port(index int) uint16 { return c.BasePort + uint16(index) }

@@ -40,6 +40,14 @@ func (a *Agent) deploy(ctx context.Context, req membership.DeployRequest) error 
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.cfg.Node, err)
 	}
+	// The image must fit in the tags beside the one running (a member's
+	// tags have 512 bytes in all): an agent that cannot announce cannot
+	// withdraw a replica either.
+	next := a.tags
+	next.Want = img.String()
+	if _, err := next.Encode(); err != nil {
+		return fmt.Errorf("%s: image %s: %w", a.cfg.Node, img, err)
+	}
 	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if err := a.rt.Resolve(rctx, img); err != nil {

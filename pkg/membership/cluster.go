@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -24,6 +25,11 @@ type Cluster struct {
 
 	serfEvents chan serf.Event
 	loopDone   chan struct{}
+	// events holds what EventCh's consumer has not taken yet; nil without
+	// EventCh.
+	events         *eventQueue
+	deliverDone    chan struct{}
+	queriesDropped atomic.Uint64
 
 	mu   sync.Mutex // guards tags
 	tags Tags
@@ -71,6 +77,10 @@ func New(cfg *Config) (*Cluster, error) {
 		loopDone:   make(chan struct{}),
 		tags:       cfg.Tags,
 	}
+	if cfg.EventCh != nil {
+		c.events = newEventQueue()
+		c.deliverDone = make(chan struct{})
+	}
 	sc := serf.DefaultConfig()
 	sc.NodeName = cfg.NodeName
 	sc.MemberlistConfig = mc
@@ -95,6 +105,12 @@ func New(cfg *Config) (*Cluster, error) {
 	}
 	c.serf = s
 	go c.loop()
+	if c.events != nil {
+		go func() {
+			defer close(c.deliverDone)
+			c.events.deliver(cfg.EventCh, s.ShutdownCh())
+		}()
+	}
 	if cfg.EncryptKey != nil && cfg.KeyringPath != "" {
 		c.keyring = mc.Keyring
 		c.saverDone = make(chan struct{})
@@ -116,15 +132,15 @@ func (c *Cluster) Join(addrs []string) (int, error) {
 	msg := strings.Join(strings.Fields(err.Error()), " ") // Serf's multi-line list, on one line
 	switch {
 	case strings.Contains(msg, "could decrypt"), strings.Contains(msg, "not encrypted"), strings.Contains(msg, "encryption"):
-		return 0, fmt.Errorf("join %v: %s: the gossip key differs from the cluster's (check --encrypt / HERD_ENCRYPT): %w",
-			addrs, msg, ErrWrongKey)
+		return 0, fmt.Errorf("join %v: %s: %w", addrs, msg, ErrWrongKey)
 	}
 	return 0, fmt.Errorf("join %v: %s", addrs, msg)
 }
 
 // ErrWrongKey: the cluster refused this member's gossip encryption (a
-// different key, or one side has none).
-var ErrWrongKey = errors.New("gossip encryption mismatch")
+// different key, or one side has none). Join's error wraps it last, so a
+// command line can append which of its settings holds the key.
+var ErrWrongKey = errors.New("the gossip key differs from the cluster's")
 
 // LocalNode returns this member as others see it.
 func (c *Cluster) LocalNode() Node {
@@ -230,6 +246,9 @@ func (c *Cluster) Shutdown() error {
 	c.shutdownOnce.Do(func() {
 		c.shutdownErr = c.serf.Shutdown()
 		<-c.loopDone
+		if c.deliverDone != nil {
+			<-c.deliverDone
+		}
 		if c.saverDone != nil {
 			<-c.saverDone
 		}
@@ -237,22 +256,43 @@ func (c *Cluster) Shutdown() error {
 	return c.shutdownErr
 }
 
-// loop translates Serf events into Herd's typed values. It never blocks
-// Serf for longer than the consumers take to read.
+// Stats counts what a member did instead of blocking gossip on a consumer
+// that falls behind.
+type Stats struct {
+	// EventsCoalesced counts member events replaced by a newer event of the
+	// same member before EventCh's consumer took them.
+	EventsCoalesced uint64
+	// QueriesDropped counts queries not delivered because QueryCh was full.
+	QueriesDropped uint64
+}
+
+// Stats returns the member's counters since New.
+func (c *Cluster) Stats() Stats {
+	st := Stats{QueriesDropped: c.queriesDropped.Load()}
+	if c.events != nil {
+		st.EventsCoalesced = c.events.coalesced.Load()
+	}
+	return st
+}
+
+// loop translates Serf events into Herd's typed values. It never waits for
+// the consumers (see Config.EventCh and QueryCh): Serf's own handlers send to
+// serfEvents while holding its member lock, so a stalled loop would stall
+// gossip itself.
 func (c *Cluster) loop() {
 	defer close(c.loopDone)
 	shutdown := c.serf.ShutdownCh()
 	for {
 		select {
 		case e := <-c.serfEvents:
-			c.dispatch(e, shutdown)
+			c.dispatch(e)
 		case <-shutdown:
 			return
 		}
 	}
 }
 
-func (c *Cluster) dispatch(e serf.Event, shutdown <-chan struct{}) {
+func (c *Cluster) dispatch(e serf.Event) {
 	switch e := e.(type) {
 	case serf.MemberEvent:
 		typ, ok := eventTypeOf(e.Type)
@@ -267,11 +307,8 @@ func (c *Cluster) dispatch(e serf.Event, shutdown <-chan struct{}) {
 			}
 			ev.Nodes[i] = n
 		}
-		if c.cfg.EventCh != nil {
-			select {
-			case c.cfg.EventCh <- ev:
-			case <-shutdown:
-			}
+		if c.events != nil {
+			c.events.put(ev)
 		}
 	case *serf.Query:
 		if c.cfg.QueryCh == nil {
@@ -279,7 +316,12 @@ func (c *Cluster) dispatch(e serf.Event, shutdown <-chan struct{}) {
 		}
 		select {
 		case c.cfg.QueryCh <- &Query{q: e}:
-		case <-shutdown:
+		default:
+			// Like a lost datagram: the asker sees no answer from this
+			// member before its deadline (Deploy asks again).
+			n := c.queriesDropped.Add(1)
+			c.logger.Warn("dropping query: the query channel is full", "query", e.Name, "from", e.SourceNode(),
+				"dropped_total", n)
 		}
 	}
 }

@@ -2,8 +2,10 @@ package membership
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,7 +33,14 @@ type eventOf struct {
 
 func startMember(t *testing.T, name string, tags Tags) *testMember {
 	t.Helper()
-	m := &testMember{events: make(chan Event, 1024), queries: make(chan *Query, 16)}
+	return startMemberBuffered(t, name, tags, 1024, 16)
+}
+
+// startMemberBuffered is startMember with the given capacities of its
+// event and query channels.
+func startMemberBuffered(t *testing.T, name string, tags Tags, eventBuf, queryBuf int) *testMember {
+	t.Helper()
+	m := &testMember{events: make(chan Event, eventBuf), queries: make(chan *Query, queryBuf)}
 	cfg := DefaultConfig()
 	cfg.NodeName = name
 	cfg.BindAddr = "127.0.0.1:0"
@@ -202,7 +211,8 @@ func TestClusterWrongKeyCannotJoin(t *testing.T) {
 	plain := startKeyed(t, "plain", "", "")
 	_, err := b.Join([]string{a.LocalNode().Addr.String()})
 	assert.ErrorIs(t, err, ErrWrongKey, "a wrong key must not join")
-	assert.ErrorContains(t, err, "check --encrypt")
+	assert.ErrorContains(t, err, "the gossip key differs from the cluster's")
+	assert.NotContains(t, err.Error(), "--", "a library names no flag")
 	_, err = plain.Join([]string{a.LocalNode().Addr.String()})
 	assert.ErrorIs(t, err, ErrWrongKey, "no key must not join an encrypted cluster")
 	assert.Len(t, a.Members(), 1)
@@ -238,4 +248,96 @@ func TestDeployAsksSilentAgentsAgain(t *testing.T) {
 	assert.Equal(t, int32(2), asked.Load())
 	require.Error(t, errs["mute"])
 	assert.Contains(t, errs["mute"].Error(), "mute did not answer within 500ms, asked 2 times")
+}
+
+// TestClusterSlowConsumerNeverBlocksGossip: while a gateway's consumer reads
+// no events and agents change their tags many times, the gateway keeps
+// gossiping (its member list converges, it answers a query); when the
+// consumer reads, it gets each agent's latest state, each agent's events in
+// order, not every step in between.
+func TestClusterSlowConsumerNeverBlocksGossip(t *testing.T) {
+	const agents, updates = 3, 20
+	gw := startMemberBuffered(t, "gw", Tags{Role: RoleGateway, Gen: 1}, 1, 16)
+	var as []*testMember
+	for i := range agents {
+		as = append(as, startMember(t, fmt.Sprintf("a%d", i), agentTagsOn(uint16(8000+i))))
+	}
+	joinAll(t, gw, as...)
+
+	var wg sync.WaitGroup
+	for _, a := range as {
+		wg.Go(func() {
+			tags := a.Tags()
+			for range updates {
+				tags.Gen++
+				if err := a.SetTags(tags); err != nil && !errors.Is(err, ErrTagsUnconfirmed) {
+					t.Errorf("%s: set tags: %v", a.cfg.NodeName, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	final := agentTags().Gen + updates
+
+	require.Eventually(t, func() bool {
+		for _, a := range as {
+			if n, ok := gw.Member(a.cfg.NodeName); !ok || n.Tags.Gen != final {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 20*time.Millisecond, "the gateway's member list reaches every agent's generation %d", final)
+	go func() {
+		for q := range gw.queries {
+			_ = q.Respond([]byte("ok"))
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := as[0].Query(ctx, "herd-test", nil, QueryParams{Role: RoleGateway, Timeout: 3 * time.Second})
+	require.NoError(t, err, "the gateway answers a query while its event consumer is stalled")
+
+	// Now the consumer reads: every agent's latest state arrives, and no
+	// agent's generation goes backwards.
+	latest := map[string]uint64{}
+	read := 0
+	deadline := time.After(10 * time.Second)
+	for reached := 0; reached < agents; {
+		select {
+		case e := <-gw.events:
+			read++
+			require.Len(t, e.Nodes, 1)
+			n := e.Nodes[0]
+			require.GreaterOrEqual(t, n.Tags.Gen, latest[n.Name], "%s's events in order", n.Name)
+			if n.Tags.Gen == final && latest[n.Name] != final {
+				reached++
+			}
+			latest[n.Name] = n.Tags.Gen
+		case <-deadline:
+			t.Fatalf("the consumer did not get every agent's latest state: %v", latest)
+		}
+	}
+	assert.Positive(t, gw.Stats().EventsCoalesced)
+	assert.Less(t, read, agents*updates/2, "coalesced: far fewer events than tag changes")
+}
+
+// TestClusterFullQueryChannelDropsQueries: queries that find QueryCh full
+// are dropped and counted; gossip, and events, go on.
+func TestClusterFullQueryChannelDropsQueries(t *testing.T) {
+	gw := startMemberBuffered(t, "gw", Tags{Role: RoleGateway, Gen: 1}, 1024, 1)
+	a := startMember(t, "a", agentTagsOn(8000))
+	joinAll(t, gw, a)
+	gw.waitEvent(t, EventJoin, "a", 5*time.Second)
+
+	for range 3 { // nobody answers: the first fills the channel
+		_, err := a.Query(context.Background(), "herd-test", nil, QueryParams{Role: RoleGateway, Timeout: 300 * time.Millisecond})
+		require.ErrorIs(t, err, ErrIncomplete)
+	}
+	tags := a.Tags()
+	tags.Gen++
+	require.NoError(t, a.SetTags(tags))
+	n := gw.waitEvent(t, EventUpdate, "a", 5*time.Second)
+	assert.Equal(t, tags.Gen, n.Tags.Gen)
+	assert.Equal(t, uint64(2), gw.Stats().QueriesDropped)
 }

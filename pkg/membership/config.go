@@ -2,6 +2,7 @@ package membership
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -50,11 +51,20 @@ type Config struct {
 	// Profile selects gossip timings: ProfileLAN (default), ProfileLocal or
 	// ProfileWAN.
 	Profile string
-	// EventCh, if set, receives every membership event. The consumer must keep
-	// it drained: a full channel stalls gossip processing.
+	// EventCh, if set, receives membership events, one node per event, each
+	// member's in the order they happened. A consumer that falls behind never
+	// stalls gossip: while the channel is full, a member's newer event
+	// replaces its older one not yet taken, so the consumer gets every
+	// member's latest state (type and Node), not every step in between
+	// (counted in Stats.EventsCoalesced). Events not taken by Shutdown are
+	// dropped.
 	EventCh chan<- Event
-	// QueryCh, if set, receives queries addressed to this node. Queries not
-	// answered before their deadline are dropped by the asker.
+	// QueryCh, if set, receives queries addressed to this node. A query that
+	// finds the channel full is dropped, logged and counted in
+	// Stats.QueriesDropped: gossip never waits for the consumer, and the
+	// asker sees no answer from this member, as with a lost datagram (Deploy
+	// asks twice). Queries not answered before their deadline are dropped by
+	// the asker.
 	QueryCh chan<- *Query
 	// Logger receives the member's logs, and Serf's and memberlist's.
 	// Default: hclog's default logger.
@@ -155,8 +165,15 @@ func (c *Config) AdvertiseIP() (netip.Addr, error) {
 		}
 	}
 	s, err := sockaddr.GetPrivateIP()
-	if err != nil || s == "" {
-		return netip.Addr{}, fmt.Errorf("no private address to advertise; set --advertise: %v", err)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%w: %w", ErrNoAdvertiseAddr, err)
+	}
+	if s == "" {
+		return netip.Addr{}, ErrNoAdvertiseAddr
 	}
 	return netip.ParseAddr(s)
 }
+
+// ErrNoAdvertiseAddr: binding to all interfaces, with no advertise address
+// set, and this host has no private address to advertise instead.
+var ErrNoAdvertiseAddr = errors.New("no private address to advertise: set the advertise address")

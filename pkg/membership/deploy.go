@@ -9,6 +9,8 @@ import (
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/herd-cluster/herd/pkg/runtime"
 )
 
 // QueryDeploy asks agents to run an image: the rollout coordinator's one
@@ -43,8 +45,8 @@ func DecodeDeployRequest(b []byte) (DeployRequest, error) {
 	if err := decodeStrict(b, maxDeployPayload, &r); err != nil {
 		return r, fmt.Errorf("deploy request: %w", err)
 	}
-	if !imageRe.MatchString(r.Image) {
-		return r, fmt.Errorf("deploy request: invalid image %q", truncate(r.Image, 140))
+	if _, err := runtime.ParseImage(r.Image); err != nil {
+		return r, fmt.Errorf("deploy request: %w", err)
 	}
 	return r, nil
 }

@@ -37,12 +37,16 @@ func (t EventType) String() string {
 }
 
 // Event is a membership change, with the decoded nodes it concerns. Nodes
-// whose tags are malformed are included with Err set.
+// whose tags are malformed are included with Err set. A Cluster delivers one
+// node per event; a member's event that replaced older ones not yet taken
+// (see Config.EventCh) carries its latest type and state.
 type Event struct {
 	Type  EventType
 	Nodes []Node
 	// At is when Serf delivered the event, to measure how long reacting
-	// to it takes.
+	// to it takes: for an event that replaced older ones of its member, when
+	// the oldest of them was delivered (the consumer's view of the member
+	// has been stale since).
 	At time.Time
 }
 

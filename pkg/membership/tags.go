@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/herd-cluster/herd/pkg/runtime"
 )
 
 // Tag keys as they appear in Serf. They are short on purpose: memberlist
@@ -55,16 +57,13 @@ const (
 // tag at all, such as a stock serf agent sharing the gossip pool.
 var ErrNotHerd = errors.New("not a herd node: no role tag")
 
-var (
-	serviceRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
-	imageRe   = regexp.MustCompile(`^[a-z0-9][a-z0-9._/-]{0,127}:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-)
+var serviceRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 
 // Tags is the typed form of the Serf tags a Herd node announces.
 type Tags struct {
 	Role    Role
 	Service string // agents: the service their replicas run
-	Image   string // agents: the image their replicas run, "name:tag"
+	Image   string // agents: the image their replicas run, as runtime.ParseImage reads it
 	HostIP  netip.Addr
 	// Ports are the healthy replicas' ports on HostIP, ascending, unique.
 	Ports []uint16
@@ -145,8 +144,8 @@ func (t Tags) Validate() error {
 	if !serviceRe.MatchString(t.Service) {
 		return fmt.Errorf("invalid service name %q", t.Service)
 	}
-	if !imageRe.MatchString(t.Image) {
-		return fmt.Errorf("invalid image %q", t.Image)
+	if _, err := runtime.ParseImage(t.Image); err != nil {
+		return fmt.Errorf("tag %s: %w", tagImage, err)
 	}
 	if !t.HostIP.IsValid() || t.HostIP.IsUnspecified() {
 		return fmt.Errorf("invalid host ip %q", t.HostIP)
@@ -154,8 +153,8 @@ func (t Tags) Validate() error {
 	if t.State != StateActive && t.State != StateDraining {
 		return fmt.Errorf("invalid state %q", t.State)
 	}
-	if !imageRe.MatchString(t.Want) {
-		return fmt.Errorf("invalid wanted image %q", t.Want)
+	if _, err := runtime.ParseImage(t.Want); err != nil {
+		return fmt.Errorf("tag %s: %w", tagWant, err)
 	}
 	if t.Count < 0 || t.Count > MaxPorts {
 		return fmt.Errorf("replica count %d out of range 0-%d", t.Count, MaxPorts)

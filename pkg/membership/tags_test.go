@@ -7,6 +7,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/herd-cluster/herd/pkg/runtime"
 )
 
 func agentTags() Tags {
@@ -105,6 +107,70 @@ func TestDecodeTagsRejectsMalformed(t *testing.T) {
 	assert.ErrorIs(t, err, ErrNotHerd)
 }
 
+// TestTagsImageGrammar: img and want are read by runtime.ParseImage, the
+// grammar the agents run images with (Docker's), so registry hosts and
+// digests are accepted, and names the agents could not run are refused.
+func TestTagsImageGrammar(t *testing.T) {
+	const digest = "@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	accepted := []string{
+		"predictor:1.1.0",
+		"team/predictor:v2_rc-1",
+		"registry:5000/team/predictor:1.1.0", // refused before: the port read as a tag
+		"[::1]:5000/predictor:1",
+		"predictor" + digest, // refused before: no digests
+		"registry:5000/team/predictor:1.1.0" + digest,
+		strings.Repeat("n", 200) + ":1", // refused before: names were at most 128 bytes
+	}
+	refused := []string{
+		"predictor",     // no tag: Herd never assumes latest
+		"Predictor:1.0", // upper case
+		"a//b:1",        // accepted before, though no agent could run it
+		"a/../b:1",      // accepted before: a path that climbs out of the images dir
+		"a-:1",          // accepted before
+		"predictor:1.0.0:x",
+		"predictor@sha256:0123",
+		"sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+	}
+	for _, key := range []string{"img", "want"} {
+		for _, img := range accepted {
+			m, err := agentTags().Encode()
+			require.NoError(t, err)
+			m[key] = img
+			tags, err := DecodeTags(m)
+			require.NoError(t, err, "%s=%s", key, img)
+			m2, err := tags.Encode()
+			require.NoError(t, err, "%s=%s", key, img)
+			assert.Equal(t, img, m2[key])
+		}
+		for _, img := range refused {
+			m, err := agentTags().Encode()
+			require.NoError(t, err)
+			m[key] = img
+			_, err = DecodeTags(m)
+			assert.ErrorContains(t, err, "tag "+key+": image ", "%s=%s", key, img)
+
+			tags := agentTags()
+			if key == "img" {
+				tags.Image = img
+			} else {
+				tags.Want = img
+			}
+			_, err = tags.Encode()
+			assert.Error(t, err, "Encode %s=%s", key, img)
+		}
+	}
+}
+
+func TestEncodeRefusesOversizedImages(t *testing.T) {
+	// Both valid, but an image and a wanted image this long do not fit in
+	// the 512 bytes gossip allows a member's tags.
+	tags := agentTags()
+	tags.Image = "registry.example.com:5000/" + strings.Repeat("a", 200) + ":1.0.0"
+	tags.Want = "registry.example.com:5000/" + strings.Repeat("a", 200) + ":1.1.0"
+	_, err := tags.Encode()
+	assert.ErrorContains(t, err, "more than the 512 gossip allows")
+}
+
 func TestEncodeRefusesOversizedTags(t *testing.T) {
 	tags := agentTags()
 	tags.Ports = nil
@@ -128,6 +194,10 @@ func FuzzDecodeTags(f *testing.F) {
 	f.Add("agent", "predictor", "predictor:1.0.0", "127.0.0.2", "8000-8011", "3", "active")
 	f.Add("gateway", "", "", "", "", "1", "")
 	f.Add("agent", "x", "a:b", "::1", "1-1000", "18446744073709551615", "draining")
+	f.Add("agent", "predictor", "registry:5000/team/predictor:1.1.0", "10.0.0.1", "8000", "2", "active")
+	f.Add("agent", "predictor", "predictor:1.1.0@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+		"10.0.0.1", "8000", "2", "active")
+	f.Add("agent", "predictor", "a/../b:1", "10.0.0.1", "8000", "2", "active")
 	f.Fuzz(func(t *testing.T, role, svc, img, ip, ports, gen, state string) {
 		m := map[string]string{"role": role, "svc": svc, "img": img, "ip": ip, "ports": ports, "gen": gen, "state": state}
 		tags, err := DecodeTags(m)
@@ -166,12 +236,17 @@ func FuzzDecodeDeployRequest(f *testing.F) {
 	f.Add([]byte(`{"rollout":"r1","image":"predictor:1.1.0","check_only":true}`))
 	f.Add([]byte(`{"image":"predictor"}`))
 	f.Add([]byte(`{"image":"a:b","x":1}`))
+	f.Add([]byte(`{"rollout":"r1","image":"registry:5000/team/predictor:1.1.0"}`))
+	f.Add([]byte(`{"rollout":"r1","image":"predictor@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}`))
+	f.Add([]byte(`{"rollout":"r1","image":"a//b:1"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := DecodeDeployRequest(b)
 		if err != nil {
 			return
 		}
-		require.Regexp(t, imageRe, r.Image)
+		img, err := runtime.ParseImage(r.Image)
+		require.NoError(t, err)
+		require.Equal(t, r.Image, img.String())
 		require.LessOrEqual(t, len(b), maxDeployPayload)
 	})
 }

@@ -4,15 +4,20 @@
 package runtime
 
 import (
+	// Digests are checked with the hash their algorithm names; the parser
+	// refuses algorithms whose hash is not linked in.
+	_ "crypto/sha256"
+	_ "crypto/sha512"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/distribution/reference"
 )
 
 // Errors drivers return, wrapped with detail.
@@ -21,37 +26,83 @@ var (
 	ErrImageNotFound = errors.New("image not found")
 	// ErrPortInUse: the replica's host port is taken by something else.
 	ErrPortInUse = errors.New("port already in use")
+	// ErrImageUnsupported: a valid reference of a kind the driver cannot
+	// run, such as a digest for the process driver.
+	ErrImageUnsupported = errors.New("image reference not supported by this runtime")
 )
 
-var (
-	nameRe = regexp.MustCompile(`^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$`)
-	tagRe  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-)
-
-// Image is a "name:tag" reference. For the docker driver it names an image
-// in the engine; for the process driver an executable in its images dir.
+// Image is a reference to what replicas run, in Docker's grammar
+// (github.com/distribution/reference, the parser the Docker CLI uses):
+//
+//	[host[:port]/]path[:tag][@digest]
+//
+// for example predictor:1.0.0, registry:5000/team/predictor:1.1.0,
+// predictor@sha256:<64 hex> or predictor:1.1.0@sha256:<64 hex>. Herd requires
+// a tag or a digest: it never assumes "latest".
+//
+// An Image is kept as written: predictor:1.0.0 and
+// docker.io/library/predictor:1.0.0 name the same image to Docker but are
+// different Images to Herd (use one spelling per cluster). For the docker
+// driver it names an image in the engine; for the process driver an
+// executable in its images dir (see package process).
 type Image struct {
+	// Name is the repository as written, with its registry host if one was
+	// given: "predictor", "team/predictor", "registry:5000/team/predictor".
 	Name string
-	Tag  string
+	// Tag is the tag, such as "1.0.0"; empty when only a digest was given.
+	Tag string
+	// Digest pins the content, such as "sha256:<64 hex>"; empty if none
+	// was given.
+	Digest string
 }
 
-// ParseImage parses "name:tag". The tag is required: deploying "latest" by
-// accident is how clusters end up running two versions.
+// ParseImage parses an image reference with Docker's parser. A tag or a
+// digest is required: deploying "latest" by accident is how clusters end up
+// running two versions. A bare digest or 64-hex string (an image ID to
+// Docker) is refused: it names no repository.
 func ParseImage(s string) (Image, error) {
-	name, tag, ok := strings.Cut(s, ":")
+	ref, err := reference.ParseAnyReference(s)
+	if err != nil {
+		return Image{}, fmt.Errorf("image %q: %w (want [host[:port]/]name:tag or name@sha256:<digest>)", s, err)
+	}
+	named, ok := ref.(reference.Named)
 	if !ok {
-		return Image{}, fmt.Errorf("image %q: want name:tag, for example predictor:1.0.0", s)
+		return Image{}, fmt.Errorf("image %q: an image ID, not a reference: want name@sha256:<digest>", s)
 	}
-	if len(name) > 128 || !nameRe.MatchString(name) {
-		return Image{}, fmt.Errorf("image %q: invalid name %q (lower-case letters, digits, '.', '_', '-', '/')", s, name)
+	var img Image
+	if t, ok := named.(reference.Tagged); ok {
+		img.Tag = t.Tag()
 	}
-	if !tagRe.MatchString(tag) {
-		return Image{}, fmt.Errorf("image %q: invalid tag %q", s, tag)
+	if d, ok := named.(reference.Digested); ok {
+		img.Digest = d.Digest().String()
 	}
-	return Image{Name: name, Tag: tag}, nil
+	if img.Tag == "" && img.Digest == "" {
+		return Image{}, fmt.Errorf("image %q: no tag: want name:tag, for example predictor:1.0.0, or name@sha256:<digest> "+
+			"(Herd never assumes latest)", s)
+	}
+	// The name as written: Docker's parser would spell it in full
+	// (docker.io/library/…).
+	img.Name = s
+	if img.Digest != "" {
+		img.Name = strings.TrimSuffix(img.Name, "@"+img.Digest)
+	}
+	if img.Tag != "" {
+		img.Name = strings.TrimSuffix(img.Name, ":"+img.Tag)
+	}
+	return img, nil
 }
 
-func (i Image) String() string { return i.Name + ":" + i.Tag }
+// String is the reference as ParseImage read it: name[:tag][@digest].
+func (i Image) String() string {
+	s := i.Name
+	if i.Tag != "" {
+		s += ":" + i.Tag
+	}
+	if i.Digest != "" {
+		s += "@" + i.Digest
+	}
+	return s
+}
 
 // Spec describes a replica to start.
 type Spec struct {

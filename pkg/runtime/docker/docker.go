@@ -1,7 +1,12 @@
 // Package docker is the replica driver that runs each replica as a container
 // through the Docker Engine API.
 //
-// An image "name:tag" names an image in the engine; it is never pulled. Each
+// An image reference (runtime.Image: name:tag, name@digest or
+// name:tag@digest, with a registry host or not) names an image in the engine;
+// it is never pulled. With a digest, the engine matches it against the
+// digests of images it pulled from a registry (an image built or loaded
+// locally has none), and the tag, if any, is only for people: the engine is
+// asked for name@digest, as docker run does. Each
 // container publishes its service port (8080 by default) on the replica's
 // host address, runs with an init process (so the service's PID is not 1 and
 // receives SIGTERM properly), and carries labels that say it is Herd's:
@@ -126,7 +131,7 @@ func (d *Driver) Host() string { return d.cli.DaemonHost() }
 func (d *Driver) Resolve(ctx context.Context, img runtime.Image) error {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 	defer cancel()
-	if _, err := d.cli.ImageInspect(ctx, img.String()); err != nil {
+	if _, err := d.cli.ImageInspect(ctx, engineRef(img)); err != nil {
 		if cerrdefs.IsNotFound(err) {
 			return fmt.Errorf("image %s: %w in the docker engine at %s (build or load it there; Herd never pulls)",
 				img, runtime.ErrImageNotFound, d.cli.DaemonHost())
@@ -134,6 +139,15 @@ func (d *Driver) Resolve(ctx context.Context, img runtime.Image) error {
 		return fmt.Errorf("image %s: %s", img, oneLine(err))
 	}
 	return nil
+}
+
+// engineRef is img as the engine looks it up: with a digest, name@digest (a
+// tag beside a digest is dropped, as docker run does); else name:tag.
+func engineRef(img runtime.Image) string {
+	if img.Digest != "" {
+		return img.Name + "@" + img.Digest
+	}
+	return img.String()
 }
 
 // ContainerName is the name of replica spec's container:
@@ -166,7 +180,7 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (runtime.Replica,
 	}
 	init := true
 	cfg := &container.Config{
-		Image: spec.Image.String(),
+		Image: engineRef(spec.Image),
 		Env: []string{
 			"HOST=" + listenHost,
 			"PORT=" + strconv.Itoa(int(listenPort)),

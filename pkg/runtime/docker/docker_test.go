@@ -190,6 +190,35 @@ func TestResolveMissingImage(t *testing.T) {
 	_, err = d.Start(ctx, runtime.Spec{Service: "predictor", Node: "resolve", HostIP: loopback, Port: 1,
 		Image: runtime.Image{Name: "predictor", Tag: "9.9.9"}})
 	require.ErrorIs(t, err, runtime.ErrImageNotFound)
+
+	// A digest matches only an image the engine pulled from a registry: a
+	// locally built one has no digest, even under its own image ID.
+	info, err := d.cli.ImageInspect(ctx, "predictor:1.0.0")
+	require.NoError(t, err)
+	for _, s := range []string{"predictor@" + info.ID, "predictor:1.0.0@" + info.ID} {
+		img, err := runtime.ParseImage(s)
+		require.NoError(t, err)
+		err = d.Resolve(ctx, img)
+		require.ErrorIs(t, err, runtime.ErrImageNotFound, s)
+		assert.Contains(t, err.Error(), s)
+	}
+}
+
+// TestEngineRef: the engine is asked for name@digest when there is a
+// digest, the tag beside it being only for people.
+func TestEngineRef(t *testing.T) {
+	const digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for in, want := range map[string]string{
+		"predictor:1.0.0":                    "predictor:1.0.0",
+		"registry:5000/team/predictor:1.1.0": "registry:5000/team/predictor:1.1.0",
+		"predictor@" + digest:                "predictor@" + digest,
+		"predictor:1.1.0@" + digest:          "predictor@" + digest,
+		"registry:5000/p:1@" + digest:        "registry:5000/p@" + digest,
+	} {
+		img, err := runtime.ParseImage(in)
+		require.NoError(t, err)
+		assert.Equal(t, want, engineRef(img), in)
+	}
 }
 
 func TestEngineUnreachable(t *testing.T) {

@@ -1,7 +1,11 @@
 // Package process is the replica driver that runs each replica as a local
 // process: the embedded runtime for hosts without Docker and for the demo.
 //
-// An image "name:tag" resolves to the executable <ImagesDir>/<name>/<tag>.
+// An image name:tag resolves to the executable <ImagesDir>/<name>/<tag>,
+// the name's slashes making directories: registry:5000/team/predictor:1.1.0
+// is <ImagesDir>/registry:5000/team/predictor/1.1.0. A reference with a
+// digest is refused (runtime.ErrImageUnsupported): a digest pins content in
+// a registry, and this driver has none to check it against.
 // The replica gets its address in the environment: HOST, PORT, and
 // HERD_INSTANCE, HERD_SERVICE, HERD_REPLICA, HERD_IMAGE. Each replica runs in
 // its own process group, so a terminal's Ctrl-C reaches the agent only and
@@ -33,7 +37,8 @@ import (
 
 // Config configures a Driver.
 type Config struct {
-	// ImagesDir holds the executables: <ImagesDir>/<name>/<tag>. Required.
+	// ImagesDir holds the executables: <ImagesDir>/<name>/<tag>, the name's
+	// slashes (and a registry host in it) making directories. Required.
 	ImagesDir string
 	// StateDir holds one state file per replica. Required.
 	StateDir string
@@ -72,10 +77,13 @@ type state struct {
 	StartedAt time.Time `json:"started_at"`
 }
 
+// ErrNoImagesDir is New's error for a Config without ImagesDir.
+var ErrNoImagesDir = errors.New("process runtime: no images dir")
+
 // New returns a Driver, creating its directories.
 func New(cfg Config) (*Driver, error) {
 	if cfg.ImagesDir == "" {
-		return nil, errors.New("process runtime: --images-dir is required")
+		return nil, ErrNoImagesDir
 	}
 	if cfg.StateDir == "" {
 		return nil, errors.New("process runtime: state dir is required")
@@ -98,10 +106,21 @@ func New(cfg Config) (*Driver, error) {
 }
 
 // Executable returns the path an image resolves to, or an error wrapping
-// runtime.ErrImageNotFound.
+// runtime.ErrImageNotFound, or runtime.ErrImageUnsupported for a reference
+// with a digest or one that does not name a file inside the images dir.
 func (d *Driver) Executable(img runtime.Image) (string, error) {
-	path := filepath.Join(d.cfg.ImagesDir, filepath.FromSlash(img.Name), img.Tag)
-	abs, err := filepath.Abs(path)
+	if img.Digest != "" {
+		return "", fmt.Errorf("process runtime: image %s: %w: it has a digest, and the process runtime has no registry "+
+			"to check one against; give name:tag", img, runtime.ErrImageUnsupported)
+	}
+	// ParseImage's grammar already keeps every part a plain file name; an
+	// Image built by hand gets the same guarantee here.
+	rel := filepath.Join(filepath.FromSlash(img.Name), img.Tag)
+	if img.Name == "" || img.Tag == "" || !filepath.IsLocal(rel) {
+		return "", fmt.Errorf("process runtime: image %q: %w: not a name:tag inside the images dir",
+			img.String(), runtime.ErrImageUnsupported)
+	}
+	abs, err := filepath.Abs(filepath.Join(d.cfg.ImagesDir, rel))
 	if err != nil {
 		return "", err
 	}

@@ -104,3 +104,44 @@ func TestUnknownImageAndCorruptState(t *testing.T) {
 	_, err = readState(filepath.Join(stateDir, "predictor-0.json"))
 	assert.ErrorContains(t, err, "corrupt state file")
 }
+
+// TestImageReferences: a registry host is one more directory level; a
+// digest is refused, naming the runtime; no Image, even one built by hand,
+// resolves to a file outside the images dir.
+func TestImageReferences(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "images")
+	d, err := New(Config{ImagesDir: dir, StateDir: t.TempDir(), Logger: hclog.NewNullLogger()})
+	require.NoError(t, err)
+	exe := func(rel string) string {
+		path := filepath.Join(root, rel)
+		require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o755))
+		require.NoError(t, os.WriteFile(path, []byte("#!/bin/sh\n"), 0o755))
+		return path
+	}
+
+	want := exe("images/registry:5000/team/predictor/1.1.0")
+	img, err := runtime.ParseImage("registry:5000/team/predictor:1.1.0")
+	require.NoError(t, err)
+	got, err := d.Executable(img)
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+
+	exe("images/predictor/1.1.0")
+	const digest = "@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for _, s := range []string{"predictor" + digest, "predictor:1.1.0" + digest} {
+		img, err := runtime.ParseImage(s)
+		require.NoError(t, err)
+		err = d.Resolve(context.Background(), img)
+		require.ErrorIs(t, err, runtime.ErrImageUnsupported, s)
+		assert.ErrorContains(t, err, "process runtime: image "+s+": ")
+	}
+
+	exe("outside/x")
+	exe("x")
+	for _, img := range []runtime.Image{{Name: "../outside", Tag: "x"}, {Name: "a", Tag: "../../x"},
+		{Name: "/abs", Tag: "x"}, {Tag: "x"}, {Name: "a/../..", Tag: "x"}} {
+		_, err := d.Executable(img)
+		require.ErrorIs(t, err, runtime.ErrImageUnsupported, "%+v", img)
+	}
+}
