@@ -234,8 +234,11 @@ func (h *head) addField(line []byte) error {
 			h.expect100 = true
 		}
 	case 7:
-		if equalFold(f.name, "Upgrade") {
+		switch {
+		case equalFold(f.name, "Upgrade"): // sent again only when upgrading
 			h.upgrade, f.drop = f.value, true
+		case equalFold(f.name, "Trailer"):
+			f.drop = true
 		}
 	case 2:
 		if equalFold(f.name, "TE") {
@@ -276,6 +279,10 @@ func (h *head) addField(line []byte) error {
 			f.drop = true
 		}
 		if equalFold(f.name, "X-Forwarded-Host") {
+			f.drop = true
+		}
+	case 18, 19: // credentials for this hop's proxy, not for the backend
+		if equalFold(f.name, "Proxy-Authenticate") || equalFold(f.name, "Proxy-Authorization") {
 			f.drop = true
 		}
 	case 17:
