@@ -59,6 +59,9 @@ func New(cfg Config) (*Balancer, error) {
 	if cfg.ClientIdleTimeout <= 0 {
 		cfg.ClientIdleTimeout = 60 * time.Second
 	}
+	if cfg.ClientHeaderTimeout <= 0 {
+		cfg.ClientHeaderTimeout = 10 * time.Second
+	}
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}

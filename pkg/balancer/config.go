@@ -23,9 +23,14 @@ type Config struct {
 	// IdleConnTimeout closes keep-alive connections to a backend unused this
 	// long. Default 90 s.
 	IdleConnTimeout time.Duration
-	// ClientIdleTimeout closes a client connection that sends no request,
-	// or not a whole request head, for this long. Zero: 60 s.
+	// ClientIdleTimeout closes a keep-alive client connection that sends no
+	// next request for this long, without an answer. Zero: 60 s.
 	ClientIdleTimeout time.Duration
+	// ClientHeaderTimeout bounds how long a client may take to send a
+	// request head: from its first byte (or, on a new connection, from the
+	// accept) to its end. When it passes the client is answered 408 and
+	// the connection closed, as HAProxy's timeout http-request. Zero: 10 s.
+	ClientHeaderTimeout time.Duration
 	// MaxIdleConnsPerBackend bounds the keep-alive pool of each backend
 	// (of each event loop, and of the goroutines). Default 128.
 	MaxIdleConnsPerBackend int
@@ -93,6 +98,7 @@ func DefaultConfig() Config {
 		ResponseHeaderTimeout:  60 * time.Second,
 		IdleConnTimeout:        90 * time.Second,
 		ClientIdleTimeout:      60 * time.Second,
+		ClientHeaderTimeout:    10 * time.Second,
 		EventLoop:              true,
 		MaxIdleConnsPerBackend: 128,
 		Retries:                2,

@@ -26,6 +26,7 @@ type clientConn struct {
 	remoteIP []byte
 	trusted  bool        // the client is a trusted proxy: its X-Forwarded-For is kept
 	idle     atomic.Bool // waiting for a request: Shutdown may close it
+	served   bool        // it sent a request: a timeout before the next one closes it without a 408
 	looped   atomic.Bool // an event loop owns it: Shutdown leaves it to the loop
 	deadline readDeadline
 
@@ -54,9 +55,10 @@ func (b *Balancer) newClientConn(c net.Conn) *clientConn {
 }
 
 // readDeadline sets a connection's read deadline at most about once a
-// second on the fast path: a deadline set less than a second ago is left as
-// it is (so a timeout fires up to a second early), and one no longer wanted
-// stays until a read that could outlast it.
+// second on the fast path: a deadline between timeout-slack and timeout
+// from now is left as it is (so a timeout fires up to slack early: a
+// second, or a tenth of a shorter timeout), and one no longer wanted stays
+// until a read that could outlast it.
 type readDeadline struct{ at time.Time }
 
 func (d *readDeadline) extend(c net.Conn, timeout time.Duration) {
@@ -65,10 +67,17 @@ func (d *readDeadline) extend(c net.Conn, timeout time.Duration) {
 		return
 	}
 	now := time.Now()
-	if d.at.IsZero() || d.at.Sub(now) < timeout-time.Second {
+	slack := min(time.Second, timeout/10)
+	if left := d.at.Sub(now); d.at.IsZero() || left < timeout-slack || left > timeout {
 		d.at = now.Add(timeout)
 		_ = c.SetReadDeadline(d.at)
 	}
+}
+
+// set sets the deadline timeout from now, exactly.
+func (d *readDeadline) set(c net.Conn, timeout time.Duration) {
+	d.at = time.Now().Add(timeout)
+	_ = c.SetReadDeadline(d.at)
 }
 
 func (d *readDeadline) clear(c net.Conn) {
@@ -96,6 +105,7 @@ func putReader(br *bufio.Reader) {
 func (cc *clientConn) prepare() {
 	b, req, x := cc.b, &cc.req, &cc.x
 	*x = exchange{started: time.Now(), state: stateConnecting}
+	cc.served = true
 	cc.requestID()
 	if b.m.accessEvery > 0 { // the head's bytes do not outlive the body
 		cc.method = append(cc.method[:0], req.line[0]...)
@@ -286,12 +296,16 @@ func (cc *clientConn) writeError(code int, msg string, inExchange bool) {
 	_, _ = cc.c.Write(out)
 }
 
-// badHead answers a request head that failed to parse (a read error is
-// not answered).
-func (cc *clientConn) badHead(err error) {
+// badHead answers a request head that failed to parse, or did not come in
+// time. Nothing is answered to a read error, or to a keep-alive connection
+// that timed out before the first byte of its next request (partial).
+func (cc *clientConn) badHead(err error, partial bool) {
 	var he *httpError
-	if errors.As(err, &he) {
+	switch {
+	case errors.As(err, &he):
 		cc.writeError(he.status, he.msg, false)
+	case isTimeout(err) && (partial || !cc.served):
+		cc.writeError(408, "herd gateway: the request did not arrive in time", false)
 	}
 }
 

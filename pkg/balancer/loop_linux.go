@@ -305,8 +305,12 @@ func (l *loop) next(cc *clientConn) {
 		lc.wait = waitFlush
 		return
 	}
-	lc.wait, cc.x.state = waitExchange, stateReadingHead
-	lc.due = dueIn(l.b.cfg.ClientIdleTimeout)
+	lc.wait, cc.x.state, lc.headBegun = waitExchange, stateReadingHead, false
+	if cc.served {
+		lc.due = dueIn(l.b.cfg.ClientIdleTimeout)
+	} else {
+		lc.due = dueIn(l.b.cfg.ClientHeaderTimeout)
+	}
 }
 
 // readRequest reads and relays the requests cc has sent, as far as they go
@@ -321,15 +325,17 @@ func (l *loop) readRequest(cc *clientConn) {
 		if err == netpoll.ErrAgain {
 			idle := cc.br.Buffered() == 0
 			cc.idle.Store(idle)
-			if idle && l.b.shutting.Load() {
+			switch {
+			case idle && l.b.shutting.Load():
 				l.closeClient(cc)
+			case !idle && !lc.headBegun: // the rest of the head has ClientHeaderTimeout
+				lc.headBegun, lc.due = true, dueIn(l.b.cfg.ClientHeaderTimeout)
 			}
 			return
 		}
 		cc.idle.Store(false)
 		if err != nil {
-			cc.badHead(err)
-			l.closeWhenFlushed(cc)
+			l.refuse(cc, err)
 			return
 		}
 		cc.prepare()
@@ -339,6 +345,13 @@ func (l *loop) readRequest(cc *clientConn) {
 		}
 		l.advance(cc)
 	}
+}
+
+// refuse answers a head that did not parse or did not come in time, and
+// closes the connection.
+func (l *loop) refuse(cc *clientConn, err error) {
+	cc.badHead(err, cc.c.(*lconn).headBegun || cc.br.Buffered() > 0)
+	l.closeWhenFlushed(cc)
 }
 
 // advance drives cc's exchange from its state as far as it goes without
@@ -646,8 +659,8 @@ func (l *loop) sweep(now int64) {
 			continue
 		}
 		switch x := &cc.x; x.state {
-		case stateReadingHead: // the client idle timeout
-			l.closeClient(cc)
+		case stateReadingHead: // the client idle or header timeout
+			l.refuse(cc, os.ErrDeadlineExceeded)
 			continue
 		case stateConnecting: // the connect timeout
 			bc := x.bc
@@ -694,9 +707,10 @@ type lconn struct {
 	cc           *clientConn // the client connection it is, or serves
 	bc           *bconn      // set for a backend connection
 	// For a client connection: what the loop waits for, and until when
-	// (unix nanoseconds; 0: no limit).
-	wait lwait
-	due  int64
+	// (unix nanoseconds; 0: no limit); whether a request head has begun.
+	wait      lwait
+	due       int64
+	headBegun bool
 }
 
 func (c *lconn) Read(p []byte) (int, error) {

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"bytes"
 	"errors"
 	"time"
 )
@@ -21,12 +22,14 @@ func (cc *clientConn) serve() {
 		if cc.b.shutting.Load() {
 			return
 		}
-		cc.deadline.extend(cc.c, cc.b.cfg.ClientIdleTimeout)
 		cc.x.state = stateReadingHead
-		err := readHead(cc.br, &cc.req, true)
+		partial, err := cc.awaitHead()
+		if err == nil {
+			err = readHead(cc.br, &cc.req, true)
+		}
 		cc.idle.Store(false)
 		if err != nil {
-			cc.badHead(err)
+			cc.badHead(err, partial || cc.br.Buffered() > 0)
 			return
 		}
 		cc.prepare()
@@ -35,6 +38,28 @@ func (cc *clientConn) serve() {
 			return
 		}
 	}
+}
+
+// awaitHead waits for the first byte of the next request head, at most
+// ClientIdleTimeout (ClientHeaderTimeout on a new connection), then gives
+// the rest of the head ClientHeaderTimeout. partial: some of it came.
+func (cc *clientConn) awaitHead() (partial bool, err error) {
+	cfg := &cc.b.cfg
+	if cc.br.Buffered() == 0 {
+		wait := cfg.ClientIdleTimeout
+		if !cc.served {
+			wait = cfg.ClientHeaderTimeout
+		}
+		cc.deadline.extend(cc.c, wait)
+		if _, err := cc.br.Peek(1); err != nil {
+			return false, err
+		}
+	}
+	cc.idle.Store(false)
+	if b, _ := cc.br.Peek(cc.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
+		cc.deadline.set(cc.c, cfg.ClientHeaderTimeout) // the head is not all here yet
+	}
+	return true, nil
 }
 
 // run drives the exchange from its current state to done.

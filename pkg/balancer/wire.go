@@ -19,7 +19,7 @@ func (cc *clientConn) appendRequestHead(out []byte) []byte {
 	req := &cc.req
 	out = append(out, req.line[0]...)
 	out = append(out, ' ')
-	out = append(out, originForm(req.line[1])...)
+	out = append(out, req.path...)
 	out = append(out, " HTTP/1.1\r\n"...)
 	for _, f := range req.fields {
 		if !f.drop {
@@ -33,10 +33,14 @@ func (cc *clientConn) appendRequestHead(out []byte) []byte {
 	}
 	out = append(out, cc.remoteIP...)
 	out = append(out, "\r\nX-Forwarded-Proto: http\r\n"...)
-	if len(req.hostValue) > 0 {
+	switch {
+	case req.absolute:
+		out = appendField(out, []byte("Host"), req.hostValue)
 		out = appendField(out, []byte("X-Forwarded-Host"), req.hostValue)
-	} else if !req.host {
-		out = append(out, "Host: \r\n"...) // HTTP/1.0 without Host: empty, as RFC 9112 §3.2 says
+	case len(req.hostValue) > 0:
+		out = appendField(out, []byte("X-Forwarded-Host"), req.hostValue)
+	case !req.host:
+		out = append(out, "Host:\r\n"...) // HTTP/1.0 without Host: empty, as RFC 9112 §3.2 says
 	}
 	if len(req.requestID) == 0 {
 		out = appendField(out, []byte("X-Request-Id"), cc.reqID)
@@ -79,24 +83,6 @@ func appendField(out, name, value []byte) []byte {
 	out = append(out, ": "...)
 	out = append(out, value...)
 	return append(out, crlf...)
-}
-
-// originForm turns an absolute-form target (a client that thinks it talks
-// to a proxy) into the path the backend expects.
-func originForm(target []byte) []byte {
-	if len(target) == 0 || target[0] == '/' || target[0] == '*' {
-		return target
-	}
-	for _, scheme := range []string{"http://", "https://"} {
-		if len(target) > len(scheme) && equalFold(target[:len(scheme)], scheme) {
-			rest := target[len(scheme):]
-			if i := bytes.IndexByte(rest, '/'); i >= 0 {
-				return rest[i:]
-			}
-			return []byte("/")
-		}
-	}
-	return target
 }
 
 // clientError is a failure on the client side of the relay.
