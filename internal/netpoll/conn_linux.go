@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // conn is a TCP connection whose reads and writes are raw system calls on
@@ -28,6 +30,8 @@ type conn struct {
 	wn      int
 	werr    error
 	writeFn func(fd uintptr) bool
+
+	peekFn func(fd uintptr) bool
 }
 
 // Wrap returns c reading and writing with raw system calls, or c itself when
@@ -39,7 +43,7 @@ func Wrap(c net.Conn) net.Conn {
 		return c
 	}
 	s := &conn{Conn: c, rc: rc}
-	s.readFn, s.writeFn = s.read, s.write
+	s.readFn, s.writeFn, s.peekFn = s.read, s.write, s.peek
 	return s
 }
 
@@ -135,6 +139,19 @@ func (s *conn) result(op string, err, callErr error) error {
 		return nil
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: err}
+}
+
+func (s *conn) peek(fd uintptr) bool {
+	var b [1]byte
+	_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return err != unix.EAGAIN // data, the end, or an error: Read will tell
+}
+
+// WaitRead waits until the connection has something to read (or its peer
+// closed it, or it failed), without reading it, or until the read deadline
+// passes: a caller can wait for a request with no buffer.
+func (s *conn) WaitRead() error {
+	return s.result("read", s.rc.Read(s.peekFn), nil)
 }
 
 // Quiet reports whether the peer has neither closed the connection nor sent

@@ -30,19 +30,61 @@ type clientConn struct {
 	looped   atomic.Bool // an event loop owns it: Shutdown leaves it to the loop
 	deadline readDeadline
 
-	x     exchange
+	x exchange
+	// The buffers of an exchange, taken from a pool when a request's bytes
+	// arrive and given back when the connection is idle again: an idle
+	// keep-alive connection holds neither them nor a read buffer.
+	*scratch
+	// Set once the request has waited for a backend with room.
+	wait *queueWait
+}
+
+// scratch is what a client connection needs only while it has an exchange
+// in progress (or a request head coming).
+type scratch struct {
 	req   head
 	resp  head
 	out   []byte // what goes to the backend, or to the client
 	reqID []byte
 	// For the access log: copies of the request's method and target.
 	method, path []byte
-	// Set once the request has waited for a backend with room.
-	wait *queueWait
+}
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{out: make([]byte, 0, 1024)} }}
+
+// busy gives cc its read buffer and its exchange buffers, if it does not
+// hold them: bytes of a request have come.
+func (cc *clientConn) busy() {
+	if cc.br == nil {
+		cc.br = getReader(cc.c)
+	}
+	if cc.scratch == nil {
+		cc.scratch = scratchPool.Get().(*scratch)
+	}
+}
+
+// rest gives back cc's buffers when nothing of a next request is buffered:
+// the connection is idle.
+func (cc *clientConn) rest() {
+	if cc.br != nil && cc.br.Buffered() == 0 {
+		putReader(cc.br)
+		cc.br = nil
+	}
+	if cc.br == nil && cc.scratch != nil {
+		s := cc.scratch
+		cc.scratch = nil
+		if cap(s.out) > 64<<10 {
+			s.out = make([]byte, 0, 1024) // a large error page or head is not kept
+		}
+		s.out, s.reqID = s.out[:0], s.reqID[:0]
+		s.req.reset()
+		s.resp.reset()
+		scratchPool.Put(s)
+	}
 }
 
 func (b *Balancer) newClientConn(c net.Conn) *clientConn {
-	cc := &clientConn{b: b, c: c, out: make([]byte, 0, 1024)}
+	cc := &clientConn{b: b, c: c}
 	var addr netip.Addr
 	if tcp, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		addr = tcp.AddrPort().Addr().Unmap()
@@ -300,6 +342,7 @@ func (cc *clientConn) writeError(code int, msg string, inExchange bool) {
 // time. Nothing is answered to a read error, or to a keep-alive connection
 // that timed out before the first byte of its next request (partial).
 func (cc *clientConn) badHead(err error, partial bool) {
+	cc.busy()
 	var he *httpError
 	switch {
 	case errors.As(err, &he):

@@ -41,7 +41,7 @@ func FuzzReadHead(f *testing.F) {
 		if h.size > len(in) || h.contentLength < -1 || h.chunked && h.contentLength >= 0 {
 			t.Fatalf("inconsistent head: size %d of %d, length %d, chunked %v", h.size, len(in), h.contentLength, h.chunked)
 		}
-		cc := &clientConn{remoteIP: []byte("192.0.2.1"), req: h, reqID: []byte("id-1")}
+		cc := &clientConn{remoteIP: []byte("192.0.2.1"), scratch: &scratch{req: h, reqID: []byte("id-1")}}
 		out := cc.appendRequestHead(nil)
 		var again head
 		if err := readHead(bufio.NewReaderSize(bytes.NewReader(out), 2*maxHead), &again, true); err != nil {

@@ -55,6 +55,34 @@ type loop struct {
 	// finds the others ready too.
 	corked bool
 	dirty  []*lconn
+	// Write buffers for what a socket cannot take yet, kept for reuse: a
+	// connection holds one only while something waits to be written.
+	spare [][]byte
+}
+
+// spareMax bounds the write buffers a loop keeps; writeBufSize is their
+// size, and the largest kept.
+const (
+	spareMax     = 256
+	writeBufSize = 4 << 10
+)
+
+// buf returns an empty write buffer.
+func (l *loop) buf() []byte {
+	if n := len(l.spare); n > 0 {
+		b := l.spare[n-1]
+		l.spare[n-1] = nil
+		l.spare = l.spare[:n-1]
+		return b
+	}
+	return make([]byte, 0, writeBufSize)
+}
+
+// keep takes back a write buffer that is no longer needed.
+func (l *loop) keep(b []byte) {
+	if cap(b) <= writeBufSize && len(l.spare) < spareMax {
+		l.spare = append(l.spare, b[:0])
+	}
 }
 
 // How often the loop checks deadlines and its pools.
@@ -115,9 +143,9 @@ func (l *loop) accept(cc *clientConn, c net.Conn) bool {
 	if err != nil {
 		return false
 	}
-	lc := &lconn{fd: fd, laddr: c.LocalAddr(), raddr: c.RemoteAddr(), cc: cc}
+	lc := &lconn{fd: fd, raddr: c.RemoteAddr(), cc: cc}
 	c.Close()
-	cc.c, cc.br = lc, getReader(lc)
+	cc.c = lc
 	if !l.post(func() { l.adopt(cc) }) {
 		l.b.srv.forget(cc)
 	}
@@ -311,6 +339,7 @@ func (l *loop) next(cc *clientConn) {
 	} else {
 		lc.due = dueIn(l.b.cfg.ClientHeaderTimeout)
 	}
+	cc.rest() // idle: no buffer until the next request's bytes come
 }
 
 // readRequest reads and relays the requests cc has sent, as far as they go
@@ -319,16 +348,19 @@ func (l *loop) readRequest(cc *clientConn) {
 	lc := cc.c.(*lconn)
 	for lc.wait == waitExchange && cc.x.state == stateReadingHead {
 		err := netpoll.ErrAgain
-		if cc.br.Buffered() > 0 || !lc.drained {
+		if cc.br != nil && cc.br.Buffered() > 0 || !lc.drained {
+			cc.busy()
 			err = readHead(cc.br, &cc.req, true)
 		}
 		if err == netpoll.ErrAgain {
-			idle := cc.br.Buffered() == 0
+			idle := cc.br == nil || cc.br.Buffered() == 0
 			cc.idle.Store(idle)
 			switch {
 			case idle && l.b.shutting.Load():
 				l.closeClient(cc)
-			case !idle && !lc.headBegun: // the rest of the head has ClientHeaderTimeout
+			case idle:
+				cc.rest()
+			case !lc.headBegun: // the rest of the head has ClientHeaderTimeout
 				lc.headBegun, lc.due = true, dueIn(l.b.cfg.ClientHeaderTimeout)
 			}
 			return
@@ -350,7 +382,7 @@ func (l *loop) readRequest(cc *clientConn) {
 // refuse answers a head that did not parse or did not come in time, and
 // closes the connection.
 func (l *loop) refuse(cc *clientConn, err error) {
-	cc.badHead(err, cc.c.(*lconn).headBegun || cc.br.Buffered() > 0)
+	cc.badHead(err, cc.c.(*lconn).headBegun || cc.br != nil && cc.br.Buffered() > 0)
 	l.closeWhenFlushed(cc)
 }
 
@@ -750,6 +782,9 @@ func (c *lconn) Write(p []byte) (int, error) {
 		return 0, c.opError("write", net.ErrClosed)
 	}
 	if c.waiting() || c.l != nil && c.l.corked {
+		if c.pending == nil && c.l != nil {
+			c.pending = c.l.buf()
+		}
 		c.pending = append(c.pending, p...)
 		if c.l != nil && c.l.corked && !c.dirty {
 			c.dirty = true
@@ -760,6 +795,9 @@ func (c *lconn) Write(p []byte) (int, error) {
 	switch n, err := netpoll.Write(c.fd, p); err {
 	case nil:
 	case netpoll.ErrAgain:
+		if c.pending == nil && c.l != nil {
+			c.pending = c.l.buf()
+		}
 		c.pending = append(c.pending[:0], p[n:]...)
 	default:
 		return n, c.opError("write", err)
@@ -782,11 +820,10 @@ func (c *lconn) flush() error {
 		return c.opError("write", err)
 	}
 	c.sent = 0
-	if cap(c.pending) > 4<<10 {
-		c.pending = nil // a large answer's buffer is not kept
-	} else {
-		c.pending = c.pending[:0]
+	if c.l != nil {
+		c.l.keep(c.pending) // a large answer's buffer is not kept
 	}
+	c.pending = nil
 	return nil
 }
 

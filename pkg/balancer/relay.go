@@ -15,7 +15,6 @@ import (
 
 // serve relays the connection's exchanges until it closes.
 func (cc *clientConn) serve() {
-	cc.br = getReader(cc.c)
 	defer cc.b.srv.forget(cc)
 	for {
 		cc.idle.Store(true)
@@ -29,7 +28,7 @@ func (cc *clientConn) serve() {
 		}
 		cc.idle.Store(false)
 		if err != nil {
-			cc.badHead(err, partial || cc.br.Buffered() > 0)
+			cc.badHead(err, partial || cc.br != nil && cc.br.Buffered() > 0)
 			return
 		}
 		cc.prepare()
@@ -43,14 +42,24 @@ func (cc *clientConn) serve() {
 // awaitHead waits for the first byte of the next request head, at most
 // ClientIdleTimeout (ClientHeaderTimeout on a new connection), then gives
 // the rest of the head ClientHeaderTimeout. partial: some of it came.
+//
+// While it waits with nothing buffered, the connection holds no buffer: it
+// waits for the socket to be readable, then takes them from their pools.
 func (cc *clientConn) awaitHead() (partial bool, err error) {
 	cfg := &cc.b.cfg
-	if cc.br.Buffered() == 0 {
+	if cc.br == nil || cc.br.Buffered() == 0 {
 		wait := cfg.ClientIdleTimeout
 		if !cc.served {
 			wait = cfg.ClientHeaderTimeout
 		}
 		cc.deadline.extend(cc.c, wait)
+		if w, ok := cc.c.(readWaiter); ok {
+			cc.rest()
+			if err := w.WaitRead(); err != nil {
+				return false, err
+			}
+		}
+		cc.busy()
 		if _, err := cc.br.Peek(1); err != nil {
 			return false, err
 		}
@@ -61,6 +70,10 @@ func (cc *clientConn) awaitHead() (partial bool, err error) {
 	}
 	return true, nil
 }
+
+// readWaiter is a connection that can wait until it has something to read
+// without reading it (netpoll.Wrap's).
+type readWaiter interface{ WaitRead() error }
 
 // run drives the exchange from its current state to done.
 func (cc *clientConn) run() {

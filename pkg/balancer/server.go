@@ -90,9 +90,9 @@ func (s *server) track(cc *clientConn, shutting interface{ Load() bool }) bool {
 func (s *server) forget(cc *clientConn) {
 	cc.c.Close()
 	if cc.br != nil {
-		putReader(cc.br)
-		cc.br = nil
+		cc.br.Reset(nil) // what is buffered is dropped
 	}
+	cc.rest()
 	s.mu.Lock()
 	delete(s.conns, cc)
 	s.mu.Unlock()
