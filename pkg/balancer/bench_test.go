@@ -3,8 +3,8 @@ package balancer
 import (
 	"fmt"
 	"net/netip"
-	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
@@ -46,11 +46,13 @@ func BenchmarkPick(b *testing.B) {
 		for _, size := range []struct{ hosts, per int }{{1, 4}, {1000, 12}} {
 			b.Run(fmt.Sprintf("%s/backends=%d", algo, size.hosts*size.per), func(b *testing.B) {
 				bal, _ := benchBalancer(b, size.hosts, size.per)
-				var rr atomic.Uint64
+				cfg := bal.cfg
+				cfg.Balance = algo
+				sel, set, now := newSelector(&cfg), bal.reg.set.Load(), time.Now().UnixNano()
 				b.ReportAllocs()
 				b.ResetTimer()
 				for b.Loop() {
-					if be, _ := bal.snap.Load().pick(algo, &rr, nil, 0); be == nil {
+					if h, _ := sel.Select(set, nil, now); h == nil {
 						b.Fatal("no backend")
 					}
 				}

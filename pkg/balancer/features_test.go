@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func stateOf(b *Balancer, be Backend) string {
+func stateOf(b *Balancer, be testBackend) string {
 	for _, st := range b.Backends() {
 		if st.Addr == be.Addr {
 			return st.State
@@ -29,138 +29,145 @@ func stateOf(b *Balancer, be Backend) string {
 // TestActiveHealthChecks: a backend whose /healthz fails Fall times goes
 // down and gets no traffic; once it passes Rise times it is back.
 func TestActiveHealthChecks(t *testing.T) {
-	var sick atomic.Bool
-	backends := startBackends(t, 2, func(i int) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == "/healthz" {
-				if i == 1 && sick.Load() {
-					http.Error(w, "sick", http.StatusServiceUnavailable)
+	eachRelay(t, func(t *testing.T, rl relay) {
+		var sick atomic.Bool
+		backends := startBackends(t, 2, func(i int) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/healthz" {
+					if i == 1 && sick.Load() {
+						http.Error(w, "sick", http.StatusServiceUnavailable)
+					}
+					return
 				}
-				return
+				_, _ = io.WriteString(w, string(rune('0'+i)))
 			}
-			_, _ = io.WriteString(w, string(rune('0'+i)))
+		})
+		cfg := DefaultConfig()
+		cfg.Logger = hclog.NewNullLogger()
+		cfg.HealthInterval, cfg.HealthTimeout, cfg.Rise, cfg.Fall = 50*time.Millisecond, 40*time.Millisecond, 2, 2
+		b, f := serveBalancer(t, rl, cfg)
+		setBackends(b, backends)
+		assert.Equal(t, StateUp, stateOf(b, backends[1]))
+
+		sick.Store(true)
+		require.Eventually(t, func() bool { return stateOf(b, backends[1]) == StateDown }, 5*time.Second, 10*time.Millisecond)
+		for range 20 {
+			code, body := get(t, f.URL)
+			require.Equal(t, 200, code)
+			require.Equal(t, "0", body, "a down backend gets no requests")
+		}
+		sick.Store(false)
+		require.Eventually(t, func() bool { return stateOf(b, backends[1]) == StateUp }, 5*time.Second, 10*time.Millisecond)
+		seen := map[string]bool{}
+		for range 4 {
+			_, body := get(t, f.URL)
+			seen[body] = true
+		}
+		assert.Equal(t, map[string]bool{"0": true, "1": true}, seen)
+
+		// Bad settings are refused.
+		for _, bad := range []func(*Config){
+			func(c *Config) { c.HealthTimeout = 0 },
+			func(c *Config) { c.Rise = 0 },
+			func(c *Config) { c.HealthPath = "healthz" },
+			func(c *Config) { c.Retries = -1 },
+			func(c *Config) { c.AccessLog = "sometimes" },
+			func(c *Config) { c.AccessLog, c.AccessLogSample = "sampled", 2 },
+		} {
+			c := DefaultConfig()
+			bad(&c)
+			_, err := New(c)
+			assert.Error(t, err)
 		}
 	})
-	cfg := DefaultConfig()
-	cfg.Logger = hclog.NewNullLogger()
-	cfg.HealthInterval, cfg.HealthTimeout, cfg.Rise, cfg.Fall = 50*time.Millisecond, 40*time.Millisecond, 2, 2
-	b, f := serveBalancer(t, cfg)
-	b.Update(backends)
-	assert.Equal(t, StateUp, stateOf(b, backends[1]))
-
-	sick.Store(true)
-	require.Eventually(t, func() bool { return stateOf(b, backends[1]) == StateDown }, 5*time.Second, 10*time.Millisecond)
-	for range 20 {
-		code, body := get(t, f.URL)
-		require.Equal(t, 200, code)
-		require.Equal(t, "0", body, "a down backend gets no requests")
-	}
-	sick.Store(false)
-	require.Eventually(t, func() bool { return stateOf(b, backends[1]) == StateUp }, 5*time.Second, 10*time.Millisecond)
-	seen := map[string]bool{}
-	for range 4 {
-		_, body := get(t, f.URL)
-		seen[body] = true
-	}
-	assert.Equal(t, map[string]bool{"0": true, "1": true}, seen)
-
-	// Bad settings are refused.
-	for _, bad := range []func(*Config){
-		func(c *Config) { c.HealthTimeout = 0 },
-		func(c *Config) { c.Rise = 0 },
-		func(c *Config) { c.HealthPath = "healthz" },
-		func(c *Config) { c.Retries = -1 },
-		func(c *Config) { c.AccessLog = "sometimes" },
-		func(c *Config) { c.AccessLog, c.AccessLogSample = "sampled", 2 },
-	} {
-		c := DefaultConfig()
-		bad(&c)
-		_, err := New(c)
-		assert.Error(t, err)
-	}
 }
 
 // TestPassiveEjectionProbedBackIn: with active checks on, a backend that
 // refuses a connection is out at once and back after Rise good checks.
 func TestPassiveEjectionProbedBackIn(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Logger = hclog.NewNullLogger()
-	cfg.HealthInterval, cfg.HealthTimeout, cfg.Rise = 50*time.Millisecond, 40*time.Millisecond, 2
-	b, f := serveBalancer(t, cfg)
-	dead := Backend{Addr: closedPort(t), Node: "dead"}
-	b.Update(append(startBackends(t, 1, nil), dead))
-	for range 4 {
-		code, _ := get(t, f.URL)
-		require.Equal(t, 200, code, "the refused connection is retried elsewhere")
-	}
-	assert.Equal(t, StateDown, stateOf(b, dead))
-	time.Sleep(300 * time.Millisecond)
-	assert.Equal(t, StateDown, stateOf(b, dead), "it stays out while its checks fail")
+	eachRelay(t, func(t *testing.T, rl relay) {
+		cfg := DefaultConfig()
+		cfg.Logger = hclog.NewNullLogger()
+		cfg.HealthInterval, cfg.HealthTimeout, cfg.Rise = 50*time.Millisecond, 40*time.Millisecond, 2
+		b, f := serveBalancer(t, rl, cfg)
+		dead := testBackend{Addr: closedPort(t), Node: "dead"}
+		setBackends(b, append(startBackends(t, 1, nil), dead))
+		for range 4 {
+			code, _ := get(t, f.URL)
+			require.Equal(t, 200, code, "the refused connection is retried elsewhere")
+		}
+		assert.Equal(t, StateDown, stateOf(b, dead))
+		time.Sleep(300 * time.Millisecond)
+		assert.Equal(t, StateDown, stateOf(b, dead), "it stays out while its checks fail")
+	})
 }
 
 // TestSlowStart: a backend that just joined gets a share of the requests
 // that grows over SlowStart.
 func TestSlowStart(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Logger = hclog.NewNullLogger()
-	cfg.HealthInterval, cfg.SlowStart = 0, 2*time.Second
-	b, f := serveBalancer(t, cfg)
-	all := startBackends(t, 2, nil)
-	b.Update(all[:1])
-	time.Sleep(2100 * time.Millisecond) // backend 0 is past its slow start
-	b.Update(all)
-	assert.Equal(t, StateSlowStart, stateOf(b, all[1]))
-	count := func(n int) int {
-		k := 0
-		for range n {
-			if _, body := get(t, f.URL); body == "1" {
-				k++
+	eachRelay(t, func(t *testing.T, rl relay) {
+		cfg := DefaultConfig()
+		cfg.Logger = hclog.NewNullLogger()
+		cfg.HealthInterval, cfg.SlowStart = 0, 2*time.Second
+		b, f := serveBalancer(t, rl, cfg)
+		all := startBackends(t, 2, nil)
+		setBackends(b, all[:1])
+		time.Sleep(2100 * time.Millisecond) // backend 0 is past its slow start
+		setBackends(b, all)
+		assert.Equal(t, StateSlowStart, stateOf(b, all[1]))
+		count := func(n int) int {
+			k := 0
+			for range n {
+				if _, body := get(t, f.URL); body == "1" {
+					k++
+				}
 			}
+			return k
 		}
-		return k
-	}
-	early := count(200)
-	assert.Less(t, early, 60, "in its first moments the new backend gets far less than half")
-	require.Eventually(t, func() bool { return stateOf(b, all[1]) == StateUp }, 5*time.Second, 50*time.Millisecond)
-	late := count(200)
-	assert.InDelta(t, 100, late, 2, "after slow start, an even share")
+		early := count(200)
+		assert.Less(t, early, 60, "in its first moments the new backend gets far less than half")
+		require.Eventually(t, func() bool { return stateOf(b, all[1]) == StateUp }, 5*time.Second, 50*time.Millisecond)
+		late := count(200)
+		assert.InDelta(t, 100, late, 2, "after slow start, an even share")
+	})
 }
 
 func TestMetricsAndAccessLog(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	var logs syncBuffer
-	cfg := DefaultConfig()
-	cfg.HealthInterval, cfg.Registerer, cfg.AccessLog = 0, reg, "on"
-	cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info, JSONFormat: true})
-	b, f := serveBalancer(t, cfg)
-	backends := startBackends(t, 2, func(i int) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			if r.URL.Path == "/missing" {
-				http.NotFound(w, r)
-				return
+	eachRelay(t, func(t *testing.T, rl relay) {
+		reg := prometheus.NewRegistry()
+		var logs syncBuffer
+		cfg := DefaultConfig()
+		cfg.HealthInterval, cfg.Registerer, cfg.AccessLog = 0, reg, "on"
+		cfg.Logger = hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info, JSONFormat: true})
+		b, f := serveBalancer(t, rl, cfg)
+		backends := startBackends(t, 2, func(i int) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/missing" {
+					http.NotFound(w, r)
+					return
+				}
+				_, _ = io.WriteString(w, "ok")
 			}
-			_, _ = io.WriteString(w, "ok")
+		})
+		dead := testBackend{Addr: closedPort(t), Node: "dead"}
+		setBackends(b, append(backends, dead))
+		for range 6 {
+			get(t, f.URL+"/x")
 		}
-	})
-	dead := Backend{Addr: closedPort(t), Node: "dead"}
-	b.Update(append(backends, dead))
-	for range 6 {
-		get(t, f.URL+"/x")
-	}
-	get(t, f.URL+"/missing")
-	// The answer reaches the client before the gateway accounts for it.
-	require.Eventually(t, func() bool { return strings.Count(logs.String(), `"@message":"request"`) == 7 },
-		5*time.Second, 5*time.Millisecond, "one access log line per request")
+		get(t, f.URL+"/missing")
+		// The answer reaches the client before the gateway accounts for it.
+		require.Eventually(t, func() bool { return strings.Count(logs.String(), `"@message":"request"`) == 7 },
+			5*time.Second, 5*time.Millisecond, "one access log line per request")
 
-	ok := testutil.ToFloat64(b.m.requests.WithLabelValues(backends[0].Addr.String(), "2xx")) +
-		testutil.ToFloat64(b.m.requests.WithLabelValues(backends[1].Addr.String(), "2xx"))
-	assert.Equal(t, 6.0, ok)
-	assert.Equal(t, 1.0, testutil.ToFloat64(b.m.requests.WithLabelValues(backends[0].Addr.String(), "4xx"))+
-		testutil.ToFloat64(b.m.requests.WithLabelValues(backends[1].Addr.String(), "4xx")))
-	out, err := testutil.GatherAndCount(reg, "herd_gateway_request_duration_seconds")
-	require.NoError(t, err)
-	assert.Equal(t, 1, out)
-	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
+		ok := testutil.ToFloat64(b.m.requests.WithLabelValues(backends[0].Addr.String(), "2xx")) +
+			testutil.ToFloat64(b.m.requests.WithLabelValues(backends[1].Addr.String(), "2xx"))
+		assert.Equal(t, 6.0, ok)
+		assert.Equal(t, 1.0, testutil.ToFloat64(b.m.requests.WithLabelValues(backends[0].Addr.String(), "4xx"))+
+			testutil.ToFloat64(b.m.requests.WithLabelValues(backends[1].Addr.String(), "4xx")))
+		out, err := testutil.GatherAndCount(reg, "herd_gateway_request_duration_seconds")
+		require.NoError(t, err)
+		assert.Equal(t, 1, out)
+		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP herd_gateway_backends Backends in the current set, by state.
 # TYPE herd_gateway_backends gauge
 herd_gateway_backends{state="down"} 0
@@ -175,16 +182,17 @@ herd_gateway_ejections_total 1
 herd_gateway_retries_total 1
 `), "herd_gateway_backends", "herd_gateway_ejections_total", "herd_gateway_retries_total"))
 
-	// A removed backend's series go away.
-	b.Update(backends[:1])
-	n, err := testutil.GatherAndCount(reg, "herd_gateway_requests_total")
-	require.NoError(t, err)
-	assert.Equal(t, 12, n, "none + one backend, 6 classes each")
+		// A removed backend's series go away.
+		setBackends(b, backends[:1])
+		n, err := testutil.GatherAndCount(reg, "herd_gateway_requests_total")
+		require.NoError(t, err)
+		assert.Equal(t, 12, n, "none + one backend, 6 classes each")
 
-	// The access log lines carry the request and its id.
-	assert.Contains(t, logs.String(), `"path":"/missing"`)
-	assert.Contains(t, logs.String(), `"status":"404"`)
-	assert.Contains(t, logs.String(), `"request_id":"`)
+		// The access log lines carry the request and its id.
+		assert.Contains(t, logs.String(), `"path":"/missing"`)
+		assert.Contains(t, logs.String(), `"status":"404"`)
+		assert.Contains(t, logs.String(), `"request_id":"`)
+	})
 }
 
 // syncBuffer is a bytes.Buffer safe for a logger writing while a test reads.
@@ -209,47 +217,49 @@ func (s *syncBuffer) String() string {
 // in flight) gets far fewer requests than its round-robin share, and idle
 // backends still share the traffic.
 func TestLeastRequest(t *testing.T) {
-	backends := startBackends(t, 4, func(i int) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			if i == 3 {
-				time.Sleep(20 * time.Millisecond)
-			}
-			_, _ = io.WriteString(w, string(rune('0'+i)))
-		}
-	})
-	// toSlow sends 400 requests from 8 clients at once and counts those
-	// the slow backend answered.
-	toSlow := func(algo Algorithm) int {
-		cfg := DefaultConfig()
-		cfg.Logger, cfg.HealthInterval, cfg.Balance = hclog.NewNullLogger(), 0, algo
-		b, f := serveBalancer(t, cfg)
-		b.Update(backends)
-		var slow atomic.Int64
-		hammer(t, f.URL, 8, 50, func(body string, _ time.Duration) {
-			if body == "3" {
-				slow.Add(1)
+	eachRelay(t, func(t *testing.T, rl relay) {
+		backends := startBackends(t, 4, func(i int) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) {
+				if i == 3 {
+					time.Sleep(20 * time.Millisecond)
+				}
+				_, _ = io.WriteString(w, string(rune('0'+i)))
 			}
 		})
-		return int(slow.Load())
-	}
-	rr, lr := toSlow(RoundRobin), toSlow(LeastRequest)
-	t.Logf("requests to the slow backend: round robin %d of 400, least request %d", rr, lr)
-	assert.InDelta(t, 100, rr, 10, "round robin: its quarter")
-	assert.Less(t, lr, 60, "least request: far less than a quarter (about 1 in 16: both picks on it)")
+		// toSlow sends 400 requests from 8 clients at once and counts those
+		// the slow backend answered.
+		toSlow := func(algo Algorithm) int {
+			cfg := DefaultConfig()
+			cfg.Logger, cfg.HealthInterval, cfg.Balance = hclog.NewNullLogger(), 0, algo
+			b, f := serveBalancer(t, rl, cfg)
+			setBackends(b, backends)
+			var slow atomic.Int64
+			hammer(t, f.URL, 8, 50, func(body string, _ time.Duration) {
+				if body == "3" {
+					slow.Add(1)
+				}
+			})
+			return int(slow.Load())
+		}
+		rr, lr := toSlow(RoundRobin), toSlow(LeastRequest)
+		t.Logf("requests to the slow backend: round robin %d of 400, least request %d", rr, lr)
+		assert.InDelta(t, 100, rr, 10, "round robin: its quarter")
+		assert.Less(t, lr, 60, "least request: far less than a quarter (about 1 in 16: both picks on it)")
 
-	// Idle backends (nothing in flight) share the requests.
-	cfg := DefaultConfig()
-	cfg.Logger, cfg.HealthInterval, cfg.Balance = hclog.NewNullLogger(), 0, LeastRequest
-	b, f := serveBalancer(t, cfg)
-	b.Update(backends[:3])
-	counts := map[string]int{}
-	for range 300 {
-		_, body := get(t, f.URL)
-		counts[body]++
-	}
-	for _, k := range []string{"0", "1", "2"} {
-		assert.InDelta(t, 100, counts[k], 40, "backend %s: %v", k, counts)
-	}
+		// Idle backends (nothing in flight) share the requests.
+		cfg := DefaultConfig()
+		cfg.Logger, cfg.HealthInterval, cfg.Balance = hclog.NewNullLogger(), 0, LeastRequest
+		b, f := serveBalancer(t, rl, cfg)
+		setBackends(b, backends[:3])
+		counts := map[string]int{}
+		for range 300 {
+			_, body := get(t, f.URL)
+			counts[body]++
+		}
+		for _, k := range []string{"0", "1", "2"} {
+			assert.InDelta(t, 100, counts[k], 40, "backend %s: %v", k, counts)
+		}
+	})
 }
 
 func TestParseAlgorithm(t *testing.T) {
@@ -270,86 +280,88 @@ func TestParseAlgorithm(t *testing.T) {
 // in flight; the others wait in the gateway and are all answered once room
 // frees up; one that waits longer than QueueTimeout gets a 503.
 func TestBackendMaxConns(t *testing.T) {
-	release := make(chan struct{})
-	var inFlight [2]atomic.Int64
-	var most [2]atomic.Int64
-	backends := startBackends(t, 2, func(i int) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			n := inFlight[i].Add(1)
-			defer inFlight[i].Add(-1)
-			for m := most[i].Load(); n > m && !most[i].CompareAndSwap(m, n); m = most[i].Load() {
+	eachRelay(t, func(t *testing.T, rl relay) {
+		release := make(chan struct{})
+		var inFlight [2]atomic.Int64
+		var most [2]atomic.Int64
+		backends := startBackends(t, 2, func(i int) http.HandlerFunc {
+			return func(w http.ResponseWriter, r *http.Request) {
+				n := inFlight[i].Add(1)
+				defer inFlight[i].Add(-1)
+				for m := most[i].Load(); n > m && !most[i].CompareAndSwap(m, n); m = most[i].Load() {
+				}
+				if r.URL.Path == "/hold" {
+					<-release
+				}
+				_, _ = io.WriteString(w, string(rune('0'+i)))
 			}
-			if r.URL.Path == "/hold" {
-				<-release
-			}
-			_, _ = io.WriteString(w, string(rune('0'+i)))
-		}
-	})
-	reg := prometheus.NewRegistry()
-	cfg := DefaultConfig()
-	cfg.Logger, cfg.HealthInterval, cfg.Registerer = hclog.NewNullLogger(), 0, reg
-	cfg.BackendMaxConns, cfg.QueueTimeout = 2, time.Second
-	b, f := serveBalancer(t, cfg)
-	b.Update(backends)
+		})
+		reg := prometheus.NewRegistry()
+		cfg := DefaultConfig()
+		cfg.Logger, cfg.HealthInterval, cfg.Registerer = hclog.NewNullLogger(), 0, reg
+		cfg.BackendMaxConns, cfg.QueueTimeout = 2, time.Second
+		b, f := serveBalancer(t, rl, cfg)
+		setBackends(b, backends)
 
-	// 4 requests fill both backends.
-	codes := make(chan int, 6)
-	hold := func() {
-		resp, err := http.Get(f.URL + "/hold")
-		if err != nil {
-			codes <- 0
-			return
+		// 4 requests fill both backends.
+		codes := make(chan int, 6)
+		hold := func() {
+			resp, err := http.Get(f.URL + "/hold")
+			if err != nil {
+				codes <- 0
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
 		}
-		resp.Body.Close()
-		codes <- resp.StatusCode
-	}
-	for range 4 {
+		for range 4 {
+			go hold()
+		}
+		require.Eventually(t, func() bool { return inFlight[0].Load()+inFlight[1].Load() == 4 }, 5*time.Second, 5*time.Millisecond)
+		// One more waits longer than the queue timeout: 503, nothing sent.
+		code, body := get(t, f.URL+"/quick")
+		assert.Equal(t, http.StatusServiceUnavailable, code)
+		assert.Regexp(t, `^herd gateway: every backend of service "service" is busy\nrequest id: \S+\n$`, body)
+		assert.Equal(t, 1.0, gathered(t, reg, "herd_gateway_queue_timeouts_total"))
+		// Two more wait in the gateway until room frees up.
 		go hold()
-	}
-	require.Eventually(t, func() bool { return inFlight[0].Load()+inFlight[1].Load() == 4 }, 5*time.Second, 5*time.Millisecond)
-	// One more waits longer than the queue timeout: 503, nothing sent.
-	code, body := get(t, f.URL+"/quick")
-	assert.Equal(t, http.StatusServiceUnavailable, code)
-	assert.Equal(t, `herd gateway: every backend of service "service" is busy: `+errQueueTimeout.Error()+"\n", body)
-	assert.Equal(t, 1.0, gathered(t, reg, "herd_gateway_queue_timeouts_total"))
-	// Two more wait in the gateway until room frees up.
-	go hold()
-	go hold()
-	require.Eventually(t, func() bool { return b.queue.n.Load() == 2 }, 5*time.Second, 5*time.Millisecond)
-	assert.Equal(t, 2.0, gathered(t, reg, "herd_gateway_queued_requests"))
-	close(release) // the queued 2 go as room frees, within their timeout
-	for range 6 {
-		assert.Equal(t, http.StatusOK, <-codes)
-	}
-	assert.Equal(t, int64(2), most[0].Load(), "backend 0 never had more than 2 requests")
-	assert.Equal(t, int64(2), most[1].Load(), "backend 1 never had more than 2 requests")
-
-	// Many clients through a cap of 1 per backend: nobody's turn is lost
-	// (each would wait out the timeout), and the cap holds.
-	most[0].Store(0)
-	most[1].Store(0)
-	b2cfg := cfg
-	b2cfg.Registerer, b2cfg.BackendMaxConns, b2cfg.QueueTimeout = nil, 1, 5*time.Second
-	b2, f2 := serveBalancer(t, b2cfg)
-	b2.Update(backends)
-	var slowest atomic.Int64
-	hammer(t, f2.URL+"/quick", 8, 50, func(_ string, took time.Duration) {
-		for d := slowest.Load(); int64(took) > d && !slowest.CompareAndSwap(d, int64(took)); d = slowest.Load() {
+		go hold()
+		require.Eventually(t, func() bool { return b.queue.n.Load() == 2 }, 5*time.Second, 5*time.Millisecond)
+		assert.Equal(t, 2.0, gathered(t, reg, "herd_gateway_queued_requests"))
+		close(release) // the queued 2 go as room frees, within their timeout
+		for range 6 {
+			assert.Equal(t, http.StatusOK, <-codes)
 		}
-	})
-	assert.Less(t, time.Duration(slowest.Load()), 2*time.Second, "no request waited for a turn that never came")
-	assert.Equal(t, int64(1), most[0].Load())
-	assert.Equal(t, int64(1), most[1].Load())
-	assert.Zero(t, b2.queue.n.Load())
+		assert.Equal(t, int64(2), most[0].Load(), "backend 0 never had more than 2 requests")
+		assert.Equal(t, int64(2), most[1].Load(), "backend 1 never had more than 2 requests")
 
-	// Bad settings are refused.
-	bad := DefaultConfig()
-	bad.BackendMaxConns = -1
-	_, err := New(bad)
-	assert.EqualError(t, err, "backend max conns -1: must not be negative")
-	bad.BackendMaxConns, bad.QueueTimeout = 4, 0
-	_, err = New(bad)
-	assert.EqualError(t, err, "queue timeout 0s: want more than 0 with a backend max conns")
+		// Many clients through a cap of 1 per backend: nobody's turn is lost
+		// (each would wait out the timeout), and the cap holds.
+		most[0].Store(0)
+		most[1].Store(0)
+		b2cfg := cfg
+		b2cfg.Registerer, b2cfg.BackendMaxConns, b2cfg.QueueTimeout = nil, 1, 5*time.Second
+		b2, f2 := serveBalancer(t, rl, b2cfg)
+		setBackends(b2, backends)
+		var slowest atomic.Int64
+		hammer(t, f2.URL+"/quick", 8, 50, func(_ string, took time.Duration) {
+			for d := slowest.Load(); int64(took) > d && !slowest.CompareAndSwap(d, int64(took)); d = slowest.Load() {
+			}
+		})
+		assert.Less(t, time.Duration(slowest.Load()), 2*time.Second, "no request waited for a turn that never came")
+		assert.Equal(t, int64(1), most[0].Load())
+		assert.Equal(t, int64(1), most[1].Load())
+		assert.Zero(t, b2.queue.n.Load())
+
+		// Bad settings are refused.
+		bad := DefaultConfig()
+		bad.BackendMaxConns = -1
+		_, err := New(bad)
+		assert.EqualError(t, err, "backend max conns -1: must not be negative")
+		bad.BackendMaxConns, bad.QueueTimeout = 4, 0
+		_, err = New(bad)
+		assert.EqualError(t, err, "queue timeout 0s: want more than 0 with a backend max conns")
+	})
 }
 
 // gathered is the value of an unlabelled gauge or counter in reg.

@@ -1,10 +1,9 @@
 package balancer
 
 import (
-	"bufio"
-	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,19 +11,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// backend is one backend's live state. It outlives snapshot swaps: a set
-// update reuses the state of backends that stay.
-type backend struct {
+// host is one backend's live state: its address, the requests in flight to
+// it, its health, its keep-alive connections and counters. It outlives set
+// swaps: a member's change reuses the state of the backends that stay, as
+// caddy's hosts do, and the registry that keeps them belongs to one Balancer.
+type host struct {
 	addr     netip.AddrPort
 	hostPort string
 	node     string
 	dialer   net.Dialer
-
-	// The keep-alive pool: idle connections, most recently used last.
-	poolMu      sync.Mutex
-	idle        []*bconn
-	maxIdle     int
-	idleTimeout time.Duration
+	// pool keeps the goroutine relay's idle connections to it (each event
+	// loop keeps its own).
+	pool connPool
 
 	inflight     atomic.Int64
 	maxConns     int64      // cap on inflight (0: none); see Config.BackendMaxConns
@@ -40,256 +38,172 @@ type backend struct {
 	codes        [6]prometheus.Counter // requests by status class; see metrics
 }
 
-func newBackend(be Backend, cfg Config, queue *waitQueue) *backend {
-	return &backend{
-		addr:        be.Addr,
-		hostPort:    be.Addr.String(),
-		node:        be.Node,
-		dialer:      net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
-		maxIdle:     cfg.MaxIdleConnsPerBackend,
-		maxConns:    int64(cfg.BackendMaxConns),
-		queue:       queue,
-		idleTimeout: cfg.IdleConnTimeout,
-		stop:        make(chan struct{}),
+func newHost(addr netip.AddrPort, node string, cfg *Config, queue *waitQueue) *host {
+	h := &host{
+		addr:     addr,
+		hostPort: addr.String(),
+		node:     node,
+		dialer:   net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
+		pool:     connPool{max: cfg.MaxIdleConnsPerBackend, timeout: cfg.IdleConnTimeout},
+		maxConns: int64(cfg.BackendMaxConns),
+		queue:    queue,
+		stop:     make(chan struct{}),
 	}
+	h.upSince.Store(time.Now().UnixNano())
+	return h
 }
 
-// bconn is a connection to a backend with its read buffer.
-type bconn struct {
-	be        *backend
-	c         net.Conn
-	br        *bufio.Reader
-	reused    bool // it served a request before this one
-	idleSince time.Time
-	deadline  readDeadline
-	loop      *loop // the event loop's own, back to its pool after a goroutine used it
-}
+func (h *host) ejected(now int64) bool { return h.ejectedUntil.Load() > now }
 
-// get returns an idle connection to be, or dials one.
-func (be *backend) get() (*bconn, error) {
-	be.poolMu.Lock()
-	for n := len(be.idle); n > 0; n = len(be.idle) {
-		bc := be.idle[n-1]
-		be.idle[n-1] = nil
-		be.idle = be.idle[:n-1]
-		if time.Since(bc.idleSince) < be.idleTimeout {
-			be.poolMu.Unlock()
-			bc.reused = true
-			return bc, nil
-		}
-		bc.close()
-	}
-	be.poolMu.Unlock()
-	return be.dial()
-}
+// out reports whether h is out of rotation.
+func (h *host) out(now int64) bool { return h.down.Load() || h.ejected(now) }
 
-// dial opens a new connection to be.
-func (be *backend) dial() (*bconn, error) {
-	c, err := be.dialer.Dial("tcp", be.hostPort)
-	if err != nil {
-		return nil, err
-	}
-	bc := &bconn{be: be, c: newSock(c)}
-	bc.br = getReader(bc.c)
-	return bc, nil
-}
-
-// alive reports whether the backend has neither closed bc nor sent
-// anything on it since its last answer: one non-blocking peek.
-func (bc *bconn) alive() bool {
-	if bc.br.Buffered() > 0 {
-		return false // bytes nobody asked for
-	}
-	s, ok := bc.c.(quieter)
-	if !ok {
-		return true // not a socket: nothing to peek at
-	}
-	return s.quiet()
-}
-
-// put returns a connection whose exchange ended cleanly to the pool, or
-// closes it when be is retired or the pool is full.
-func (be *backend) put(bc *bconn) {
-	if bc.loop != nil {
-		bc.loop.put(bc)
-		return
-	}
-	be.poolMu.Lock()
-	if be.retired.Load() || len(be.idle) >= be.maxIdle {
-		be.poolMu.Unlock()
-		bc.close()
-		return
-	}
-	bc.idleSince = time.Now()
-	be.idle = append(be.idle, bc)
-	be.poolMu.Unlock()
-}
-
-func (bc *bconn) close() {
-	if bc.c != nil {
-		bc.c.Close()
-		putReader(bc.br)
-		bc.c, bc.br = nil, nil
-	}
-}
-
-// closeIdle closes every idle connection.
-func (be *backend) closeIdle() {
-	be.poolMu.Lock()
-	idle := be.idle
-	be.idle = nil
-	be.poolMu.Unlock()
-	for _, bc := range idle {
-		bc.close()
-	}
-}
-
-func (be *backend) ejected(now int64) bool { return be.ejectedUntil.Load() > now }
-
-// out reports whether be is out of rotation.
-func (be *backend) out(now int64) bool { return be.down.Load() || be.ejected(now) }
-
-// eject takes be out of rotation after a refused or reset connection: for
+// eject takes h out of rotation after a refused or reset connection: for
 // d, or, when active checks run, until they pass again.
-func (be *backend) eject(d time.Duration, activeChecks bool) {
+func (h *host) eject(d time.Duration, activeChecks bool) {
 	if activeChecks {
-		be.resetRuns.Store(true)
-		be.down.Store(true)
+		h.resetRuns.Store(true)
+		h.down.Store(true)
 		return
 	}
-	be.ejectedUntil.Store(time.Now().Add(d).UnixNano())
-	be.upSince.Store(time.Now().Add(d).UnixNano())
+	h.ejectedUntil.Store(time.Now().Add(d).UnixNano())
+	h.upSince.Store(time.Now().Add(d).UnixNano())
 }
 
 // retire marks a backend removed from the set: in-flight requests finish,
 // then its connections are closed.
-func (be *backend) retire() {
-	be.retired.Store(true)
-	close(be.stop)
-	be.closeIdle()
+func (h *host) retire() {
+	h.retired.Store(true)
+	close(h.stop)
+	h.pool.closeAll()
 }
 
-// acquire counts one more request in flight on be, unless be is at its
-// cap.
-func (be *backend) acquire() bool {
-	if be.maxConns <= 0 {
-		be.inflight.Add(1)
+// acquire counts one more request in flight on h, unless h is at its cap.
+func (h *host) acquire() bool {
+	if h.maxConns <= 0 {
+		h.inflight.Add(1)
 		return true
 	}
 	for {
-		n := be.inflight.Load()
-		if n >= be.maxConns {
+		n := h.inflight.Load()
+		if n >= h.maxConns {
 			return false
 		}
-		if be.inflight.CompareAndSwap(n, n+1) {
+		if h.inflight.CompareAndSwap(n, n+1) {
 			return true
 		}
 	}
 }
 
-// full reports whether be is at its cap of requests in flight.
-func (be *backend) full() bool { return be.maxConns > 0 && be.inflight.Load() >= be.maxConns }
+// full reports whether h is at its cap of requests in flight.
+func (h *host) full() bool { return h.maxConns > 0 && h.inflight.Load() >= h.maxConns }
 
-// done ends one request on be: a request waiting for room gets its turn.
-func (be *backend) done() {
-	if be.inflight.Add(-1) == 0 && be.retired.Load() {
-		be.closeIdle()
+// done ends one request on h: a request waiting for room gets its turn.
+func (h *host) done() {
+	if h.inflight.Add(-1) == 0 && h.retired.Load() {
+		h.pool.closeAll()
 	}
-	if be.queue != nil && be.queue.n.Load() > 0 {
-		be.queue.wakeOne()
+	if h.queue != nil && h.queue.n.Load() > 0 {
+		h.queue.wakeOne()
 	}
 }
 
-// snapshot is an immutable backend set, sorted by address.
-type snapshot struct {
-	backends []*backend
+// hostSet is an immutable backend set: what requests choose from, swapped
+// whole on every change. Each member's backends are together, in address
+// order; the members are in no particular order.
+type hostSet struct {
+	hosts []*host
 }
 
-// pick returns the backend for the next attempt with the given algorithm:
-// the next in round robin, or the less busy of two picked at random. When
-// it returns nil, full reports whether a backend would do but is at its cap
-// of requests in flight: the request may wait for room.
-func (s *snapshot) pick(algo Algorithm, rr *atomic.Uint64, tried []*backend, slowStart int64) (be *backend, full bool) {
-	if len(s.backends) == 0 {
-		return nil, false
-	}
-	now := time.Now().UnixNano()
-	if algo != LeastRequest {
-		return s.pickFrom(rr.Add(1), now, tried, slowStart)
-	}
-	// Power of two choices, as Envoy's least_request: two backends at
-	// random, the one with fewer requests in flight (the first on a tie).
-	// Constant time at any size, and unlike a global minimum it does not
-	// send every new request to the same backend at once.
-	a, full := s.pickFrom(rand.Uint64(), now, tried, slowStart)
-	if a == nil {
-		return nil, full
-	}
-	b, _ := s.pickFrom(rand.Uint64(), now, tried, slowStart)
-	if b != nil && b.inflight.Load() < a.inflight.Load() && (!b.out(now) || a.out(now)) {
-		return b, false
-	}
-	return a, false
+// registry keeps every backend's host, by address and by member, and
+// publishes the set. Changes are serialised by its lock; readers load the
+// set without it.
+type registry struct {
+	mu     sync.Mutex
+	byAddr map[netip.AddrPort]*host
+	byNode map[string][]*host // each in address order
+	set    atomic.Pointer[hostSet]
+	swaps  atomic.Uint64
 }
 
-// pickFrom returns the first backend in rotation from index start on,
-// skipping those out of rotation, those in tried, and (by chance) those in
-// slow start. A retry (tried not empty) prefers a host not tried yet: when a
-// host crashes, all its replicas fail at once. When every backend is out it
-// still returns one not tried: a possibly-recovered backend beats a certain
-// 503 — unless some are only at their cap of requests in flight: then it
-// returns nil and full, and the request waits for room. Nil when all were
-// tried.
-func (s *snapshot) pickFrom(start uint64, now int64, tried []*backend, slowStart int64) (_ *backend, full bool) {
-	n := uint64(len(s.backends))
-	var fallback, sameHost *backend
-	for i := uint64(0); i < n; i++ {
-		be := s.backends[(start+i)%n]
-		if contains(tried, be) {
+func newRegistry() *registry {
+	r := &registry{byAddr: make(map[netip.AddrPort]*host), byNode: make(map[string][]*host)}
+	r.set.Store(&hostSet{})
+	return r
+}
+
+// hostEvents are what setNode tells its caller about backends that come and
+// go: their health checks and metrics start and stop with them.
+type hostEvents struct {
+	added   func(*host)
+	removed func(*host)
+	// taken: addr is announced by node too, but another member (owner)
+	// announced it first and keeps it.
+	taken func(addr netip.AddrPort, node, owner string)
+}
+
+// setNode replaces the backends node announces (none: the node is gone),
+// reusing the hosts of addresses that stay, and swaps in the new set. It
+// reports false, and does nothing, when the node's backends did not change.
+// It costs one pass over the set's pointers and allocates the new set's
+// array and the node's new hosts only.
+func (r *registry) setNode(node string, addrs []netip.AddrPort, newHost func(netip.AddrPort) *host, ev hostEvents) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.byNode[node]
+	addrs = slices.Clone(addrs)
+	slices.SortFunc(addrs, func(x, y netip.AddrPort) int { return x.Compare(y) })
+	addrs = slices.Compact(addrs)
+	if len(old) == len(addrs) && !slices.ContainsFunc(old, func(h *host) bool {
+		_, found := slices.BinarySearchFunc(addrs, h.addr, func(x, y netip.AddrPort) int { return x.Compare(y) })
+		return !found
+	}) {
+		return false
+	}
+	next := make([]*host, 0, len(addrs))
+	keep := make(map[netip.AddrPort]bool, len(addrs))
+	for _, addr := range addrs {
+		h, ok := r.byAddr[addr]
+		switch {
+		case !ok:
+			h = newHost(addr)
+			r.byAddr[addr] = h
+			ev.added(h)
+		case h.node != node:
+			ev.taken(addr, node, h.node)
 			continue
 		}
-		if be.full() {
-			full = full || !be.out(now)
-			continue
-		}
-		if !be.out(now) && !slowStartSkip(be, now, slowStart) {
-			if len(tried) == 0 || !triedNode(tried, be.node) {
-				return be, false
-			}
-			if sameHost == nil {
-				sameHost = be
-			}
-			continue
-		}
-		if fallback == nil || fallback.out(now) && !be.out(now) {
-			fallback = be
+		keep[addr] = true
+		next = append(next, h)
+	}
+	for _, h := range old {
+		if !keep[h.addr] {
+			delete(r.byAddr, h.addr)
+			ev.removed(h)
 		}
 	}
-	switch {
-	case sameHost != nil:
-		return sameHost, false
-	case fallback != nil && !fallback.out(now):
-		return fallback, false // skipped for slow start only
-	case full:
-		return nil, true // better wait for room than try one that is out
+	if len(next) == 0 {
+		delete(r.byNode, node)
+	} else {
+		r.byNode[node] = next
 	}
-	return fallback, false
+	cur := r.set.Load().hosts
+	flat := make([]*host, 0, len(cur)-len(old)+len(next))
+	for _, h := range cur {
+		if h.node != node {
+			flat = append(flat, h)
+		}
+	}
+	r.set.Store(&hostSet{hosts: append(flat, next...)})
+	r.swaps.Add(1)
+	return true
 }
 
-func triedNode(tried []*backend, node string) bool {
-	for _, x := range tried {
-		if x.node == node {
-			return true
-		}
+// each calls f on every registered host, under the registry's lock.
+func (r *registry) each(f func(*host)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, h := range r.byAddr {
+		f(h)
 	}
-	return false
-}
-
-func contains(list []*backend, be *backend) bool {
-	for _, x := range list {
-		if x == be {
-			return true
-		}
-	}
-	return false
 }

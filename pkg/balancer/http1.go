@@ -59,7 +59,9 @@ type head struct {
 	conn          [][]byte
 	expect100     bool
 	host          bool
-	hostValue     []byte
+	hostValue     []byte // the Host to route by and to send: the target's authority for an absolute-form target
+	path          []byte // the target in origin-form (or "*"), as the backend gets it
+	absolute      bool   // the target was in absolute-form: its authority replaces Host
 	requestID     []byte
 	idempotent    bool // Idempotency-Key present
 	forwardedFor  []byte
@@ -81,6 +83,19 @@ func readHead(br *bufio.Reader, h *head, request bool) error {
 	end := -1
 	for scanned := 0; ; {
 		b, err := br.Peek(max(br.Buffered(), 1))
+		if request && len(b) > 0 && b[0] == '\r' {
+			// Empty lines before a request line are ignored (RFC 9112 §2.2:
+			// some clients send a CRLF after a POST body).
+			n := 0
+			for n+1 < len(b) && b[n] == '\r' && b[n+1] == '\n' {
+				n += 2
+			}
+			if n > 0 {
+				_, _ = br.Discard(n)
+				scanned = 0
+				continue
+			}
+		}
 		if len(b) > 0 {
 			if i := bytes.Index(b[max(scanned-3, 0):], crlfcrlf); i >= 0 {
 				end = max(scanned-3, 0) + i + 4
@@ -150,6 +165,13 @@ func parseHead(b []byte, h *head, request bool) error {
 	if request && !h.http10 && !h.host {
 		return badRequest("missing Host header")
 	}
+	if h.absolute { // the target's authority replaces the client's Host
+		for i := range h.fields {
+			if equalFold(h.fields[i].name, "Host") {
+				h.fields[i].drop, h.rewrite = true, true
+			}
+		}
+	}
 	if h.chunked && h.contentLength >= 0 {
 		if request {
 			return badRequest("both Content-Length and Transfer-Encoding")
@@ -173,18 +195,19 @@ func parseFirstLine(line []byte, h *head, request bool) error {
 			return badRequest("malformed request line")
 		}
 		h.line = [3][]byte{line[:a], line[a+1 : a+1+b], line[a+2+b:]}
-		if !isToken(h.line[0]) || bytes.IndexByte(h.line[1], ' ') >= 0 {
+		if !isToken(h.line[0]) {
 			return badRequest("malformed request line")
 		}
-		proto := h.line[2]
-		switch {
+		switch proto := h.line[2]; {
 		case string(proto) == "HTTP/1.1":
 		case string(proto) == "HTTP/1.0":
 			h.http10 = true
-		default:
+		case isHTTPVersion(proto):
 			return &httpError{status: 505, msg: "HTTP version not supported"}
+		default: // a second space, a lower-case "http/1.1", anything else
+			return badRequest("malformed request line")
 		}
-		return nil
+		return h.parseTarget()
 	}
 	if b < 0 { // no reason phrase
 		b = len(line) - a - 1
@@ -215,9 +238,10 @@ func (h *head) addField(line []byte) error {
 	if colon <= 0 || !isToken(line[:colon]) {
 		return badRequest("malformed header field %q", truncate(line, 64))
 	}
-	f := field{name: line[:colon], value: bytes.Trim(line[colon+1:], " \t")}
+	raw := line[colon+1:]
+	f := field{name: line[:colon], value: bytes.Trim(raw, " \t")}
 	for _, c := range f.value {
-		if c == 0 || c == '\r' || c == '\n' {
+		if c < ' ' && c != '\t' || c == 0x7f {
 			return badRequest("invalid byte in header %q", f.name)
 		}
 	}
@@ -227,15 +251,25 @@ func (h *head) addField(line []byte) error {
 			if h.host {
 				return badRequest("more than one Host header")
 			}
-			h.host, h.hostValue = true, f.value
+			// Empty is valid (RFC 3986's reg-name may be); blanks alone are not.
+			if len(f.value) > 0 && !validHost(f.value) || len(f.value) == 0 && len(raw) > 0 {
+				return badRequest("invalid Host header")
+			}
+			h.host = true
+			if !h.absolute {
+				h.hostValue = f.value
+			}
 		}
 	case 6:
 		if equalFold(f.name, "Expect") && equalFold(f.value, "100-continue") {
 			h.expect100 = true
 		}
 	case 7:
-		if equalFold(f.name, "Upgrade") {
+		switch {
+		case equalFold(f.name, "Upgrade"): // sent again only when upgrading
 			h.upgrade, f.drop = f.value, true
+		case equalFold(f.name, "Trailer"):
+			f.drop = true
 		}
 	case 2:
 		if equalFold(f.name, "TE") {
@@ -255,8 +289,8 @@ func (h *head) addField(line []byte) error {
 		}
 	case 14:
 		if equalFold(f.name, "Content-Length") {
-			n, err := strconv.ParseInt(string(f.value), 10, 64)
-			if err != nil || n < 0 || f.value[0] == '+' {
+			n, ok := parseLength(f.value)
+			if !ok {
 				return badRequest("invalid Content-Length %q", truncate(f.value, 32))
 			}
 			if h.contentLength >= 0 && h.contentLength != n {
@@ -278,6 +312,10 @@ func (h *head) addField(line []byte) error {
 		if equalFold(f.name, "X-Forwarded-Host") {
 			f.drop = true
 		}
+	case 18, 19: // credentials for this hop's proxy, not for the backend
+		if equalFold(f.name, "Proxy-Authenticate") || equalFold(f.name, "Proxy-Authorization") {
+			f.drop = true
+		}
 	case 17:
 		if equalFold(f.name, "Transfer-Encoding") {
 			if !equalFold(f.value, "chunked") || h.chunked {
@@ -291,6 +329,22 @@ func (h *head) addField(line []byte) error {
 	h.rewrite = h.rewrite || f.drop
 	h.fields = append(h.fields, f)
 	return nil
+}
+
+// parseLength reads a Content-Length: plain digits only (no sign, no
+// space, no list), at most 18 of them.
+func parseLength(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if !isDigit(c) {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 // connection reads a Connection header's options.
@@ -329,6 +383,142 @@ func (h *head) upgrading() bool { return h.connUpgrade && len(h.upgrade) > 0 }
 func (h *head) bodyless(method []byte) bool {
 	return string(method) == "HEAD" || h.status/100 == 1 || h.status == 204 || h.status == 304
 }
+
+// isHTTPVersion reports whether b is "HTTP/" DIGIT "." DIGIT.
+func isHTTPVersion(b []byte) bool {
+	return len(b) == 8 && string(b[:5]) == "HTTP/" && isDigit(b[5]) && b[6] == '.' && isDigit(b[7])
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// parseTarget checks the request target and splits an absolute-form one
+// (a client that thinks it talks to a proxy) into the authority, which
+// replaces Host (RFC 9112 §3.2.2), and the origin-form path the backend
+// gets. Only bytes RFC 3986 allows in a URI may appear, '%' only as a
+// percent-encoding, and no fragment: a control byte, a space, DEL or a
+// non-ASCII byte is never forwarded (a lenient backend could read the rest
+// of the line as another request).
+func (h *head) parseTarget() error {
+	t := h.line[1]
+	switch {
+	case len(t) == 1 && t[0] == '*':
+		if string(h.line[0]) != "OPTIONS" {
+			return badRequest("request target * is for OPTIONS only")
+		}
+		h.path = t
+		return nil
+	case len(t) > 0 && t[0] == '/':
+		if !validURIPart(t, pathChar) {
+			return badRequest("invalid request target")
+		}
+		h.path = t
+		return nil
+	}
+	if string(h.line[0]) == "CONNECT" {
+		return &httpError{status: 501, msg: "CONNECT not supported"}
+	}
+	var rest []byte
+	for _, scheme := range []string{"http://", "https://"} {
+		if len(t) > len(scheme) && equalFold(t[:len(scheme)], scheme) {
+			rest = t[len(scheme):]
+			break
+		}
+	}
+	if rest == nil {
+		return badRequest("invalid request target")
+	}
+	authority, path := rest, []byte("/")
+	if i := bytes.IndexAny(rest, "/?"); i >= 0 {
+		authority, path = rest[:i], rest[i:]
+		if path[0] == '?' {
+			return badRequest("invalid request target") // origin-form needs a path: "/?q", not "?q"
+		}
+	}
+	if len(authority) == 0 || !validHost(authority) || !validURIPart(path, pathChar) {
+		return badRequest("invalid request target")
+	}
+	h.absolute, h.hostValue, h.path = true, authority, path
+	return nil
+}
+
+// validURIPart reports whether b has only bytes allowed by ok, and every
+// '%' starts a percent-encoding (two hex digits).
+func validURIPart(b []byte, ok *[256]bool) bool {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c == '%' {
+			if i+2 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) {
+				return false
+			}
+			i += 2
+			continue
+		}
+		if !ok[c] {
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool { return isDigit(c) || c|0x20 >= 'a' && c|0x20 <= 'f' }
+
+// validHost reports whether b is a URI authority without userinfo, as Host
+// carries it: an IP-literal ("[::1]") or a reg-name / IPv4 address
+// (RFC 3986 §3.2.2), then optionally ':' and a port.
+func validHost(b []byte) bool {
+	host, port := b, []byte(nil)
+	if len(b) > 0 && b[0] == '[' {
+		end := bytes.IndexByte(b, ']')
+		if end < 2 || !validURIPart(b[1:end], ipLiteralChar) {
+			return false
+		}
+		host, port = b[:end+1], b[end+1:]
+		if len(port) > 0 {
+			if port[0] != ':' {
+				return false
+			}
+			port = port[1:]
+		}
+	} else {
+		if i := bytes.LastIndexByte(b, ':'); i >= 0 {
+			host, port = b[:i], b[i+1:]
+		}
+		if len(host) == 0 || !validURIPart(host, regNameChar) {
+			return false
+		}
+	}
+	if len(port) > 5 {
+		return false
+	}
+	for _, c := range port {
+		if !isDigit(c) {
+			return false
+		}
+	}
+	return len(host) > 0
+}
+
+// The bytes RFC 3986 allows, unencoded: in a reg-name (unreserved and
+// sub-delims), in a path and query (pchar, '/' and '?'; also '[' and ']',
+// which some clients leave unencoded in queries), and in an IP-literal.
+var regNameChar, pathChar, ipLiteralChar = func() (reg, path, ip *[256]bool) {
+	reg, path, ip = new([256]bool), new([256]bool), new([256]bool)
+	for c := byte('0'); c <= '9'; c++ {
+		reg[c] = true
+	}
+	for c := byte('a'); c <= 'z'; c++ {
+		reg[c], reg[c-32] = true, true
+	}
+	for _, c := range []byte("-._~!$&'()*+,;=") {
+		reg[c] = true
+	}
+	*path, *ip = *reg, *reg
+	for _, c := range []byte(":@/?[]") {
+		path[c] = true
+	}
+	ip[':'] = true
+	return reg, path, ip
+}()
 
 func isToken(b []byte) bool {
 	if len(b) == 0 {

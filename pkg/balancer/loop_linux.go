@@ -1,29 +1,28 @@
 package balancer
 
 import (
-	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"os"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-	"unsafe"
+
+	"github.com/herd-cluster/herd/internal/netpoll"
 )
 
 // loop is the relay's event loop: one goroutine, locked to its thread, that
-// owns the client connections and their backend connections through one
-// epoll instance of its own, and relays the common exchange itself: a
-// request whose body (if any) came with its head, answered with a
-// Content-Length body that fits in a read buffer. Everything else (a
-// streamed or chunked body, 100-continue, an upgrade, a failure to retry,
-// a connection to dial again) is handed to a goroutine running the same
-// relay code as without the loop, and the connection comes back to the loop
-// when that request is over.
+// owns client connections and their backend connections through one
+// edge-triggered poller of its own (internal/netpoll), and drives their
+// exchanges through the same states and steps as the goroutine relay, as
+// far as they go without waiting: reading a head, choosing a backend,
+// connecting, sending a request whose body came with its head, retrying,
+// reading an answer that fits in a read buffer and relaying it. What would
+// wait (a streamed or chunked body, 100-continue, a large or streamed
+// answer, an upgrade) is handed to a goroutine from the state the exchange
+// is in (relay.go), and the connection comes back to the loop once that
+// exchange is over.
 //
 // Why: under wrk on 2 cores the goroutine-per-connection relay served more
 // requests than HAProxy but with a longer tail; its threads waited behind
@@ -34,23 +33,20 @@ import (
 // The loop's sockets are not in Go's network poller (that would wake an
 // idle P for every event): they are duplicates taken from accepted
 // connections, or dialled by the loop, and become Go connections again
-// (net.FileConn) only while a goroutine has them.
+// (netpoll.FileConn) only while a goroutine has them.
 type loop struct {
 	b      *Balancer
-	ep     int
-	epf    *os.File // ep, in Go's poller
-	eprc   syscall.RawConn
-	wakeFd int // an eventfd: post wakes the loop
-	events []syscall.EpollEvent
+	poller *netpoll.Poller
+	done   chan struct{} // closed when run has returned
 
 	mu      sync.Mutex
 	inbox   []func()
 	stopped bool
 
 	// Loop-only state.
-	fds     []*lconn // registered connections by descriptor
+	fds     []*lconn // registered sockets by descriptor
 	clients map[*clientConn]struct{}
-	idle    map[*backend][]*bconn // keep-alive pools of the loop's backend connections
+	pools   map[*host]*connPool // the loop's keep-alive connections, by backend
 	quit    bool
 	sweepAt int64
 	gen     int32
@@ -59,59 +55,60 @@ type loop struct {
 	// finds the others ready too.
 	corked bool
 	dirty  []*lconn
+	// Write buffers for what a socket cannot take yet, kept for reuse: a
+	// connection holds one only while something waits to be written.
+	spare [][]byte
+}
+
+// spareMax bounds the write buffers a loop keeps; writeBufSize is their
+// size, and the largest kept.
+const (
+	spareMax     = 256
+	writeBufSize = 4 << 10
+)
+
+// buf returns an empty write buffer.
+func (l *loop) buf() []byte {
+	if n := len(l.spare); n > 0 {
+		b := l.spare[n-1]
+		l.spare[n-1] = nil
+		l.spare = l.spare[:n-1]
+		return b
+	}
+	return make([]byte, 0, writeBufSize)
+}
+
+// keep takes back a write buffer that is no longer needed.
+func (l *loop) keep(b []byte) {
+	if cap(b) <= writeBufSize && len(l.spare) < spareMax {
+		l.spare = append(l.spare, b[:0])
+	}
 }
 
 // How often the loop checks deadlines and its pools.
 const sweepEvery = 50 * time.Millisecond
 
-// Phases of a client connection the loop owns.
+// lwait is what the loop waits for on a client connection beyond its
+// exchange's state.
+type lwait uint8
+
 const (
-	phRead    = iota // waiting for a request head
-	phConnect        // dialling its backend
-	phAwait          // waiting for the answer
-	phFlush          // the answer is written in part: the rest waits
-	phClose          // closing once the last answer is written
-	phAway           // a goroutine has it, or it is closed
+	waitExchange lwait = iota // the exchange's next step (a head, a connection, an answer)
+	waitFlush                 // the last answer is written in part: the next request waits for the rest
+	waitClose                 // closing once the last answer is written
+	waitAway                  // a goroutine has it, or it is closed
 )
 
-var errAgain = errors.New("try again when ready")
-
 func newLoop(b *Balancer) (*loop, error) {
-	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	p, err := netpoll.New(256)
 	if err != nil {
-		return nil, os.NewSyscallError("epoll_create1", err)
-	}
-	r, _, e := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
-	if e != 0 {
-		syscall.Close(ep)
-		return nil, os.NewSyscallError("eventfd2", e)
+		return nil, err
 	}
 	l := &loop{
-		b: b, ep: ep, wakeFd: int(r),
-		events:  make([]syscall.EpollEvent, 256),
+		b: b, poller: p, done: make(chan struct{}),
 		clients: make(map[*clientConn]struct{}),
-		idle:    make(map[*backend][]*bconn),
+		pools:   make(map[*host]*connPool),
 	}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(l.wakeFd), Pad: -1}
-	if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, l.wakeFd, &ev); err != nil {
-		syscall.Close(ep)
-		syscall.Close(l.wakeFd)
-		return nil, os.NewSyscallError("epoll_ctl", err)
-	}
-	// The loop waits for its epoll instance in Go's poller (an epoll
-	// descriptor is readable when it has events), so that an idle loop
-	// holds no P and no thread: blocked in epoll_wait instead, it kept a P
-	// in its system call, and the goroutines relaying uploads had one P
-	// fewer.
-	_ = syscall.SetNonblock(ep, true)
-	l.epf = os.NewFile(uintptr(ep), "epoll")
-	rc, err := l.epf.SyscallConn()
-	if err != nil || l.epf.SetReadDeadline(time.Time{}) != nil {
-		l.epf.Close()
-		syscall.Close(l.wakeFd)
-		return nil, errors.New("epoll descriptor not pollable")
-	}
-	l.eprc = rc
 	go l.run()
 	return l, nil
 }
@@ -127,42 +124,32 @@ func (l *loop) post(f func()) bool {
 	first := len(l.inbox) == 1
 	l.mu.Unlock()
 	if first {
-		one := uint64(1)
-		syscall.Write(l.wakeFd, (*[8]byte)(unsafe.Pointer(&one))[:])
+		l.poller.Wake()
 	}
 	return true
 }
 
-// stop ends the loop: it closes what it still owns.
-func (l *loop) stop() { l.post(func() { l.quit = true }) }
+// stop ends the loop, which closes what it still owns, and waits for it.
+func (l *loop) stop() {
+	l.post(func() { l.quit = true })
+	<-l.done
+}
 
 // accept takes a new client connection c: a duplicate of its socket joins
-// the loop and c is closed. false: the loop cannot take it.
+// the loop and c is closed. false: the loop cannot take it, and c is
+// untouched.
 func (l *loop) accept(cc *clientConn, c net.Conn) bool {
-	rc, ok := rawConnOf(c)
-	if !ok {
+	fd, err := netpoll.DupConn(c)
+	if err != nil {
 		return false
 	}
-	fd, err := -1, error(nil)
-	if cerr := rc.Control(func(s uintptr) { fd, err = dupCloexec(int(s)) }); cerr != nil || err != nil {
-		return false
-	}
-	lc := &lconn{fd: fd, laddr: c.LocalAddr(), raddr: c.RemoteAddr(), cc: cc}
+	lc := &lconn{fd: fd, raddr: c.RemoteAddr(), cc: cc}
 	c.Close()
-	cc.c, cc.br = lc, getReader(lc)
+	cc.c = lc
 	if !l.post(func() { l.adopt(cc) }) {
-		lc.Close()
-		return false
+		l.b.srv.forget(cc)
 	}
 	return true
-}
-
-func dupCloexec(fd int) (int, error) {
-	r, _, e := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
-	if e != 0 {
-		return -1, os.NewSyscallError("fcntl", e)
-	}
-	return int(r), nil
 }
 
 // shutdown closes the client connections waiting for a request (or for
@@ -171,7 +158,7 @@ func dupCloexec(fd int) (int, error) {
 func (l *loop) shutdown() {
 	l.post(func() {
 		for cc := range l.clients {
-			if cc.phase == phRead {
+			if cc.c.(*lconn).wait == waitExchange && cc.x.state == stateReadingHead {
 				l.closeClient(cc)
 			}
 		}
@@ -187,25 +174,20 @@ func (l *loop) closeAll() {
 	})
 }
 
-// closeIdle closes the loop's idle backend connections.
-func (l *loop) closeIdle() {
-	l.post(func() {
-		for be, pool := range l.idle {
-			for _, bc := range pool {
-				bc.close()
-			}
-			delete(l.idle, be)
-		}
-	})
-}
-
 func (l *loop) run() {
 	runtime.LockOSThread()
 	defer l.exit()
 	for !l.quit {
-		n := l.wait()
+		timeout := time.Duration(-1)
+		if len(l.clients) > 0 || len(l.pools) > 0 {
+			timeout = sweepEvery
+		}
+		events, woken := l.poller.Wait(timeout)
 		l.corked = true
-		for _, ev := range l.events[:n] {
+		if woken {
+			l.runInbox()
+		}
+		for _, ev := range events {
 			l.dispatch(ev)
 		}
 		l.corked = false
@@ -224,6 +206,16 @@ func (l *loop) run() {
 	}
 }
 
+func (l *loop) runInbox() {
+	l.mu.Lock()
+	inbox := l.inbox
+	l.inbox = nil
+	l.mu.Unlock()
+	for _, f := range inbox {
+		f()
+	}
+}
+
 func (l *loop) exit() {
 	l.mu.Lock()
 	l.stopped = true
@@ -236,117 +228,65 @@ func (l *loop) exit() {
 	for cc := range l.clients {
 		l.closeClient(cc)
 	}
-	for _, pool := range l.idle {
-		for _, bc := range pool {
-			bc.close()
-		}
+	for _, p := range l.pools {
+		p.closeAll()
 	}
-	syscall.Close(l.wakeFd)
-	l.epf.Close()
+	l.poller.Close()
+	close(l.done)
 }
 
-// wait returns the next batch of events. A non-blocking look first, as a
-// raw system call: when busy there is always something, and the Go
-// scheduler need not hand the thread's P over. When there is nothing, the
-// goroutine parks in Go's poller until there is, or until the next sweep.
-func (l *loop) wait() int {
-	if n := l.poll(); n > 0 {
-		return n
-	}
-	deadline := time.Time{}
-	if len(l.clients) > 0 || len(l.idle) > 0 {
-		deadline = time.Now().Add(sweepEvery)
-	}
-	_ = l.epf.SetReadDeadline(deadline)
-	n := 0
-	_ = l.eprc.Read(func(uintptr) bool { // a deadline ends it with an error
-		n = l.poll()
-		return n > 0
-	})
-	return n
-}
-
-// poll returns the events that are ready, without waiting.
-func (l *loop) poll() int {
-	n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep),
-		uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
-	if e != 0 {
-		return 0 // EINTR
-	}
-	return int(n)
-}
-
-func (l *loop) dispatch(ev syscall.EpollEvent) {
-	fd := int(ev.Fd)
-	if ev.Pad == -1 && fd == l.wakeFd {
-		var buf [8]byte
-		syscall.Read(l.wakeFd, buf[:])
-		l.mu.Lock()
-		inbox := l.inbox
-		l.inbox = nil
-		l.mu.Unlock()
-		for _, f := range inbox {
-			f()
-		}
+func (l *loop) dispatch(ev netpoll.Event) {
+	if ev.Fd >= len(l.fds) {
 		return
 	}
-	if fd >= len(l.fds) {
+	lc := l.fds[ev.Fd]
+	if lc == nil || lc.gen != ev.Tag {
 		return
 	}
-	lc := l.fds[fd]
-	if lc == nil || lc.gen != ev.Pad {
-		return
-	}
-	if ev.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+	if ev.Hup {
 		lc.hup = true // edge-triggered: this is said once
 	}
-	if ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+	if ev.In {
 		lc.drained = false
 	}
 	if lc.connecting {
-		if ev.Events&(syscall.EPOLLOUT|syscall.EPOLLERR|syscall.EPOLLHUP) != 0 {
+		if ev.Out {
 			l.connected(lc)
 		}
 		return
 	}
-	if ev.Events&(syscall.EPOLLOUT|syscall.EPOLLERR|syscall.EPOLLHUP) != 0 && lc.waiting() {
+	if ev.Out && lc.waiting() {
 		l.flush(lc)
-		if l.fds[fd] != lc {
+		if l.fds[ev.Fd] != lc {
 			return // closed or handed over
 		}
 	}
-	if ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) == 0 {
+	if !ev.In {
 		return
 	}
 	cc := lc.cc
 	switch {
 	case lc.bc == nil:
-		if cc.phase == phRead {
-			l.readRequest(cc)
-		}
-	case cc != nil && cc.lbc == lc.bc && cc.phase == phAwait:
+		l.readRequest(cc)
+	case cc != nil && cc.x.bc == lc.bc && cc.x.state == stateAwaitingHead:
 		l.answer(cc)
-	case cc == nil && ev.Events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0:
+	case cc == nil && ev.Hup:
 		l.dropIdle(lc.bc) // the backend closed a pooled connection
 	}
 }
 
-// register adds lc to the loop's epoll instance.
+// register adds lc to the loop's poller.
 func (l *loop) register(lc *lconn) error {
 	for lc.fd >= len(l.fds) {
 		l.fds = append(l.fds, make([]*lconn, len(l.fds)+64)...)
 	}
 	l.gen++ // tells this registration's events from a closed predecessor's on the same descriptor
 	if l.gen == -1 {
-		l.gen = 0 // -1 is the wake-up descriptor's
+		l.gen = 0 // -1 is the poller's own
 	}
 	lc.gen = l.gen
-	ev := syscall.EpollEvent{
-		Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | epollET,
-		Fd:     int32(lc.fd), Pad: lc.gen,
-	}
-	if err := syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_ADD, lc.fd, &ev); err != nil {
-		return os.NewSyscallError("epoll_ctl", err)
+	if err := l.poller.Add(lc.fd, lc.gen); err != nil {
+		return err
 	}
 	l.fds[lc.fd], lc.l = lc, l
 	return nil
@@ -356,125 +296,151 @@ func (l *loop) register(lc *lconn) error {
 // for a goroutine.
 func (l *loop) release(lc *lconn) error {
 	if lc.l != nil {
-		_ = syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_DEL, lc.fd, nil)
+		_ = l.poller.Remove(lc.fd)
 		l.fds[lc.fd], lc.l = nil, nil
 	}
-	fd, err := dupCloexec(lc.fd)
+	gc, err := netpoll.FileConn(lc.fd)
 	if err != nil {
 		return err
 	}
-	f := os.NewFile(uintptr(fd), "")
-	gc, err := net.FileConn(f)
-	f.Close()
-	if err != nil {
-		return err
-	}
-	lc.gc = newSock(gc)
+	lc.gc = gc
 	return nil
 }
 
 // adopt makes the loop the owner of cc: a new connection, or one whose
-// goroutine is done with its request.
+// goroutine is done with its exchange.
 func (l *loop) adopt(cc *clientConn) {
 	lc := cc.c.(*lconn)
 	if lc.gc != nil {
 		lc.gc.Close()
 		lc.gc = nil
 	}
+	lc.drained = false
 	if l.quit || l.register(lc) != nil {
-		cc.finish()
+		l.b.srv.forget(cc)
 		return
 	}
 	l.clients[cc] = struct{}{}
 	cc.looped.Store(true)
 	l.next(cc)
-}
-
-// next waits for cc's next request, reading any that is already there.
-func (l *loop) next(cc *clientConn) {
-	if cc.c.(*lconn).waiting() {
-		cc.phase = phFlush
-		return
-	}
-	cc.phase = phRead
-	cc.due = dueIn(l.b.cfg.ClientIdleTimeout)
 	l.readRequest(cc)
 }
 
+// next readies cc for its next request, once its last answer is written.
+func (l *loop) next(cc *clientConn) {
+	lc := cc.c.(*lconn)
+	if lc.waiting() {
+		lc.wait = waitFlush
+		return
+	}
+	lc.wait, cc.x.state, lc.headBegun = waitExchange, stateReadingHead, false
+	if cc.served {
+		lc.due = dueIn(l.b.cfg.ClientIdleTimeout)
+	} else {
+		lc.due = dueIn(l.b.cfg.ClientHeaderTimeout)
+	}
+	cc.rest() // idle: no buffer until the next request's bytes come
+}
+
+// readRequest reads and relays the requests cc has sent, as far as they go
+// without waiting.
 func (l *loop) readRequest(cc *clientConn) {
 	lc := cc.c.(*lconn)
-	for cc.phase == phRead {
-		err := errAgain
-		if cc.br.Buffered() > 0 || !lc.drained {
+	for lc.wait == waitExchange && cc.x.state == stateReadingHead {
+		err := netpoll.ErrAgain
+		if cc.br != nil && cc.br.Buffered() > 0 || !lc.drained {
+			cc.busy()
 			err = readHead(cc.br, &cc.req, true)
 		}
-		if err == errAgain {
-			idle := cc.br.Buffered() == 0
+		if err == netpoll.ErrAgain {
+			idle := cc.br == nil || cc.br.Buffered() == 0
 			cc.idle.Store(idle)
-			if idle && l.b.shutting.Load() {
+			switch {
+			case idle && l.b.shutting.Load():
 				l.closeClient(cc)
+			case idle:
+				cc.rest()
+			case !lc.headBegun: // the rest of the head has ClientHeaderTimeout
+				lc.headBegun, lc.due = true, dueIn(l.b.cfg.ClientHeaderTimeout)
 			}
 			return
 		}
 		cc.idle.Store(false)
 		if err != nil {
-			cc.badHead(err)
-			l.closeWhenFlushed(cc)
+			l.refuse(cc, err)
 			return
 		}
-		l.start(cc)
+		cc.prepare()
+		if !cc.x.bodyInOut {
+			l.handOver(cc) // the body streams: a goroutine relays it
+			return
+		}
+		l.advance(cc)
 	}
 }
 
-// start relays the request in cc.req: from the loop when its body came with
-// its head, from a goroutine otherwise.
-func (l *loop) start(cc *clientConn) {
-	st := &cc.lst
-	cc.prepare(st)
-	if !st.bodyInOut {
-		l.handOver(cc, nil, func() bool {
-			status, err := cc.attempt(st)
-			return cc.settle(st, status, err)
-		})
-		return
-	}
-	be, err := cc.choose(st) // without a cap on backends, it does not wait
-	if err != nil {
-		l.ended(cc, cc.settle(st, 0, err)) // no backend: nothing to retry
-		return
-	}
-	st.begin(be)
-	if bc := l.pooled(be); bc != nil {
-		l.send(cc, bc)
-	} else {
-		l.dial(cc, be)
+// refuse answers a head that did not parse or did not come in time, and
+// closes the connection.
+func (l *loop) refuse(cc *clientConn, err error) {
+	cc.badHead(err, cc.c.(*lconn).headBegun || cc.br != nil && cc.br.Buffered() > 0)
+	l.closeWhenFlushed(cc)
+}
+
+// advance drives cc's exchange from its state as far as it goes without
+// waiting; once it is done, cc waits for its next request (or closes).
+func (l *loop) advance(cc *clientConn) {
+	x := &cc.x
+	for {
+		switch x.state {
+		case stateConnecting:
+			if x.h == nil && !cc.choose() { // without a cap on backends, choosing does not wait
+				continue
+			}
+			if !x.fresh {
+				if bc := l.pooled(x.h); bc != nil {
+					x.bc, x.state = bc, stateSending
+					continue
+				}
+			}
+			x.fresh = false
+			if !l.dial(cc) {
+				return // connecting: its socket's event goes on
+			}
+		case stateSending:
+			l.send(cc)
+		case stateFailed:
+			cc.settle()
+		case stateDone:
+			l.ended(cc)
+			return
+		default: // awaiting the answer's events
+			return
+		}
 	}
 }
 
-// ended moves on after a request: to the next, or to closing.
-func (l *loop) ended(cc *clientConn, more bool) {
-	if more {
+// ended moves on after an exchange: to the next, or to closing.
+func (l *loop) ended(cc *clientConn) {
+	if cc.keepAlive() {
 		l.next(cc)
 	} else {
 		l.closeWhenFlushed(cc)
 	}
 }
 
-// pooled returns an idle connection of the loop's to be, or nil.
-func (l *loop) pooled(be *backend) *bconn {
-	pool := l.idle[be]
-	for len(pool) > 0 {
-		bc := pool[len(pool)-1]
-		pool[len(pool)-1] = nil
-		pool = pool[:len(pool)-1]
-		if time.Since(bc.idleSince) < be.idleTimeout && !be.retired.Load() && !bc.c.(*lconn).hup {
-			l.idle[be] = pool
-			bc.reused = true
+// pooled returns an idle connection of the loop's to h, or nil.
+func (l *loop) pooled(h *host) *bconn {
+	p := l.pools[h]
+	if p == nil {
+		return nil
+	}
+	now := time.Now()
+	for bc := p.get(now); bc != nil; bc = p.get(now) {
+		if !h.retired.Load() && !bc.c.(*lconn).hup {
 			return bc
 		}
 		bc.close()
 	}
-	delete(l.idle, be)
 	return nil
 }
 
@@ -505,129 +471,118 @@ func (l *loop) reclaim(bc *bconn) {
 
 // putIdle keeps bc, whose exchange ended cleanly, for another request.
 func (l *loop) putIdle(bc *bconn) {
-	be := bc.be
-	pool := l.idle[be]
-	if lc := bc.c.(*lconn); be.retired.Load() || len(pool) >= be.maxIdle || lc.hup || lc.waiting() {
+	lc := bc.c.(*lconn)
+	if lc.hup || lc.waiting() {
 		bc.close()
 		return
 	}
-	bc.idleSince = time.Now()
-	bc.c.(*lconn).cc = nil
-	l.idle[be] = append(pool, bc)
+	lc.cc = nil
+	p := l.pools[bc.h]
+	if p == nil {
+		p = &connPool{max: l.b.cfg.MaxIdleConnsPerBackend, timeout: l.b.cfg.IdleConnTimeout}
+		l.pools[bc.h] = p
+	}
+	p.put(bc, time.Now())
 }
 
 // dropIdle closes a pooled connection the backend closed.
 func (l *loop) dropIdle(bc *bconn) {
-	pool := l.idle[bc.be]
-	for i, p := range pool {
-		if p == bc {
-			l.idle[bc.be] = slices.Delete(pool, i, i+1)
-			bc.close()
-			return
-		}
+	if p := l.pools[bc.h]; p != nil {
+		p.remove(bc)
 	}
 }
 
-// dial connects to be for cc's request, without waiting.
-func (l *loop) dial(cc *clientConn, be *backend) {
-	st := &cc.lst
-	fd, err := dialNonblock(be.addr)
-	if err != nil && err != syscall.EINPROGRESS {
-		if fd >= 0 {
-			syscall.Close(fd)
-		}
-		err = &net.OpError{Op: "dial", Net: "tcp", Addr: net.TCPAddrFromAddrPort(be.addr), Err: os.NewSyscallError("connect", err)}
-		l.dialFailed(cc, nil, be, err)
-		return
-	}
-	lc := &lconn{fd: fd, raddr: net.TCPAddrFromAddrPort(be.addr), cc: cc, connecting: true}
-	bc := &bconn{be: be, c: lc, loop: l}
-	bc.br, lc.bc = getReader(lc), bc
-	st.bc, cc.lbc = bc, bc
-	if err := l.register(lc); err != nil {
-		l.dialFailed(cc, bc, be, err)
-		return
-	}
-	cc.phase = phConnect
-	cc.due = dueIn(l.b.cfg.DialTimeout)
-	if err == nil {
-		l.connected(lc)
-	}
-}
-
-// dialNonblock starts connecting a new non-blocking socket to ap, with the
-// options Go's dialer sets (no Nagle, keep-alive probes after 30 s).
-func dialNonblock(ap netip.AddrPort) (int, error) {
-	family, addr := syscall.AF_INET, ap.Addr().Unmap()
-	var sa syscall.Sockaddr = &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: addr.As4()}
-	if !addr.Is4() {
-		family, sa = syscall.AF_INET6, &syscall.SockaddrInet6{Port: int(ap.Port()), Addr: addr.As16()}
-	}
-	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+// dial connects to the attempt's backend for cc's request, without
+// waiting. It reports whether the exchange moved on (connected, or
+// failed); false: the connection is pending.
+func (l *loop) dial(cc *clientConn) bool {
+	x := &cc.x
+	raddr := net.TCPAddrFromAddrPort(x.h.addr)
+	fd, pending, err := netpoll.Dial(x.h.addr)
 	if err != nil {
-		return -1, err
+		cc.connectFailed(&net.OpError{Op: "dial", Net: "tcp", Addr: raddr, Err: err})
+		return true
 	}
-	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-	_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1)
-	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, 30)
-	_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, 30)
-	return fd, syscall.Connect(fd, sa)
+	lc := &lconn{fd: fd, raddr: raddr, cc: cc, connecting: pending}
+	bc := &bconn{h: x.h, c: lc, loop: l}
+	bc.br, lc.bc = getReader(lc), bc
+	if err := l.register(lc); err != nil {
+		bc.close()
+		cc.connectFailed(err)
+		return true
+	}
+	x.bc = bc
+	if pending {
+		cc.c.(*lconn).due = dueIn(l.b.cfg.DialTimeout)
+		return false
+	}
+	lc.laddr = netpoll.LocalAddr(fd)
+	x.state = stateSending
+	return true
 }
 
-// connected continues cc's request once its new connection is up, or
+// connected continues cc's exchange once its new connection is up, or
 // failed.
 func (l *loop) connected(lc *lconn) {
 	lc.connecting = false
 	cc, bc := lc.cc, lc.bc
-	errno, err := syscall.GetsockoptInt(lc.fd, syscall.SOL_SOCKET, syscall.SO_ERROR)
-	if err == nil && errno != 0 {
-		err = os.NewSyscallError("connect", syscall.Errno(errno))
+	if err := netpoll.ConnectResult(lc.fd); err != nil {
+		bc.close()
+		cc.connectFailed(&net.OpError{Op: "dial", Net: "tcp", Addr: lc.raddr, Err: err})
+	} else {
+		lc.laddr = netpoll.LocalAddr(lc.fd)
+		cc.x.state = stateSending
 	}
-	if err != nil {
-		l.dialFailed(cc, bc, bc.be, &net.OpError{Op: "dial", Net: "tcp", Addr: lc.raddr, Err: err})
-		return
-	}
-	if sa, err := syscall.Getsockname(lc.fd); err == nil {
-		lc.laddr = sockaddrToTCP(sa)
-	}
-	l.send(cc, bc)
+	l.advance(cc)
+	l.readRequest(cc)
 }
 
-// send writes cc's request to bc.
-func (l *loop) send(cc *clientConn, bc *bconn) {
-	st, be, lc := &cc.lst, bc.be, bc.c.(*lconn)
-	st.bc, cc.lbc, lc.cc = bc, bc, cc
-	if bc.reused && !st.retryable && !lc.quiet() {
+// send writes cc's request, whose body came with its head, to the
+// attempt's connection.
+func (l *loop) send(cc *clientConn) {
+	x := &cc.x
+	bc := x.bc
+	lc := bc.c.(*lconn)
+	lc.cc = cc
+	if bc.reused && !x.replayable && !lc.quiet() {
 		// A request that must not be sent twice waits for a new connection.
-		l.abandon(cc, bc, func() (int, error) { return cc.unstale(st, be, 0, errStale) })
+		bc.close()
+		x.failAttempt(failure{stale: true})
 		return
 	}
 	if _, err := lc.Write(cc.out); err != nil {
-		l.sendFailed(cc, bc, err)
+		cc.sendFailed(bc, err)
 		return
 	}
-	cc.phase = phAwait
-	cc.due = dueIn(l.b.cfg.ResponseHeaderTimeout)
+	x.state = stateAwaitingHead
+	cc.c.(*lconn).due = dueIn(l.b.cfg.ResponseHeaderTimeout)
 }
 
 // answer reads the answer to cc's request and relays it when it is all
 // here; an answer the loop does not relay itself goes to a goroutine.
 func (l *loop) answer(cc *clientConn) {
-	st, bc, resp := &cc.lst, cc.lbc, &cc.resp
+	x, resp := &cc.x, &cc.resp
+	bc := x.bc
 	err := readHead(bc.br, resp, false)
-	if err == errAgain {
+	if err == netpoll.ErrAgain {
+		return
+	}
+	if err != nil {
+		cc.headFailed(bc, err)
+		l.advance(cc)
+		l.readRequest(cc)
 		return
 	}
 	total := resp.size
-	simple := err == nil && resp.status >= 200 && resp.status != 101
+	simple := resp.status >= 200 && resp.status != 101
 	if simple && !resp.bodyless(cc.req.line[0]) {
 		simple = !resp.chunked && resp.contentLength >= 0 && resp.contentLength <= int64(bc.br.Size()-resp.size)
 		total += int(resp.contentLength)
 	}
 	if simple && bc.br.Buffered() < total {
-		cc.due = 0 // the head is here: no deadline for the body, as without the loop
+		cc.c.(*lconn).due = 0 // the head is here: no deadline for the body, as without the loop
 		_, err := bc.br.Peek(total)
-		if err == errAgain {
+		if err == netpoll.ErrAgain {
 			return
 		}
 		simple = err == nil
@@ -635,94 +590,40 @@ func (l *loop) answer(cc *clientConn) {
 	if !simple {
 		// The goroutine reads the head again from the buffer (or the
 		// same error) and takes it from there.
-		l.resume(cc, bc, func() (int, error) {
-			status, err := cc.receive(st, bc.be, bc)
-			return cc.unstale(st, bc.be, status, err)
-		})
+		l.handOver(cc)
 		return
 	}
-	cc.lbc = nil
-	status, err := cc.respond(st, bc) // all buffered: one write, which does not wait
-	if err != nil {
-		bc.close()
-	}
-	bc.be.done()
-	l.ended(cc, cc.settle(st, status, err)) // only a client gone can fail here: no retry
+	cc.respond() // all buffered: one write, which does not wait
+	l.advance(cc)
+	l.readRequest(cc)
 }
 
-// abandon closes bc, if any, on which cc's attempt failed, and hands the
-// request to a goroutine that settles it with f's result: a retry, or an
-// error answer.
-func (l *loop) abandon(cc *clientConn, bc *bconn, f func() (int, error)) {
-	if bc != nil {
-		bc.close()
-	}
-	cc.lbc = nil
-	l.resume(cc, nil, f)
-}
-
-// dialFailed abandons an attempt whose connection to be failed.
-func (l *loop) dialFailed(cc *clientConn, bc *bconn, be *backend, err error) {
-	l.abandon(cc, bc, func() (int, error) { return 0, cc.connectFailed(be, err) })
-}
-
-// sendFailed abandons an attempt whose request did not all go out on bc:
-// on a reused connection nothing of it was processed (stale), otherwise
-// bc's backend failed.
-func (l *loop) sendFailed(cc *clientConn, bc *bconn, err error) {
-	st := &cc.lst
-	if bc.reused {
-		err = errStale
-	} else {
-		err = cc.backendFailed(bc.be, bc, err)
-	}
-	l.abandon(cc, bc, func() (int, error) { return cc.unstale(st, bc.be, 0, err) })
-}
-
-// resume hands cc's request, whose attempt began on the loop, to a
-// goroutine that runs f (the rest of the attempt) and settles it. bc, if
-// not nil, is the backend connection it continues on.
-func (l *loop) resume(cc *clientConn, bc *bconn, f func() (int, error)) {
-	st := &cc.lst
-	be := st.be
-	if bc != nil {
+// handOver gives cc to a goroutine that drives its exchange from the state
+// it is in, then gives the connection back to the loop if it may carry
+// another exchange.
+func (l *loop) handOver(cc *clientConn) {
+	lc := cc.c.(*lconn)
+	delete(l.clients, cc)
+	lc.wait = waitAway
+	if bc := cc.x.bc; bc != nil {
 		bc.deadline.at = time.Time{}
 		if err := l.release(bc.c.(*lconn)); err != nil {
-			l.closeClient(cc) // and bc, ending the attempt
+			l.closeClient(cc)
 			return
 		}
 	}
-	cc.lbc = nil
-	l.handOver(cc, be, func() bool {
-		status, err := f()
-		if be != nil {
-			be.done()
-		}
-		return cc.settle(st, status, err)
-	})
-}
-
-// handOver gives cc to a goroutine that runs f, then gives it back to the
-// loop if f reports the connection may serve another request. be, if not
-// nil, has an attempt in flight to end should that fail.
-func (l *loop) handOver(cc *clientConn, be *backend, f func() bool) {
-	lc := cc.c.(*lconn)
-	delete(l.clients, cc)
-	cc.phase = phAway
 	if err := l.release(lc); err != nil {
-		if be != nil {
-			be.done()
-		}
-		cc.finish()
+		l.closeClient(cc)
 		return
 	}
 	cc.deadline.at = time.Time{}
 	cc.looped.Store(false)
 	go func() {
-		if f() && !l.b.shutting.Load() && l.post(func() { l.adopt(cc) }) {
+		cc.run()
+		if cc.keepAlive() && l.post(func() { l.adopt(cc) }) {
 			return
 		}
-		cc.finish()
+		l.b.srv.forget(cc)
 	}()
 }
 
@@ -732,46 +633,48 @@ func (l *loop) flush(lc *lconn) {
 	if err := lc.flush(); err != nil {
 		if lc.bc == nil {
 			l.closeClient(lc.cc)
-		} else if cc := lc.cc; cc != nil && cc.lbc == lc.bc {
-			l.sendFailed(cc, lc.bc, err) // the request did not all go out
+		} else if cc := lc.cc; cc != nil && cc.x.bc == lc.bc {
+			cc.sendFailed(lc.bc, err) // the request did not all go out
+			l.advance(cc)
+			l.readRequest(cc)
 		}
 		return
 	}
 	if lc.waiting() || lc.bc != nil {
 		return
 	}
-	switch cc := lc.cc; cc.phase {
-	case phFlush:
+	switch cc := lc.cc; lc.wait {
+	case waitFlush:
 		l.next(cc)
-	case phClose:
+		l.readRequest(cc)
+	case waitClose:
 		l.closeClient(cc)
 	}
 }
 
 // closeWhenFlushed closes cc once what it has pending is written.
 func (l *loop) closeWhenFlushed(cc *clientConn) {
-	if !cc.c.(*lconn).waiting() {
+	lc := cc.c.(*lconn)
+	if !lc.waiting() {
 		l.closeClient(cc)
 		return
 	}
-	cc.phase = phClose
-	cc.due = 0
+	lc.wait, lc.due = waitClose, 0
 }
 
 // closeClient closes cc, ending the attempt it has in flight.
 func (l *loop) closeClient(cc *clientConn) {
-	if bc := cc.lbc; bc != nil {
-		cc.lbc = nil
+	if bc := cc.x.bc; bc != nil {
 		bc.close()
-		bc.be.done()
 	}
+	cc.x.endAttempt()
 	delete(l.clients, cc)
-	cc.phase = phAway
+	cc.c.(*lconn).wait = waitAway
 	cc.looped.Store(false)
-	cc.finish()
+	l.b.srv.forget(cc)
 }
 
-// dueIn returns when a phase that may last t times out, in unix
+// dueIn returns when a wait that may last t times out, in unix
 // nanoseconds; 0 (never) when t is not positive.
 func dueIn(t time.Duration) int64 {
 	if t <= 0 {
@@ -783,35 +686,34 @@ func dueIn(t time.Duration) int64 {
 // sweep enforces deadlines and ages the pools.
 func (l *loop) sweep(now int64) {
 	for cc := range l.clients {
-		if cc.due == 0 || now < cc.due {
+		lc := cc.c.(*lconn)
+		if lc.wait != waitExchange || lc.due == 0 || now < lc.due {
 			continue
 		}
-		switch cc.phase {
-		case phRead: // the client idle timeout
-			l.closeClient(cc)
-		case phConnect: // the connect timeout
-			bc := cc.lbc
-			l.dialFailed(cc, bc, bc.be, &net.OpError{Op: "dial", Net: "tcp", Addr: bc.c.RemoteAddr(), Err: os.ErrDeadlineExceeded})
-		case phAwait: // the response header timeout
-			bc := cc.lbc
-			err := cc.backendFailed(bc.be, bc, &net.OpError{Op: "read", Net: "tcp", Addr: bc.c.RemoteAddr(), Err: os.ErrDeadlineExceeded})
-			l.abandon(cc, bc, func() (int, error) { return 0, err })
+		switch x := &cc.x; x.state {
+		case stateReadingHead: // the client idle or header timeout
+			l.refuse(cc, os.ErrDeadlineExceeded)
+			continue
+		case stateConnecting: // the connect timeout
+			bc := x.bc
+			raddr := bc.c.RemoteAddr()
+			bc.close()
+			cc.connectFailed(&net.OpError{Op: "dial", Net: "tcp", Addr: raddr, Err: os.ErrDeadlineExceeded})
+		case stateAwaitingHead: // the response header timeout
+			bc := x.bc
+			raddr := bc.c.RemoteAddr()
+			bc.close()
+			cc.backendFailed(bc, &net.OpError{Op: "read", Net: "tcp", Addr: raddr, Err: os.ErrDeadlineExceeded}, reachedMaybe)
+		default:
+			continue
 		}
+		l.advance(cc)
+		l.readRequest(cc)
 	}
-	for be, pool := range l.idle {
-		kept := pool[:0]
-		for _, bc := range pool {
-			if be.retired.Load() || now-bc.idleSince.UnixNano() >= int64(be.idleTimeout) {
-				bc.close()
-				continue
-			}
-			kept = append(kept, bc)
-		}
-		clear(pool[len(kept):])
-		if len(kept) == 0 {
-			delete(l.idle, be)
-		} else {
-			l.idle[be] = kept
+	t := time.Unix(0, now)
+	for h, p := range l.pools {
+		if p.expire(t) {
+			delete(l.pools, h)
 		}
 	}
 }
@@ -833,9 +735,14 @@ type lconn struct {
 	closed       atomic.Bool
 	connecting   bool
 	hup          bool        // the peer closed its side, or the socket failed
-	drained      bool        // the last read took all there was, and no event came since
+	drained      bool        // the last read took all there was, and no event came since (netpoll: edge triggering)
 	cc           *clientConn // the client connection it is, or serves
 	bc           *bconn      // set for a backend connection
+	// For a client connection: what the loop waits for, and until when
+	// (unix nanoseconds; 0: no limit); whether a request head has begun.
+	wait      lwait
+	due       int64
+	headBegun bool
 }
 
 func (c *lconn) Read(p []byte) (int, error) {
@@ -848,23 +755,23 @@ func (c *lconn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	n, e := rawCall(syscall.SYS_READ, uintptr(c.fd), p)
+	n, err := netpoll.Read(c.fd, p)
 	switch {
-	case e == syscall.EAGAIN:
+	case err == netpoll.ErrAgain:
 		c.drained = true
-		return 0, errAgain
-	case e != 0:
-		c.err = c.opError("read", os.NewSyscallError("read", e))
-	case n == 0:
-		c.err = io.EOF
-	default:
-		// A read that did not fill p took all there was: more data will
-		// come with an event (edge-triggered), so the loop need not read
-		// again, only to be told to try later.
-		c.drained = n < len(p)
-		return n, nil
+		return 0, err
+	case err == io.EOF:
+		c.err = err
+		return 0, err
+	case err != nil:
+		c.err = c.opError("read", err)
+		return 0, c.err
 	}
-	return 0, c.err
+	// A read that did not fill p took all there was: more data will come
+	// with an event, so the loop need not read again only to be told to
+	// try later.
+	c.drained = n < len(p)
+	return n, nil
 }
 
 func (c *lconn) Write(p []byte) (int, error) {
@@ -875,6 +782,9 @@ func (c *lconn) Write(p []byte) (int, error) {
 		return 0, c.opError("write", net.ErrClosed)
 	}
 	if c.waiting() || c.l != nil && c.l.corked {
+		if c.pending == nil && c.l != nil {
+			c.pending = c.l.buf()
+		}
 		c.pending = append(c.pending, p...)
 		if c.l != nil && c.l.corked && !c.dirty {
 			c.dirty = true
@@ -882,12 +792,15 @@ func (c *lconn) Write(p []byte) (int, error) {
 		}
 		return len(p), nil
 	}
-	switch n, e := rawWrite(uintptr(c.fd), p); e {
-	case 0:
-	case syscall.EAGAIN:
+	switch n, err := netpoll.Write(c.fd, p); err {
+	case nil:
+	case netpoll.ErrAgain:
+		if c.pending == nil && c.l != nil {
+			c.pending = c.l.buf()
+		}
 		c.pending = append(c.pending[:0], p[n:]...)
 	default:
-		return n, c.opError("write", os.NewSyscallError("write", e))
+		return n, c.opError("write", err)
 	}
 	return len(p), nil
 }
@@ -897,21 +810,20 @@ func (c *lconn) waiting() bool { return c.sent < len(c.pending) }
 
 // flush writes what is pending, as far as the socket takes it.
 func (c *lconn) flush() error {
-	n, e := rawWrite(uintptr(c.fd), c.pending[c.sent:])
+	n, err := netpoll.Write(c.fd, c.pending[c.sent:])
 	c.sent += n
-	switch e {
-	case 0:
-	case syscall.EAGAIN:
+	switch err {
+	case nil:
+	case netpoll.ErrAgain:
 		return nil
 	default:
-		return c.opError("write", os.NewSyscallError("write", e))
+		return c.opError("write", err)
 	}
 	c.sent = 0
-	if cap(c.pending) > 4<<10 {
-		c.pending = nil // a large answer's buffer is not kept
-	} else {
-		c.pending = c.pending[:0]
+	if c.l != nil {
+		c.l.keep(c.pending) // a large answer's buffer is not kept
 	}
+	c.pending = nil
 	return nil
 }
 
@@ -920,9 +832,9 @@ func (c *lconn) flush() error {
 func (c *lconn) quiet() bool {
 	if c.gc != nil {
 		q, ok := c.gc.(quieter)
-		return !ok || q.quiet()
+		return !ok || q.Quiet()
 	}
-	return quietFd(c.fd)
+	return netpoll.Quiet(c.fd)
 }
 
 func (c *lconn) opError(op string, err error) error {
@@ -939,16 +851,16 @@ func (c *lconn) Close() error {
 		return nil
 	}
 	if c.l != nil && c.l.fds[c.fd] == c {
-		c.l.fds[c.fd] = nil // closing the descriptor takes it out of epoll
+		c.l.fds[c.fd] = nil // closing the descriptor takes it out of the poller
 	}
-	return syscall.Close(c.fd)
+	return netpoll.Close(c.fd)
 }
 
 func (c *lconn) CloseWrite() error {
 	if cw, ok := c.gc.(closeWriter); ok {
 		return cw.CloseWrite()
 	}
-	return syscall.Shutdown(c.fd, syscall.SHUT_WR)
+	return netpoll.CloseWrite(c.fd)
 }
 
 func (c *lconn) LocalAddr() net.Addr  { return c.laddr }
@@ -976,15 +888,3 @@ func (c *lconn) SetWriteDeadline(t time.Time) error {
 	}
 	return nil
 }
-
-func sockaddrToTCP(sa syscall.Sockaddr) net.Addr {
-	switch sa := sa.(type) {
-	case *syscall.SockaddrInet4:
-		return &net.TCPAddr{IP: sa.Addr[:], Port: sa.Port}
-	case *syscall.SockaddrInet6:
-		return &net.TCPAddr{IP: sa.Addr[:], Port: sa.Port}
-	}
-	return nil
-}
-
-const epollET = 1 << 31 // syscall.EPOLLET is negative

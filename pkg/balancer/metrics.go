@@ -2,19 +2,27 @@ package balancer
 
 import (
 	"strconv"
+	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metrics are the balancer's Prometheus series. The per-backend request
-// counters are created when a backend joins and deleted when it leaves, so
-// a scrape shows the current set only.
+// metrics are the balancer's Prometheus series and counters. The
+// per-backend request counters are created when a backend joins and
+// deleted when it leaves, so a scrape shows the current set only.
 type metrics struct {
 	requests *prometheus.CounterVec
 	duration prometheus.Histogram
 	// none counts answers the gateway gave without a backend (503), by class.
 	none [6]prometheus.Counter
+
+	retries, ejections, queueTimeouts atomic.Uint64
+
+	access      hclog.Logger
+	accessEvery uint64 // log one request in accessEvery (0: none)
+	accessN     atomic.Uint64
 }
 
 var codeClasses = [6]string{"other", "1xx", "2xx", "3xx", "4xx", "5xx"}
@@ -26,7 +34,7 @@ func classOf(status int) int {
 	return 0
 }
 
-func newMetrics(b *Balancer, reg prometheus.Registerer) *metrics {
+func newMetrics(b *Balancer, reg prometheus.Registerer, access hclog.Logger, accessEvery uint64) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_gateway_requests_total",
@@ -37,6 +45,7 @@ func newMetrics(b *Balancer, reg prometheus.Registerer) *metrics {
 			Help:    "Time from a request's head being read to its answer being written, retries included.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
+		access: access, accessEvery: accessEvery,
 	}
 	for i, c := range codeClasses {
 		m.none[i] = m.requests.WithLabelValues("none", c)
@@ -45,19 +54,19 @@ func newMetrics(b *Balancer, reg prometheus.Registerer) *metrics {
 		reg.MustRegister(m.requests, m.duration,
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "herd_gateway_retries_total", Help: "Requests sent again to another backend after a failure.",
-			}, func() float64 { return float64(b.retries.Load()) }),
+			}, func() float64 { return float64(m.retries.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "herd_gateway_ejections_total", Help: "Backends taken out of rotation after a refused or reset connection, or failed health checks.",
-			}, func() float64 { return float64(b.ejections.Load()) }),
+			}, func() float64 { return float64(m.ejections.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "herd_gateway_backend_set_swaps_total", Help: "Backend sets swapped in.",
-			}, func() float64 { return float64(b.swaps.Load()) }),
+			}, func() float64 { return float64(b.reg.swaps.Load()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "herd_gateway_queued_requests", Help: "Requests waiting for a backend below --backend-max-conns.",
+				Name: "herd_gateway_queued_requests", Help: "Requests waiting for a backend below its cap of requests in flight (--backend-max-conns).",
 			}, func() float64 { return float64(b.queue.n.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name: "herd_gateway_queue_timeouts_total", Help: "Requests answered 503 after waiting --queue-timeout for a backend with room.",
-			}, func() float64 { return float64(b.queueTimeouts.Load()) }),
+				Name: "herd_gateway_queue_timeouts_total", Help: "Requests answered 503 after waiting the queue timeout for a backend with room.",
+			}, func() float64 { return float64(m.queueTimeouts.Load()) }),
 			&stateCollector{b: b, desc: prometheus.NewDesc("herd_gateway_backends",
 				"Backends in the current set, by state.", []string{"state"}, nil)},
 		)
@@ -83,36 +92,39 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// startedMetrics creates be's request counters.
-func (m *metrics) startedMetrics(be *backend) {
+// added creates h's request counters.
+func (m *metrics) added(h *host) {
 	for i, c := range codeClasses {
-		be.codes[i] = m.requests.WithLabelValues(be.hostPort, c)
+		h.codes[i] = m.requests.WithLabelValues(h.hostPort, c)
 	}
 }
 
-func (m *metrics) retiredMetrics(be *backend) {
+// removed deletes h's request counters.
+func (m *metrics) removed(h *host) {
 	for _, c := range codeClasses {
-		m.requests.DeleteLabelValues(be.hostPort, c)
+		m.requests.DeleteLabelValues(h.hostPort, c)
 	}
 }
 
-// record accounts for one answered request: counters, latency, access log.
-func (b *Balancer) record(be *backend, status int, st *relayState, cc *clientConn) {
+// record accounts for one ended exchange: counters, latency, access log.
+func (m *metrics) record(cc *clientConn) {
+	x := &cc.x
+	h, status := x.last, x.status
 	class := classOf(status)
-	if be != nil && be.codes[class] != nil {
-		be.codes[class].Inc()
+	if h != nil && h.codes[class] != nil {
+		h.codes[class].Inc()
 	} else {
-		b.m.none[class].Inc()
+		m.none[class].Inc()
 	}
-	took := time.Since(st.started)
-	b.m.duration.Observe(took.Seconds())
-	if b.accessEvery > 0 && b.accessN.Add(1)%b.accessEvery == 0 {
+	took := time.Since(x.started)
+	m.duration.Observe(took.Seconds())
+	if m.accessEvery > 0 && m.accessN.Add(1)%m.accessEvery == 0 {
 		backend := "none"
-		if be != nil {
-			backend = be.hostPort
+		if h != nil {
+			backend = h.hostPort
 		}
-		b.access.Info("request", "method", string(cc.method), "path", string(cc.path),
-			"status", strconv.Itoa(status), "backend", backend, "duration", took, "attempts", st.attempts,
-			"request_id", string(cc.reqID), "client", string(cc.remoteIP))
+		m.access.Info("request", "method", string(cc.method), "path", string(cc.path),
+			"status", strconv.Itoa(status), "outcome", x.outcome.String(), "backend", backend, "duration", took,
+			"attempts", x.nTried, "request_id", string(cc.reqID), "client", string(cc.remoteIP))
 	}
 }

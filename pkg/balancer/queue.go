@@ -9,7 +9,7 @@ import (
 
 // errQueueTimeout: every backend had its cap of requests in flight for as
 // long as the request may wait (Config.QueueTimeout).
-var errQueueTimeout = errors.New("every backend is at its --backend-max-conns and the request waited --queue-timeout")
+var errQueueTimeout = errors.New("every backend is at its cap of requests in flight and the request waited the queue timeout")
 
 // waitQueue holds the requests waiting for a backend with room when every
 // backend has Config.BackendMaxConns requests in flight, first come first
@@ -74,82 +74,84 @@ func (q *waitQueue) cancel(ch chan struct{}) {
 	}
 }
 
-// choose picks the backend of the next attempt and counts the request in
-// flight on it. With Config.BackendMaxConns, backends at their cap are
-// skipped and, when all are, the request waits in the queue for one that
-// has room.
-func (cc *clientConn) choose(st *relayState) (*backend, error) {
-	b := cc.b
+// queueWait is what a connection needs to wait in the queue: made on its
+// first wait, kept for the next.
+type queueWait struct {
+	wake  chan struct{}
+	timer *time.Timer
+}
+
+// chooseWaiting is choose for the goroutine relay: with
+// Config.BackendMaxConns, backends at their cap are skipped and, when all
+// are, the request waits in the queue for one that has room.
+func (cc *clientConn) chooseWaiting() bool {
+	b, x := cc.b, &cc.x
+	if b.cfg.BackendMaxConns <= 0 {
+		return cc.choose()
+	}
 	front := false // once its turn has come, a request stays first in line
-	if b.cfg.BackendMaxConns > 0 && st.attempts == 0 && b.queue.n.Load() > 0 {
+	if x.nTried == 0 && b.queue.n.Load() > 0 {
 		// Others are waiting: a new request does not overtake them.
-		if err := cc.wait(st, false); err != nil {
-			return nil, err
+		if err := cc.waitTurn(false); err != nil {
+			cc.noBackend(err)
+			return false
 		}
 		front = true
 	}
 	for {
-		be, full := b.pick(st)
-		if be != nil {
-			if be.acquire() {
-				return be, nil
-			}
-			continue // another request took its last slot: pick again
+		h, err := cc.pick()
+		if err == nil {
+			x.begin(h)
+			return true
 		}
-		if !full {
-			if st.nTried == 0 {
-				return nil, errNoBackends
-			}
-			return nil, errors.New("every backend failed")
+		if err == errFull {
+			err = cc.waitTurn(front)
 		}
-		if err := cc.wait(st, front); err != nil {
-			return nil, err
+		if err != nil {
+			cc.noBackend(err)
+			return false
 		}
 		front = true
 	}
 }
 
-// pick picks from the current set for the next attempt of st; see
-// snapshot.pick.
-func (b *Balancer) pick(st *relayState) (*backend, bool) {
-	return b.snap.Load().pick(b.cfg.Balance, &b.rr, st.tried[:st.nTried], int64(b.cfg.SlowStart))
-}
-
-// wait queues the request until a backend finishes a request (its turn
+// waitTurn queues the request until a backend finishes a request (its turn
 // comes) or until Config.QueueTimeout has passed since it first queued.
-func (cc *clientConn) wait(st *relayState, front bool) error {
-	b := cc.b
-	if st.queuedAt.IsZero() {
-		st.queuedAt = time.Now()
+func (cc *clientConn) waitTurn(front bool) error {
+	b, x := cc.b, &cc.x
+	if x.queuedAt.IsZero() {
+		x.queuedAt = time.Now()
 	}
-	left := b.cfg.QueueTimeout - time.Since(st.queuedAt)
+	left := b.cfg.QueueTimeout - time.Since(x.queuedAt)
 	if left <= 0 {
-		b.queueTimeouts.Add(1)
+		b.m.queueTimeouts.Add(1)
 		return errQueueTimeout
 	}
-	if cc.wake == nil {
-		cc.wake = make(chan struct{}, 1)
+	w := cc.wait
+	if w == nil {
+		w = &queueWait{wake: make(chan struct{}, 1)}
+		cc.wait = w
 	}
-	if b.queue.push(cc.wake, front) {
+	if b.queue.push(w.wake, front) {
 		// First in line: a backend may have finished between the pick that
 		// found none with room and the push, waking nobody.
-		if be, _ := b.pick(st); be != nil {
-			b.queue.cancel(cc.wake)
+		if h, _ := b.sel.Select(b.reg.set.Load(), x.tried[:x.nTried], time.Now().UnixNano()); h != nil {
+			b.queue.cancel(w.wake)
 			return nil
 		}
 	}
-	if cc.queueTimer == nil {
-		cc.queueTimer = time.NewTimer(left)
+	if w.timer == nil {
+		w.timer = time.NewTimer(left)
 	} else {
-		cc.queueTimer.Reset(left)
+		w.timer.Reset(left)
 	}
 	select {
-	case <-cc.wake:
-		cc.queueTimer.Stop()
+	case <-w.wake:
+		w.timer.Stop()
 		return nil
-	case <-cc.queueTimer.C:
-		b.queue.cancel(cc.wake)
-		b.queueTimeouts.Add(1)
+	case <-w.timer.C:
+		b.queue.cancel(w.wake)
+		b.m.queueTimeouts.Add(1)
 		return errQueueTimeout
 	}
 }

@@ -1,4 +1,4 @@
-package balancer
+package netpoll
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"testing"
@@ -15,9 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// sockPair is a connected pair of loopback TCP connections, the first one
-// wrapped in a sock.
-func sockPair(t *testing.T) (*sock, *net.TCPConn) {
+// connPair is a connected pair of loopback TCP connections, the first one
+// wrapped.
+func connPair(t *testing.T) (*conn, *net.TCPConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -26,14 +27,14 @@ func sockPair(t *testing.T) (*sock, *net.TCPConn) {
 	require.NoError(t, err)
 	peer, err := ln.Accept()
 	require.NoError(t, err)
-	s, ok := newSock(c).(*sock)
+	s, ok := Wrap(c).(*conn)
 	require.True(t, ok, "a TCP connection is wrapped")
 	t.Cleanup(func() { s.Close(); peer.Close() })
 	return s, peer.(*net.TCPConn)
 }
 
-func TestSockReadWrite(t *testing.T) {
-	s, peer := sockPair(t)
+func TestConnReadWrite(t *testing.T) {
+	s, peer := connPair(t)
 
 	// Both ways at once, 8 MiB each: writes larger than the socket buffer
 	// finish after waiting for the peer to read.
@@ -56,7 +57,8 @@ func TestSockReadWrite(t *testing.T) {
 	// The read deadline is honoured and reported as a timeout.
 	require.NoError(t, s.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
 	_, err = s.Read(make([]byte, 10))
-	assert.True(t, isTimeout(err), "%v", err)
+	var ne net.Error
+	assert.True(t, errors.As(err, &ne) && ne.Timeout(), "%v", err)
 	assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
 	require.NoError(t, s.SetReadDeadline(time.Time{}))
 
@@ -74,22 +76,21 @@ func TestSockReadWrite(t *testing.T) {
 	assert.ErrorIs(t, err, io.EOF)
 }
 
-func TestSockErrors(t *testing.T) {
-	s, peer := sockPair(t)
+func TestConnErrors(t *testing.T) {
+	s, peer := connPair(t)
 
 	// A reset is ECONNRESET, as net.Conn reports it.
 	require.NoError(t, peer.SetLinger(0))
 	require.NoError(t, peer.Close())
 	_, err := s.Read(make([]byte, 10))
 	assert.ErrorIs(t, err, syscall.ECONNRESET)
-	assert.True(t, connDropped(err))
 	var oe *net.OpError
 	require.True(t, errors.As(err, &oe))
 	assert.Equal(t, "read", oe.Op)
 
 	// Writing to the reset connection fails too.
 	_, err = s.Write([]byte("x"))
-	assert.True(t, connDropped(err), "%v", err)
+	assert.True(t, errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE), "%v", err)
 
 	// After Close, both fail with net.ErrClosed.
 	require.NoError(t, s.Close())
@@ -102,16 +103,16 @@ func TestSockErrors(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
-	assert.Same(t, a, newSock(a))
+	assert.Same(t, a, Wrap(a))
 }
 
-// BenchmarkSockReadWrite is one small exchange over loopback, with the
-// raw-syscall sock and with the plain net.Conn.
-func BenchmarkSockReadWrite(b *testing.B) {
+// BenchmarkConnReadWrite is one small exchange over loopback, with the
+// raw-syscall conn and with the plain net.Conn.
+func BenchmarkConnReadWrite(b *testing.B) {
 	for _, wrap := range []bool{false, true} {
 		name := "net.Conn"
 		if wrap {
-			name = "sock"
+			name = "raw"
 		}
 		b.Run(name, func(b *testing.B) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -129,7 +130,7 @@ func BenchmarkSockReadWrite(b *testing.B) {
 			require.NoError(b, err)
 			defer c.Close()
 			if wrap {
-				c = newSock(c)
+				c = Wrap(c)
 			}
 			msg, buf := make([]byte, 128), make([]byte, 128)
 			b.ReportAllocs()
@@ -144,4 +145,77 @@ func BenchmarkSockReadWrite(b *testing.B) {
 			}
 		})
 	}
+}
+
+// A Poller reports a registered socket's input once per arrival (edge
+// triggered), its peer's half-close, and wake-ups; an idle Wait ends at its
+// timeout.
+func TestPoller(t *testing.T) {
+	p, err := New(16)
+	require.NoError(t, err)
+	defer p.Close()
+	_, peer := connPair(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	fd, pending, err := Dial(netip.MustParseAddrPort(ln.Addr().String()))
+	require.NoError(t, err)
+	defer Close(fd)
+	srv, err := ln.Accept()
+	require.NoError(t, err)
+	defer srv.Close()
+	require.NoError(t, p.Add(fd, 7))
+	if pending {
+		waitFor(t, p, func(ev Event) bool { return ev.Out })
+		require.NoError(t, ConnectResult(fd))
+	}
+	_ = peer
+
+	began := time.Now()
+	events, woken := p.Wait(30 * time.Millisecond)
+	assert.Empty(t, events)
+	assert.False(t, woken)
+	assert.GreaterOrEqual(t, time.Since(began), 25*time.Millisecond, "an idle Wait lasts its timeout")
+
+	_, err = srv.Write([]byte("hello"))
+	require.NoError(t, err)
+	ev := waitFor(t, p, func(ev Event) bool { return ev.In })
+	assert.Equal(t, int32(7), ev.Tag)
+	buf := make([]byte, 64)
+	n, err := Read(fd, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "hello", string(buf[:n]))
+	_, err = Read(fd, buf)
+	assert.ErrorIs(t, err, ErrAgain)
+	events, _ = p.Wait(0)
+	assert.Empty(t, events, "edge triggered: no second event for the same input")
+
+	p.Wake()
+	p.Wake()
+	_, woken = p.Wait(time.Second)
+	assert.True(t, woken)
+	_, woken = p.Wait(0)
+	assert.False(t, woken, "wake-ups before a Wait collapse into one")
+
+	require.NoError(t, srv.(*net.TCPConn).CloseWrite())
+	ev = waitFor(t, p, func(ev Event) bool { return ev.Hup })
+	assert.True(t, ev.In)
+	_, err = Read(fd, buf)
+	assert.ErrorIs(t, err, io.EOF)
+	assert.True(t, Quiet(fd) == false, "a closed peer is not quiet")
+}
+
+func waitFor(t *testing.T, p *Poller, ok func(Event) bool) Event {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		events, _ := p.Wait(100 * time.Millisecond)
+		for _, ev := range events {
+			if ok(ev) {
+				return ev
+			}
+		}
+	}
+	t.Fatal("no such event within 5s")
+	return Event{}
 }
