@@ -4,9 +4,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +27,8 @@ import (
 )
 
 func main() {
+	g := gateway.DefaultConfig()
+	d := g.Balancer
 	cliutil.Main(&cli.App{
 		Name:  "gateway",
 		Usage: "HTTP load balancer fed by cluster membership",
@@ -33,43 +38,47 @@ func main() {
 			Flags: append(append([]cli.Flag{
 				&cli.StringFlag{Name: "listen", Value: ":80", EnvVars: []string{"HERD_LISTEN"},
 					Usage: "client traffic address"},
-				&cli.StringFlag{Name: "service", Value: "predictor", EnvVars: []string{"HERD_SERVICE"},
+				&cli.StringFlag{Name: "service", Value: g.Service, EnvVars: []string{"HERD_SERVICE"},
 					Usage: "the service to route"},
-				&cli.StringFlag{Name: "health-path", Value: "/healthz", EnvVars: []string{"HERD_HEALTH_PATH"},
+				&cli.StringFlag{Name: "health-path", Value: d.HealthPath, EnvVars: []string{"HERD_HEALTH_PATH"},
 					Usage: "active health check: the path asked on every backend"},
-				&cli.DurationFlag{Name: "health-interval", Value: 2 * time.Second, EnvVars: []string{"HERD_HEALTH_INTERVAL"},
+				&cli.DurationFlag{Name: "health-interval", Value: d.HealthInterval, EnvVars: []string{"HERD_HEALTH_INTERVAL"},
 					Usage: "active health check interval per backend (0 turns checks off)"},
-				&cli.DurationFlag{Name: "health-timeout", Value: time.Second, EnvVars: []string{"HERD_HEALTH_TIMEOUT"},
+				&cli.DurationFlag{Name: "health-timeout", Value: d.HealthTimeout, EnvVars: []string{"HERD_HEALTH_TIMEOUT"},
 					Usage: "active health check timeout"},
-				&cli.IntFlag{Name: "health-rise", Value: 2, EnvVars: []string{"HERD_HEALTH_RISE"},
+				&cli.IntFlag{Name: "health-rise", Value: d.Rise, EnvVars: []string{"HERD_HEALTH_RISE"},
 					Usage: "passing checks in a row that bring a backend back"},
-				&cli.IntFlag{Name: "health-fall", Value: 3, EnvVars: []string{"HERD_HEALTH_FALL"},
+				&cli.IntFlag{Name: "health-fall", Value: d.Fall, EnvVars: []string{"HERD_HEALTH_FALL"},
 					Usage: "failing checks in a row that take a backend out"},
-				&cli.StringFlag{Name: "balance", Value: string(balancer.RoundRobin), EnvVars: []string{"HERD_BALANCE"},
+				&cli.StringFlag{Name: "balance", Value: string(d.Balance), EnvVars: []string{"HERD_BALANCE"},
 					Usage: "how each request's backend is chosen: round-robin, or least-request (the less busy of two at random)"},
-				&cli.IntFlag{Name: "backend-max-conns", EnvVars: []string{"HERD_BACKEND_MAX_CONNS"},
+				&cli.IntFlag{Name: "backend-max-conns", Value: d.BackendMaxConns, EnvVars: []string{"HERD_BACKEND_MAX_CONNS"},
 					Usage: "requests in flight to one backend at most; more wait in the gateway for one with room (0: no cap)"},
-				&cli.DurationFlag{Name: "queue-timeout", Value: 5 * time.Second, EnvVars: []string{"HERD_QUEUE_TIMEOUT"},
+				&cli.DurationFlag{Name: "queue-timeout", Value: d.QueueTimeout, EnvVars: []string{"HERD_QUEUE_TIMEOUT"},
 					Usage: "with --backend-max-conns, how long a request may wait for a backend with room before a 503"},
-				&cli.BoolFlag{Name: "event-loop", Value: true, EnvVars: []string{"HERD_EVENT_LOOP"},
+				&cli.BoolFlag{Name: "event-loop", Value: d.EventLoop, EnvVars: []string{"HERD_EVENT_LOOP"},
 					Usage: "relay common requests on event-loop threads, the rest on a goroutine per connection (false: goroutines for all; off with --backend-max-conns)"},
-				&cli.IntFlag{Name: "event-loop-threads", EnvVars: []string{"HERD_EVENT_LOOP_THREADS"},
+				&cli.IntFlag{Name: "event-loop-threads", Value: d.EventLoopThreads, EnvVars: []string{"HERD_EVENT_LOOP_THREADS"},
 					Usage: "event loops sharing the client connections (0: one per two CPUs, at least one)"},
-				&cli.DurationFlag{Name: "slow-start", EnvVars: []string{"HERD_SLOW_START"},
+				&cli.DurationFlag{Name: "slow-start", Value: d.SlowStart, EnvVars: []string{"HERD_SLOW_START"},
 					Usage: "ramp a new or recovered backend to its full share over this long (0: off)"},
-				&cli.IntFlag{Name: "retries", Value: 2, EnvVars: []string{"HERD_RETRIES"},
+				&cli.IntFlag{Name: "retries", Value: d.Retries, EnvVars: []string{"HERD_RETRIES"},
 					Usage: "other backends a failed request may be sent to (only when safe; see docs/http.md)"},
-				&cli.DurationFlag{Name: "connect-timeout", Value: 2 * time.Second, EnvVars: []string{"HERD_CONNECT_TIMEOUT"},
+				&cli.DurationFlag{Name: "connect-timeout", Value: d.DialTimeout, EnvVars: []string{"HERD_CONNECT_TIMEOUT"},
 					Usage: "connecting to a backend"},
-				&cli.DurationFlag{Name: "response-header-timeout", Value: 60 * time.Second, EnvVars: []string{"HERD_RESPONSE_HEADER_TIMEOUT"},
+				&cli.DurationFlag{Name: "response-header-timeout", Value: d.ResponseHeaderTimeout, EnvVars: []string{"HERD_RESPONSE_HEADER_TIMEOUT"},
 					Usage: "waiting for a backend's response head once the request is sent"},
-				&cli.DurationFlag{Name: "backend-idle-timeout", Value: 90 * time.Second, EnvVars: []string{"HERD_BACKEND_IDLE_TIMEOUT"},
+				&cli.DurationFlag{Name: "backend-idle-timeout", Value: d.IdleConnTimeout, EnvVars: []string{"HERD_BACKEND_IDLE_TIMEOUT"},
 					Usage: "closing an unused keep-alive connection to a backend; keep it below the backends' own"},
-				&cli.DurationFlag{Name: "client-idle-timeout", Value: 60 * time.Second, EnvVars: []string{"HERD_CLIENT_IDLE_TIMEOUT"},
-					Usage: "closing a client connection that sends no request"},
-				&cli.StringFlag{Name: "access-log", Value: "off", EnvVars: []string{"HERD_ACCESS_LOG"},
+				&cli.DurationFlag{Name: "client-idle-timeout", Value: d.ClientIdleTimeout, EnvVars: []string{"HERD_CLIENT_IDLE_TIMEOUT"},
+					Usage: "closing a keep-alive client connection that sends no next request"},
+				&cli.DurationFlag{Name: "client-header-timeout", Value: d.ClientHeaderTimeout, EnvVars: []string{"HERD_CLIENT_HEADER_TIMEOUT"},
+					Usage: "how long a client may take to send a request head, from its first byte (408 after)"},
+				&cli.StringSliceFlag{Name: "trusted-proxies", EnvVars: []string{"HERD_TRUSTED_PROXIES"},
+					Usage: "CIDRs of proxies in front of the gateway whose X-Forwarded-For is kept (others' is replaced); repeatable or comma-separated"},
+				&cli.StringFlag{Name: "access-log", Value: d.AccessLog, EnvVars: []string{"HERD_ACCESS_LOG"},
 					Usage: "one log line per request: off, on, or sampled (see --access-log-sample)"},
-				&cli.Float64Flag{Name: "access-log-sample", Value: 0.01, EnvVars: []string{"HERD_ACCESS_LOG_SAMPLE"},
+				&cli.Float64Flag{Name: "access-log-sample", Value: d.AccessLogSample, EnvVars: []string{"HERD_ACCESS_LOG_SAMPLE"},
 					Usage: "with --access-log sampled, the fraction of requests logged"},
 				&cli.BoolFlag{Name: "enable-pprof", EnvVars: []string{"HERD_ENABLE_PPROF"},
 					Usage: "serve Go's profiler at /debug/pprof/ on the admin address (behind the token)"},
@@ -104,6 +113,10 @@ func run(c *cli.Context) error {
 	bc.Rise, bc.Fall, bc.SlowStart, bc.Retries = c.Int("health-rise"), c.Int("health-fall"), c.Duration("slow-start"), c.Int("retries")
 	bc.DialTimeout, bc.ResponseHeaderTimeout = c.Duration("connect-timeout"), c.Duration("response-header-timeout")
 	bc.ClientIdleTimeout, bc.IdleConnTimeout = c.Duration("client-idle-timeout"), c.Duration("backend-idle-timeout")
+	bc.ClientHeaderTimeout = c.Duration("client-header-timeout")
+	if bc.TrustedProxies, err = parsePrefixes(c.StringSlice("trusted-proxies")); err != nil {
+		return cli.Exit("--trusted-proxies: "+err.Error(), 2)
+	}
 	bc.BackendMaxConns, bc.QueueTimeout = c.Int("backend-max-conns"), c.Duration("queue-timeout")
 	bc.EventLoop, bc.EventLoopThreads = c.Bool("event-loop"), c.Int("event-loop-threads")
 	if bc.Balance, err = balancer.ParseAlgorithm(c.String("balance")); err != nil {
@@ -186,4 +199,27 @@ func run(c *cli.Context) error {
 	<-gwDone
 	logger.Info("gateway stopped")
 	return serveErr
+}
+
+// parsePrefixes reads CIDRs ("10.0.0.0/8"), or single addresses as /32 or
+// /128.
+func parsePrefixes(list []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, item := range list {
+		for _, v := range strings.Split(item, ",") {
+			if v = strings.TrimSpace(v); v == "" {
+				continue
+			}
+			if p, err := netip.ParsePrefix(v); err == nil {
+				out = append(out, p.Masked())
+				continue
+			}
+			a, err := netip.ParseAddr(v)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a CIDR or an address", v)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		}
+	}
+	return out, nil
 }
