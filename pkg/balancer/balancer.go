@@ -150,3 +150,21 @@ func (b *Balancer) Close() {
 	b.loops.stop()
 	b.reg.each(func(h *host) { h.pool.closeAll() })
 }
+
+// RestoreHealth takes out of rotation the backends a previous view had out,
+// by address: StateDown ones until their active checks pass (or, without
+// checks, for EjectFor), StateEjected ones for EjectFor. Other states and
+// unknown addresses are ignored.
+func (b *Balancer) RestoreHealth(states map[string]string) {
+	if len(states) == 0 {
+		return
+	}
+	for _, h := range b.reg.set.Load().hosts {
+		switch states[h.hostPort] {
+		case StateDown:
+			h.eject(b.cfg.EjectFor, b.health != nil)
+		case StateEjected:
+			h.eject(b.cfg.EjectFor, false)
+		}
+	}
+}

@@ -1,10 +1,15 @@
 // Package gateway feeds the balancer from cluster membership: every member
 // event becomes a new backend set, swapped in whole. It also answers the
-// agents' sync queries once the swap they wait for has happened.
+// agents' sync queries once the swap they wait for has happened, keeps the
+// view it routes by in its data dir (view.go), and hands that view, and
+// every later change, to the process that replaces it on an upgrade
+// (Follow).
 package gateway
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -23,6 +28,15 @@ type Config struct {
 	Balancer balancer.Config
 	// EventBuffer is the length of the membership event queue. Default 1024.
 	EventBuffer int
+	// ViewPath, if set, is the file the gateway keeps its view in (the
+	// members it routes to, and their backends' health), written at most
+	// every ViewSaveDelay after a change and when Run ends, so that a
+	// restarted gateway routes from its first request. Empty: not kept.
+	ViewPath      string
+	ViewSaveDelay time.Duration // default 1 s
+	// FollowTimeout bounds how long an event waits for a follower's
+	// acknowledgement; a follower that takes longer is dropped. Default 2 s.
+	FollowTimeout time.Duration
 	// Registerer, if set, receives the gateway's and the balancer's
 	// Prometheus metrics.
 	Registerer prometheus.Registerer
@@ -31,7 +45,18 @@ type Config struct {
 
 // DefaultConfig returns a Config with the defaults documented on each field.
 func DefaultConfig() Config {
-	return Config{Service: "predictor", Balancer: balancer.DefaultConfig(), EventBuffer: 1024, Logger: hclog.Default()}
+	return Config{Service: "predictor", Balancer: balancer.DefaultConfig(), EventBuffer: 1024,
+		ViewSaveDelay: time.Second, FollowTimeout: 2 * time.Second, Logger: hclog.Default()}
+}
+
+// Follower is a process following this gateway's view: the one that
+// replaces it during an upgrade. Every event the gateway applies is applied
+// there too before the gateway acknowledges anything that depends on it,
+// so that no process of this gateway routes to a backend it acknowledged
+// the withdrawal of.
+type Follower interface {
+	// Apply applies e and returns once the follower has, or fails.
+	Apply(e membership.Event) error
 }
 
 // Gateway routes a service's requests to the backends its members announce.
@@ -41,14 +66,22 @@ type Gateway struct {
 	bal     *balancer.Balancer
 	events  chan membership.Event
 	queries chan *membership.Query
+	// requests is work for Run's goroutine from others: an event to apply
+	// and wait for, or a follower to attach.
+	requests chan func()
 
-	// nodes is the latest view of each member; owned by Run's goroutine.
-	nodes map[string]membership.Node
+	mu sync.Mutex
+	// nodes is the latest view of each member; written only by Run's
+	// goroutine (or before Run), under mu.
+	nodes    map[string]membership.Node
+	applied  map[string]uint64 // node → tag generation the balancer reflects
+	present  map[string]bool   // nodes in the view
+	changed  chan struct{}     // closed and replaced on every swap
+	follower Follower
 
-	mu      sync.Mutex
-	applied map[string]uint64 // node → tag generation the balancer reflects
-	present map[string]bool   // nodes in the view
-	changed chan struct{}     // closed and replaced on every swap
+	// Owned by Run's goroutine: the view file's pending write.
+	dirty     bool
+	saveTimer *time.Timer
 
 	eventsTotal *prometheus.CounterVec
 	eventToSwap prometheus.Histogram
@@ -64,6 +97,12 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.EventBuffer <= 0 {
 		cfg.EventBuffer = 1024
 	}
+	if cfg.ViewSaveDelay <= 0 {
+		cfg.ViewSaveDelay = time.Second
+	}
+	if cfg.FollowTimeout <= 0 {
+		cfg.FollowTimeout = 2 * time.Second
+	}
 	cfg.Balancer.Service = cfg.Service
 	if cfg.Balancer.Logger == nil {
 		cfg.Balancer.Logger = cfg.Logger
@@ -74,15 +113,16 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{
-		cfg:     cfg,
-		logger:  cfg.Logger.Named("gateway"),
-		bal:     bal,
-		events:  make(chan membership.Event, cfg.EventBuffer),
-		queries: make(chan *membership.Query, 64),
-		nodes:   make(map[string]membership.Node),
-		applied: make(map[string]uint64),
-		present: make(map[string]bool),
-		changed: make(chan struct{}),
+		cfg:      cfg,
+		logger:   cfg.Logger.Named("gateway"),
+		bal:      bal,
+		events:   make(chan membership.Event, cfg.EventBuffer),
+		queries:  make(chan *membership.Query, 64),
+		requests: make(chan func()),
+		nodes:    make(map[string]membership.Node),
+		applied:  make(map[string]uint64),
+		present:  make(map[string]bool),
+		changed:  make(chan struct{}),
 		eventsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_gateway_membership_events_total", Help: "Membership events applied, by type.",
 		}, []string{"type"}),
@@ -107,35 +147,145 @@ func (g *Gateway) QueryCh() chan<- *membership.Query { return g.queries }
 // Balancer exposes the balancer's state, for the admin API.
 func (g *Gateway) Balancer() *balancer.Balancer { return g.bal }
 
-// Run applies membership events and answers queries until ctx ends.
+// Changed returns a channel that is closed once the next membership event
+// has been applied. Get it before reading membership, and a change after
+// that read closes it: no change is missed (the rollout coordinator's
+// MembersChanged).
+func (g *Gateway) Changed() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.changed
+}
+
+// Run applies membership events and answers queries until ctx ends; then
+// it saves the view and closes the balancer.
 func (g *Gateway) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	g.saveTimer = time.NewTimer(time.Hour)
+	g.saveTimer.Stop()
+	defer g.saveTimer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			g.saveView()
 			g.bal.Close()
 			return
 		case e := <-g.events:
 			g.apply(e)
+		case f := <-g.requests:
+			f()
 		case q := <-g.queries:
 			wg.Go(func() { g.answer(ctx, q) })
+		case <-g.saveTimer.C:
+			g.saveView()
 		}
 	}
 }
 
+// do runs f on Run's goroutine and waits for it, or for ctx.
+func (g *Gateway) do(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	select {
+	case g.requests <- func() { f(); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Apply applies e as membership events are, on Run's goroutine, and
+// returns once it is in effect (or ctx ends). Run must be running.
+func (g *Gateway) Apply(ctx context.Context, e membership.Event) error {
+	return g.do(ctx, func() { g.apply(e) })
+}
+
+// Sync makes nodes the whole view, as a join's full state says it is: the
+// members in it are applied, members no longer in it are removed. Run must
+// be running.
+func (g *Gateway) Sync(ctx context.Context, nodes []membership.Node) error {
+	return g.do(ctx, func() { g.sync(nodes) })
+}
+
+func (g *Gateway) sync(nodes []membership.Node) {
+	seen := make(map[string]bool, len(nodes))
+	var joined []membership.Node
+	for _, n := range nodes {
+		seen[n.Name] = true
+		joined = append(joined, n)
+	}
+	var gone []membership.Node
+	g.mu.Lock()
+	for name, n := range g.nodes {
+		if !seen[name] {
+			gone = append(gone, n)
+		}
+	}
+	g.mu.Unlock()
+	if len(gone) > 0 {
+		g.apply(membership.Event{Type: membership.EventReap, Nodes: gone})
+	}
+	if len(joined) > 0 {
+		g.apply(membership.Event{Type: membership.EventJoin, Nodes: joined})
+	}
+}
+
+// Follow attaches f, which then gets every event the gateway applies, and
+// returns the view f starts from: no event falls between the two. Run must
+// be running. Follow(nil) detaches the follower.
+func (g *Gateway) Follow(ctx context.Context, f Follower) (View, error) {
+	var v View
+	err := g.do(ctx, func() {
+		g.mu.Lock()
+		g.follower = f
+		g.mu.Unlock()
+		v = g.view()
+	})
+	return v, err
+}
+
 // apply folds one event into the view and swaps in the new backend set:
-// only the nodes the event concerns are touched.
+// only the nodes the event concerns are touched. A node's tags older than
+// the generation already applied (a gossip message that arrived late, after
+// a sync query carried newer ones) are ignored.
 func (g *Gateway) apply(e membership.Event) {
 	began := time.Now()
+	g.mu.Lock()
+	nodes := e.Nodes[:0:0]
 	for _, n := range e.Nodes {
-		switch e.Type {
-		case membership.EventJoin, membership.EventUpdate:
+		up := e.Type == membership.EventJoin || e.Type == membership.EventUpdate
+		if up && n.Err == nil && g.present[n.Name] && n.Tags.Gen < g.applied[n.Name] {
+			continue // stale
+		}
+		nodes = append(nodes, n)
+		if up {
 			g.nodes[n.Name] = n
-			g.bal.SetNode(n.Name, n.Backends(g.cfg.Service))
-		default: // leave, failed, reap: nothing of it is routed
+		} else { // leave, failed, reap: nothing of it is routed
 			delete(g.nodes, n.Name)
-			g.bal.SetNode(n.Name, nil)
+		}
+	}
+	follower := g.follower
+	g.mu.Unlock()
+	if len(nodes) == 0 {
+		return
+	}
+	e.Nodes = nodes
+	for _, n := range nodes {
+		g.bal.SetNode(n.Name, n.Backends(g.cfg.Service))
+	}
+	if follower != nil {
+		if err := follower.Apply(e); err != nil {
+			g.logger.Warn("dropping the follower: it did not apply an event", "error", err)
+			g.mu.Lock()
+			if g.follower == follower {
+				g.follower = nil
+			}
+			g.mu.Unlock()
 		}
 	}
 	total := g.bal.Len()
@@ -144,7 +294,7 @@ func (g *Gateway) apply(e membership.Event) {
 		g.eventToSwap.Observe(time.Since(e.At).Seconds())
 	}
 	g.mu.Lock()
-	for _, n := range e.Nodes {
+	for _, n := range nodes {
 		_, g.present[n.Name] = g.nodes[n.Name]
 		if n.Err == nil && n.Tags.Gen > g.applied[n.Name] {
 			g.applied[n.Name] = n.Tags.Gen
@@ -157,15 +307,18 @@ func (g *Gateway) apply(e membership.Event) {
 	close(g.changed)
 	g.changed = make(chan struct{})
 	g.mu.Unlock()
-	for _, n := range e.Nodes {
+	g.viewChanged()
+	for _, n := range nodes {
 		g.logger.Info(e.Type.String(), "node", n.Name, "status", n.Status, "backends", len(n.Backends(g.cfg.Service)),
 			"total", total, "took", time.Since(began))
 	}
 }
 
 // answer acknowledges a sync query once the balancer reflects the asking
-// node's tags at the requested generation, or that node is gone. Without
-// that, it stays silent and the agent sees it did not answer.
+// node's tags at the requested generation, or that node is gone. A request
+// that carries the node's tags, newer than what gossip gave, is applied
+// first: a gateway that missed a tag change can still acknowledge it.
+// Without that, it stays silent and the agent asks again.
 func (g *Gateway) answer(ctx context.Context, q *membership.Query) {
 	if q.Name() != membership.QuerySync {
 		g.logger.Debug("ignoring unknown query", "name", q.Name(), "from", q.From())
@@ -176,8 +329,11 @@ func (g *Gateway) answer(ctx context.Context, q *membership.Query) {
 		g.logger.Warn("ignoring malformed sync query", "from", q.From(), "error", err)
 		return
 	}
-	deadline := time.NewTimer(time.Until(q.Deadline()))
-	defer deadline.Stop()
+	deadline, cancel := context.WithDeadline(ctx, q.Deadline())
+	defer cancel()
+	if err := g.catchUp(deadline, q.From(), req); err != nil {
+		g.logger.Warn("ignoring the tags of a sync query", "node", req.Node, "from", q.From(), "error", err)
+	}
 	for {
 		g.mu.Lock()
 		done := g.applied[req.Node] >= req.Gen || !g.present[req.Node]
@@ -191,11 +347,41 @@ func (g *Gateway) answer(ctx context.Context, q *membership.Query) {
 		}
 		select {
 		case <-changed:
-		case <-deadline.C:
-			g.logger.Warn("sync query timed out waiting for the node's update", "node", req.Node, "gen", req.Gen)
-			return
-		case <-ctx.Done():
+		case <-deadline.Done():
+			if ctx.Err() == nil {
+				g.logger.Warn("sync query timed out waiting for the node's update", "node", req.Node, "gen", req.Gen)
+			}
 			return
 		}
 	}
+}
+
+// catchUp applies the tags a sync request carries when they are newer than
+// what the gateway routes by. Only a node's own request is trusted with its
+// tags, and only for a node the gateway routes: one it does not know gets
+// its acknowledgement anyway.
+func (g *Gateway) catchUp(ctx context.Context, from string, req membership.SyncRequest) error {
+	if req.Tags == nil {
+		return nil
+	}
+	g.mu.Lock()
+	n, known := g.nodes[req.Node]
+	newer := known && req.Gen > g.applied[req.Node]
+	g.mu.Unlock()
+	if !newer {
+		return nil
+	}
+	if from != req.Node {
+		return fmt.Errorf("sent by %s for %s", from, req.Node)
+	}
+	tags, err := membership.DecodeTags(req.Tags)
+	if err != nil {
+		return err
+	}
+	if tags.Gen != req.Gen {
+		return errors.New("tags of another generation than the request's")
+	}
+	n.Tags, n.Err = tags, nil
+	g.logger.Info("applying a node's tags from its sync query: gossip had not delivered them", "node", req.Node, "gen", req.Gen)
+	return g.Apply(ctx, membership.Event{Type: membership.EventUpdate, Nodes: []membership.Node{n}, At: time.Now()})
 }

@@ -1,6 +1,8 @@
 package membership
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
 
 	"github.com/hashicorp/serf/serf"
@@ -64,4 +66,51 @@ func statusOf(s serf.MemberStatus) Status {
 	default:
 		return StatusUnknown
 	}
+}
+
+// EncodedNode is a Node as it travels outside gossip (a gateway's saved
+// view, the view handed to the process replacing it): its tags in their
+// gossip encoding, so that decoding validates them exactly as gossip does.
+type EncodedNode struct {
+	Name   string            `json:"name"`
+	Addr   string            `json:"addr"`
+	Status Status            `json:"status"`
+	Tags   map[string]string `json:"tags"`
+}
+
+// Encode returns n's encoded form. A node with malformed tags has none to
+// encode: it is refused.
+func (n Node) Encode() (EncodedNode, error) {
+	if n.Err != nil {
+		return EncodedNode{}, n.Err
+	}
+	tags, err := n.Tags.Encode()
+	if err != nil {
+		return EncodedNode{}, err
+	}
+	return EncodedNode{Name: n.Name, Addr: n.Addr.String(), Status: n.Status, Tags: tags}, nil
+}
+
+// DecodeNode validates an encoded node, as DecodeTags does a member's tags:
+// a problem is in the returned Node's Err.
+func DecodeNode(e EncodedNode) Node {
+	n := Node{Name: e.Name, Status: e.Status}
+	addr, err := netip.ParseAddrPort(e.Addr)
+	switch {
+	case e.Name == "":
+		n.Err = errors.New("node without a name")
+	case err != nil:
+		n.Err = fmt.Errorf("node %s: address %q: %w", e.Name, e.Addr, err)
+	}
+	if n.Err != nil {
+		return n
+	}
+	n.Addr = addr
+	switch e.Status {
+	case StatusAlive, StatusLeaving, StatusLeft, StatusFailed:
+	default:
+		n.Status = StatusUnknown
+	}
+	n.Tags, n.Err = DecodeTags(e.Tags)
+	return n
 }

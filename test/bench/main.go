@@ -41,6 +41,7 @@ type options struct {
 	fixedLoad        float64
 	leastRequest     bool
 	maxConns         int
+	idleConns        int
 }
 
 func main() {
@@ -57,6 +58,7 @@ func main() {
 	flag.Float64Var(&o.fixedLoad, "fixed-load", 0.7, "also compare latencies with both proxies at this share of HAProxy's wrk rate (0: skip)")
 	flag.BoolVar(&o.leastRequest, "least-request", true, "also compare the gateway's least-request with HAProxy's leastconn (4 replicas)")
 	flag.IntVar(&o.maxConns, "max-conns", 0, "also compare the gateway's --backend-max-conns N with HAProxy's server maxconn N (4 replicas; 0: skip)")
+	flag.IntVar(&o.idleConns, "idle-conns", 10000, "also compare the memory per idle keep-alive connection with this many connections (0: skip)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -165,6 +167,11 @@ func run(o options) (err error) {
 		haproxyVersion(), o.threads, o.conns, o.duration, o.path, o.rounds, procs, numCPU())
 	if err := c.addAgent(0, 4); err != nil {
 		return err
+	}
+	if o.idleConns > 0 {
+		if err := c.idle(o.idleConns); err != nil {
+			return err
+		}
 	}
 	if err := c.compare("4 replicas on 1 agent", pair{"roundrobin", "", c.gwURL, c.gwPid}, c.o.fixedLoad); err != nil {
 		return err
@@ -308,7 +315,7 @@ func (c *cluster) startHAProxy(balance, server string) (string, *exec.Cmd, error
 	var b strings.Builder
 	fmt.Fprintf(&b, `global
   nbthread 1
-  maxconn 4096
+  maxconn 11000
 defaults
   mode http
   option http-keep-alive
