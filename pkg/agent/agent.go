@@ -44,6 +44,7 @@ type Agent struct {
 	slots     []*slot
 	tags      membership.Tags
 	announced bool
+	failed    *deployFailure // the deploy to want given up on, until the next request
 
 	results  chan startResult
 	starts   sync.WaitGroup
@@ -225,11 +226,16 @@ func (a *Agent) announce() error {
 	if full {
 		image = a.want.String()
 	}
-	if a.announced && slices.Equal(ports, a.tags.Ports) && image == a.tags.Image && a.tags.Want == a.want.String() {
+	fail := ""
+	if a.failed != nil && a.failed.want == a.want {
+		fail = a.failed.reason
+	}
+	if a.announced && slices.Equal(ports, a.tags.Ports) && image == a.tags.Image && a.tags.Want == a.want.String() &&
+		a.tags.Fail == fail {
 		return nil
 	}
 	next := a.tags
-	next.Ports, next.Image, next.Want = ports, image, a.want.String()
+	next.Ports, next.Image, next.Want, next.Fail = ports, image, a.want.String(), fail
 	next.Gen++
 	if err := a.setTags(next); err != nil {
 		return err

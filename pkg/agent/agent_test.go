@@ -327,3 +327,57 @@ func TestBackoff(t *testing.T) {
 	assert.Equal(t, []time.Duration{0, 1 * time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second,
 		10 * time.Second, 10 * time.Second}, got)
 }
+
+// A live gateway that never acknowledges a replica's withdrawal (here one
+// that reads no queries) stops the replacement: the replica is kept serving
+// on its old image, and the agent announces the deploy's failure, naming the
+// gateway, instead of stopping a replica that gateway may still route to. A
+// new deploy request clears it.
+func TestUnacknowledgedWithdrawalKeepsTheReplica(t *testing.T) {
+	testutil.BuildPredictorImages(t, imagesDir, "1.0.0", "1.1.0")
+	g := startGateway(t)
+	mc := memberConfig()
+	mc.NodeName, mc.Tags = "silent-gw", membership.Tags{Role: membership.RoleGateway, Gen: 1}
+	mc.QueryCh = make(chan *membership.Query) // nobody reads it: queries are dropped
+	silent, err := membership.New(mc)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = silent.Shutdown() })
+	_, err = silent.Join([]string{g.gossip})
+	require.NoError(t, err)
+
+	cfg := agentConfig(t, g, 2)
+	cfg.SyncTimeout = 1500 * time.Millisecond
+	ta := runAgent(t, cfg, newDriver(t, t.TempDir()))
+	g.waitBackends(t, 2)
+	require.Eventually(t, func() bool {
+		n, ok := silent.Member(cfg.Node)
+		return ok && n.Status == membership.StatusAlive
+	}, 10*time.Second, 10*time.Millisecond, "the silent gateway knows the agent")
+
+	deploy := func(image string) {
+		t.Helper()
+		errs := silent.Deploy(context.Background(), []string{cfg.Node}, membership.DeployRequest{Rollout: "t", Image: image}, 5*time.Second)
+		require.NoError(t, errs[cfg.Node])
+	}
+	tagsOf := func() membership.Tags {
+		n, ok := silent.Member(cfg.Node)
+		require.True(t, ok)
+		return n.Tags
+	}
+	deploy("predictor:1.1.0")
+	require.Eventually(t, func() bool { return tagsOf().Fail != "" }, 10*time.Second, 20*time.Millisecond, "the failure is announced")
+	assert.Contains(t, tagsOf().Fail, "gateway silent-gw did not acknowledge the withdrawal of replica")
+	require.Eventually(t, func() bool {
+		for _, r := range ta.Replicas() {
+			if r.Image != "predictor:1.0.0" || r.State != stateHealthy {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second, 10*time.Millisecond, "every replica kept on its image, healthy: %+v", ta.Replicas())
+	g.waitBackends(t, 2) // the kept replica is announced again
+	assert.Equal(t, []uint16{cfg.BasePort, cfg.BasePort + 1}, tagsOf().Ports)
+
+	deploy("predictor:1.0.0") // the revert
+	require.Eventually(t, func() bool { return tagsOf().Fail == "" }, 10*time.Second, 20*time.Millisecond, "cleared by the next request")
+}

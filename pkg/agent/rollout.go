@@ -53,7 +53,15 @@ func (a *Agent) deploy(ctx context.Context, req membership.DeployRequest) error 
 	if err := a.rt.Resolve(rctx, img); err != nil {
 		return fmt.Errorf("%s: %w", a.cfg.Node, err)
 	}
-	if req.CheckOnly || img == a.want {
+	if req.CheckOnly {
+		return nil
+	}
+	if a.failed != nil {
+		// Asked again: the coordinator reverts, or the operator retries.
+		a.logger.Info("clearing the failed deploy", "image", a.failed.want, "reason", a.failed.reason)
+		a.failed = nil
+	}
+	if img == a.want {
 		return nil
 	}
 	if err := saveDesired(a.cfg.DataDir, img, a.cfg.Image); err != nil {
@@ -79,6 +87,9 @@ func (a *Agent) deploy(ctx context.Context, req membership.DeployRequest) error 
 // healthy, and only then take the next. Starts of an image no longer wanted
 // are cancelled and redone.
 func (a *Agent) converge() {
+	if a.failed != nil && a.failed.want == a.want {
+		return // given up on this image until asked again
+	}
 	for _, s := range a.slots {
 		if s.cancel != nil && s.starting != a.want {
 			s.cancel()
@@ -102,4 +113,18 @@ func (a *Agent) converge() {
 		a.launch(s, old, true)
 		return
 	}
+}
+
+// deployFailure is why the agent gave up converging to want; its tags say
+// so (membership.Tags.Fail) until the next deploy request.
+type deployFailure struct {
+	want   runtime.Image
+	reason string
+}
+
+func truncateReason(s string) string {
+	if len(s) > membership.MaxFailLen {
+		return s[:membership.MaxFailLen]
+	}
+	return s
 }

@@ -2,9 +2,13 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/herd-cluster/herd/pkg/membership"
 	"github.com/herd-cluster/herd/pkg/runtime"
 )
 
@@ -40,6 +44,11 @@ type startResult struct {
 	err     error
 	// superseded: the start was cancelled because the desired image changed.
 	superseded bool
+	// kept: the old replica was neither stopped nor replaced, and serves
+	// on: a live gateway did not acknowledge its withdrawal (unacked), or
+	// the wait for the acknowledgements was cancelled.
+	kept    *runtime.Replica
+	unacked *membership.UnackedError
 }
 
 // adoptWait gives a replica found running the same time a new one has to
@@ -75,11 +84,14 @@ func (a *Agent) launch(s *slot, old *runtime.Replica, drain bool) {
 		}()
 		if old != nil {
 			if drain {
-				// The withdrawal is announced; stop only once every gateway
-				// has stopped routing to it.
+				// The withdrawal is announced; stop only once every live
+				// gateway has stopped routing to it. One that stays silent
+				// until the deadline may still route to it: the replica is
+				// kept, and the deploy fails (applyStart).
 				if err := a.cluster.SyncGateways(ctx, a.cfg.SyncTimeout); err != nil {
-					a.logger.Warn("not every gateway acknowledged the withdrawal; replacing anyway",
-						"index", spec.Index, "error", err)
+					res.kept, res.err = old, err
+					errors.As(err, &res.unacked)
+					return
 				}
 			}
 			if res.err = a.rt.Stop(ctx, *old, a.cfg.StopGrace); res.err != nil {
@@ -98,6 +110,19 @@ func (a *Agent) launch(s *slot, old *runtime.Replica, drain bool) {
 func (a *Agent) applyStart(res startResult) {
 	s := a.slots[res.index]
 	s.replica, s.cancel = res.replica, nil
+	if res.kept != nil {
+		s.replica, s.state = res.kept, stateHealthy
+		if res.unacked == nil {
+			a.logger.Info("replacement cancelled; the replica serves on", "index", s.index, "error", res.err)
+			return
+		}
+		reason := fmt.Sprintf("gateway %s did not acknowledge the withdrawal of replica %d within %s",
+			strings.Join(res.unacked.Gateways, ", "), s.index, res.unacked.Timeout)
+		a.failed = &deployFailure{want: a.want, reason: truncateReason(reason)}
+		a.logger.Error("replica kept: not every live gateway acknowledged its withdrawal; the deploy fails",
+			"index", s.index, "image", a.want, "gateways", res.unacked.Gateways)
+		return
+	}
 	if res.err != nil && res.superseded {
 		// Not a failure of the replica: the desired image changed under it.
 		s.state, s.retryAt = stateBackoff, time.Now()

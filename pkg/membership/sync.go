@@ -116,7 +116,20 @@ func (c *Cluster) SyncGateways(ctx context.Context, timeout time.Duration) error
 			if len(silent) == 0 {
 				return nil
 			}
-			return fmt.Errorf("%w: no acknowledgement within %s from gateway %s", ErrIncomplete, timeout, strings.Join(silent, ", "))
+			return &UnackedError{Gateways: silent, Timeout: timeout}
 		}
 	}
 }
+
+// UnackedError is SyncGateways' error when live gateways did not
+// acknowledge in time. It wraps ErrIncomplete.
+type UnackedError struct {
+	Gateways []string
+	Timeout  time.Duration
+}
+
+func (e *UnackedError) Error() string {
+	return fmt.Sprintf("no acknowledgement within %s from gateway %s", e.Timeout, strings.Join(e.Gateways, ", "))
+}
+
+func (e *UnackedError) Unwrap() error { return ErrIncomplete }

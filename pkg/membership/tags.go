@@ -23,7 +23,11 @@ const (
 	tagState   = "state"
 	tagWant    = "want"
 	tagCount   = "n"
+	tagFail    = "fail"
 )
+
+// MaxFailLen bounds Tags.Fail.
+const MaxFailLen = 160
 
 // MaxTagBytes is the encoded size limit of one node's tags (memberlist's
 // MetaMaxSize). Encode refuses tags that would not fit.
@@ -78,6 +82,11 @@ type Tags struct {
 	// Count is how many replicas the agent runs when all is well. Absent:
 	// len(Ports).
 	Count int
+	// Fail, if set, says why the agent gave up converging to Want (a
+	// gateway that did not acknowledge a replica's withdrawal): a rollout
+	// step fails at once and reverts, saying so. Printable ASCII, at most
+	// MaxFailLen bytes.
+	Fail string
 }
 
 // Converged reports whether an agent fully runs image: every replica on it,
@@ -105,6 +114,9 @@ func (t Tags) Encode() (map[string]string, error) {
 		m[tagState] = string(t.State)
 		m[tagWant] = t.Want
 		m[tagCount] = strconv.Itoa(t.Count)
+		if t.Fail != "" {
+			m[tagFail] = t.Fail
+		}
 	}
 	if n := encodedSize(m); n > MaxTagBytes {
 		return nil, fmt.Errorf("tags take %d bytes, more than the %d gossip allows", n, MaxTagBytes)
@@ -159,6 +171,9 @@ func (t Tags) Validate() error {
 	if t.Count < 0 || t.Count > MaxPorts {
 		return fmt.Errorf("replica count %d out of range 0-%d", t.Count, MaxPorts)
 	}
+	if len(t.Fail) > MaxFailLen || strings.ContainsFunc(t.Fail, func(r rune) bool { return r < ' ' || r > '~' }) {
+		return fmt.Errorf("failure reason %q: want at most %d printable ASCII bytes", truncate(t.Fail, 40), MaxFailLen)
+	}
 	if len(t.Ports) > MaxPorts {
 		return fmt.Errorf("%d ports announced, more than %d", len(t.Ports), MaxPorts)
 	}
@@ -204,6 +219,7 @@ func DecodeTags(m map[string]string) (Tags, error) {
 		if w, ok := m[tagWant]; ok {
 			t.Want = w
 		}
+		t.Fail = m[tagFail]
 		if c, ok := m[tagCount]; ok {
 			if t.Count, err = strconv.Atoi(c); err != nil || t.Count < len(t.Ports) {
 				return Tags{}, fmt.Errorf("tag %s=%q: not a replica count", tagCount, truncate(c, 20))
