@@ -95,7 +95,7 @@ func rolloutCommand() *cli.Command {
 							if !r.Finished.IsZero() {
 								took = r.Finished.Sub(r.Created).Round(100 * time.Millisecond).String()
 							}
-							rows = append(rows, []string{r.ID, r.Image, dash(r.Previous), r.State,
+							rows = append(rows, []string{r.ID, r.Image, dash(r.Previous), r.State.String(),
 								r.Created.Local().Format(time.DateTime), took, dash(r.Message)})
 						}
 						return rows
@@ -238,7 +238,7 @@ func printRollout(w io.Writer, r rollout.Rollout) error {
 			}
 			since = end.Sub(h.Started).Round(100 * time.Millisecond).String()
 		}
-		rows = append(rows, []string{h.Node, fmt.Sprint(h.Batch), h.State, since})
+		rows = append(rows, []string{h.Node, fmt.Sprint(h.Batch), h.State.String(), since})
 	}
 	if err := printTable(w, rows); err != nil {
 		return err

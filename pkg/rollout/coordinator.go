@@ -426,7 +426,7 @@ func (c *Coordinator) run(ctx context.Context, r *Rollout) {
 	c.finish(r, StateSucceeded, fmt.Sprintf("%d hosts on %s", len(r.Hosts), r.Image), false, nil)
 }
 
-func (c *Coordinator) finish(r *Rollout, final, msg string, reverted bool, batch []int) {
+func (c *Coordinator) finish(r *Rollout, final State, msg string, reverted bool, batch []int) {
 	c.update(r, func(r *Rollout) {
 		r.State, r.Message, r.Reverted, r.Finished = final, msg, reverted, time.Now().UTC()
 		for _, i := range batch {
@@ -445,7 +445,7 @@ func (c *Coordinator) finish(r *Rollout, final, msg string, reverted bool, batch
 // runBatch sets image on the batch's hosts and waits until all of them have
 // run it healthily for MinHealthy (true), or the deadline passes, the
 // operator aborts, or ctx ends (false, why).
-func (c *Coordinator) runBatch(ctx context.Context, r *Rollout, idx []int, image, phase string) (bool, string) {
+func (c *Coordinator) runBatch(ctx context.Context, r *Rollout, idx []int, image string, phase HostState) (bool, string) {
 	nodes := make([]string, len(idx))
 	c.update(r, func(r *Rollout) {
 		for k, i := range idx {
@@ -549,7 +549,7 @@ func (r *Rollout) batch(b int) []int {
 	return idx
 }
 
-func (r *Rollout) allIn(idx []int, state string) bool {
+func (r *Rollout) allIn(idx []int, state HostState) bool {
 	return !slices.ContainsFunc(idx, func(i int) bool { return r.Hosts[i].State != state })
 }
 

@@ -342,7 +342,7 @@ func TestRolloutBrokenBatchReverted(t *testing.T) {
 	assert.Equal(t, StateFailed, r.State)
 	assert.True(t, r.Reverted)
 	assert.Equal(t, "a not healthy on predictor:1.1.0-broken within 500ms; batch reverted to predictor:1.0.0", r.Message)
-	assert.Equal(t, []string{HostReverted, HostPending, HostPending}, []string{r.Hosts[0].State, r.Hosts[1].State, r.Hosts[2].State})
+	assert.Equal(t, []HostState{HostReverted, HostPending, HostPending}, []HostState{r.Hosts[0].State, r.Hosts[1].State, r.Hosts[2].State})
 	assert.Equal(t, []string{"predictor:1.1.0-broken", "predictor:1.0.0"}, tc.agents[0].deployed())
 	assert.Empty(t, tc.agents[1].deployed(), "later batches are never touched")
 	assert.Equal(t, "predictor:1.0.0", tc.agents[0].image())
@@ -398,7 +398,7 @@ func TestRolloutBusyAbortAndRollback(t *testing.T) {
 	}
 	hist := c.History()
 	require.Len(t, hist, 3)
-	assert.Equal(t, []string{StateSucceeded, StateSucceeded, StateAborted}, []string{hist[0].State, hist[1].State, hist[2].State})
+	assert.Equal(t, []State{StateSucceeded, StateSucceeded, StateAborted}, []State{hist[0].State, hist[1].State, hist[2].State})
 	got, err := c.Get(hist[2].ID)
 	require.NoError(t, err)
 	assert.Equal(t, first.ID, got.ID)

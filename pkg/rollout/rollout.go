@@ -23,22 +23,6 @@ import (
 	"github.com/herd-cluster/herd/pkg/membership"
 )
 
-// Rollout states.
-const (
-	StateRunning   = "running"
-	StateSucceeded = "succeeded"
-	StateFailed    = "failed"    // a batch missed its deadline; see Reverted
-	StateAborted   = "aborted"   // stopped by the operator
-	StateRefused   = "refused"   // never started (not recorded in history)
-	HostPending    = "pending"   // not started yet
-	HostReplacing  = "replacing" // agent converging to the image
-	HostVerifying  = "verifying" // healthy, waiting out MinHealthy
-	HostHealthy    = "healthy"
-	HostReverting  = "reverting"
-	HostReverted   = "reverted"
-	HostFailed     = "failed"
-)
-
 // Duration is a time.Duration that reads and writes as "5s" in JSON.
 type Duration time.Duration
 
@@ -102,7 +86,7 @@ func (o Options) Validate() error {
 // Host is one host's progress in a rollout.
 type Host struct {
 	Node         string    `json:"node"`
-	State        string    `json:"state"`
+	State        HostState `json:"state"`
 	Batch        int       `json:"batch"`
 	Started      time.Time `json:"started,omitzero"`
 	HealthySince time.Time `json:"healthy_since,omitzero"`
@@ -115,7 +99,7 @@ type Rollout struct {
 	ID string `json:"id"`
 	Options
 	Previous string    `json:"previous"`
-	State    string    `json:"state"`
+	State    State     `json:"state"`
 	Message  string    `json:"message,omitempty"`
 	Reverted bool      `json:"reverted,omitempty"`
 	Created  time.Time `json:"created"`
@@ -124,7 +108,7 @@ type Rollout struct {
 }
 
 // Done reports whether the rollout has ended.
-func (r *Rollout) Done() bool { return r.State != StateRunning }
+func (r *Rollout) Done() bool { return r.State.Done() }
 
 // Succeeded reports whether it ended on the new image everywhere.
 func (r *Rollout) Succeeded() bool { return r.State == StateSucceeded }

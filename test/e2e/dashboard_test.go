@@ -153,7 +153,7 @@ func TestDashboard(t *testing.T) {
 				screenshot(t, ctx, "dashboard-rollout.png")
 				shotMidway = true
 			}
-			if view.State != rollout.StateRunning {
+			if view.State != rollout.StateRunning.String() {
 				break
 			}
 		}
