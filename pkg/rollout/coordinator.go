@@ -55,10 +55,10 @@ func (s *state) check() error {
 		return nil
 	}
 	if err := r.Options.Validate(); err != nil {
-		return fmt.Errorf("running rollout %s: %v", r.ID, err)
+		return fmt.Errorf("running rollout %s: %w", r.ID, err)
 	}
 	if _, err := runtime.ParseImage(r.Image); err != nil {
-		return fmt.Errorf("running rollout %s: %v", r.ID, err)
+		return fmt.Errorf("running rollout %s: %w", r.ID, err)
 	}
 	for _, h := range r.Hosts {
 		if h.Batch < 1 || h.Batch > len(r.Hosts) || h.Node == "" {
@@ -104,10 +104,10 @@ func New(cfg Config) (*Coordinator, error) {
 			return nil, fmt.Errorf("rollout state %s: %w", cfg.StatePath, err)
 		default:
 			if err := json.Unmarshal(b, &c.st); err != nil {
-				return nil, fmt.Errorf("rollout state %s is corrupt: %v (move it away to start with no history)", cfg.StatePath, err)
+				return nil, fmt.Errorf("rollout state %s is corrupt: %w (move it away to start with no history)", cfg.StatePath, err)
 			}
 			if err := c.st.check(); err != nil {
-				return nil, fmt.Errorf("rollout state %s is corrupt: %v (move it away to start with no history)", cfg.StatePath, err)
+				return nil, fmt.Errorf("rollout state %s is corrupt: %w (move it away to start with no history)", cfg.StatePath, err)
 			}
 		}
 	}
@@ -133,7 +133,7 @@ func (c *Coordinator) Close() {
 // Start begins a rollout to o.Image. It is refused (ErrRefused, nothing
 // changed) when the image is malformed, there are no agents, an agent does
 // not have the image, or an agent is failed and does not come back within
-// FailedGrace; and (ErrBusy) when one is running.
+// FailedGrace (a *FailedAgentsError); and (ErrBusy) when one is running.
 func (c *Coordinator) Start(ctx context.Context, o Options) (Rollout, error) {
 	return c.start(ctx, o, false)
 }
@@ -148,8 +148,7 @@ func (c *Coordinator) start(ctx context.Context, o Options, rollback bool) (Roll
 	c.mu.Lock()
 	if r := c.st.Current; r != nil && !r.Done() {
 		c.mu.Unlock()
-		return Rollout{}, fmt.Errorf("%w: %s to %s (started %s); wait for it or `clusterctl rollout abort`",
-			ErrBusy, r.ID, r.Image, r.Created.Format(time.RFC3339))
+		return Rollout{}, fmt.Errorf("%w: %s to %s (started %s)", ErrBusy, r.ID, r.Image, r.Created.Format(time.RFC3339))
 	}
 	if rollback {
 		last := c.lastLocked()
@@ -161,10 +160,10 @@ func (c *Coordinator) start(ctx context.Context, o Options, rollback bool) (Roll
 	}
 	c.mu.Unlock()
 	if err := o.Validate(); err != nil {
-		return Rollout{}, fmt.Errorf("%w: %v", ErrRefused, err)
+		return Rollout{}, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	if _, err := runtime.ParseImage(o.Image); err != nil {
-		return Rollout{}, fmt.Errorf("%w: %v", ErrRefused, err)
+		return Rollout{}, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	agents, previous, err := c.agentsWaitingForFailed(ctx)
 	if err != nil {
@@ -213,13 +212,14 @@ func (c *Coordinator) start(ctx context.Context, o Options, rollback bool) (Roll
 }
 
 // Abort stops the running rollout: the batch in progress goes back to the
-// previous image (hosts already done stay on the new one).
+// previous image (hosts already done stay on the new one). It returns once
+// that revert has ended, or ErrNotRunning.
 func (c *Coordinator) Abort() (Rollout, error) {
 	c.mu.Lock()
 	r := c.st.Current
 	if r == nil || r.Done() {
 		c.mu.Unlock()
-		return Rollout{}, errors.New("no rollout is running")
+		return Rollout{}, ErrNotRunning
 	}
 	c.abort = true
 	done := c.done
@@ -302,14 +302,7 @@ func (c *Coordinator) agentsWaitingForFailed(ctx context.Context) ([]string, str
 			return names, previous, nil
 		}
 		if time.Now().After(giveUp) || ctx.Err() != nil {
-			verb := "is"
-			if len(failed) > 1 {
-				verb = "are"
-			}
-			return nil, "", fmt.Errorf("%w: %s %s failed and did not come back within %s: a rollout without it "+
-				"would leave it on its old image when it returns; wait until `clusterctl members` shows it alive, "+
-				"or remove it for good with `clusterctl force-leave %s`",
-				ErrRefused, strings.Join(failed, ", "), verb, c.cfg.FailedGrace, failed[0])
+			return nil, "", &FailedAgentsError{Nodes: failed, Grace: c.cfg.FailedGrace}
 		}
 		select {
 		case <-ctx.Done():

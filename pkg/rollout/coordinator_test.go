@@ -317,8 +317,10 @@ func TestRolloutRefusedWhileAgentFailed(t *testing.T) {
 	_, err := c.Start(context.Background(), opts("predictor:1.1.0", 1, time.Millisecond, 10*time.Second))
 	require.ErrorIs(t, err, ErrRefused)
 	assert.GreaterOrEqual(t, time.Since(began), 300*time.Millisecond, "it waited for c to come back")
-	assert.Contains(t, err.Error(), "c is failed")
-	assert.Contains(t, err.Error(), "clusterctl force-leave c")
+	assert.Contains(t, err.Error(), "c is failed and did not come back within 300ms")
+	var failed *FailedAgentsError
+	require.ErrorAs(t, err, &failed)
+	assert.Equal(t, []string{"c"}, failed.Nodes, "the API and the CLI can name what to force-leave")
 	for _, a := range tc.agents[:2] {
 		assert.Empty(t, a.deployed(), "%s: a refused rollout sends nothing", a.name)
 	}

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/herd-cluster/herd/pkg/membership"
@@ -76,9 +77,9 @@ func (o Options) Validate() error {
 	case o.Batch < 1:
 		return fmt.Errorf("batch %d: must be at least 1", o.Batch)
 	case o.MinHealthy < 0:
-		return errors.New("min-healthy must not be negative")
+		return fmt.Errorf("min healthy %s: must not be negative", time.Duration(o.MinHealthy))
 	case o.Deadline <= 0:
-		return errors.New("deadline must be positive")
+		return fmt.Errorf("deadline %s: must be positive", time.Duration(o.Deadline))
 	}
 	return nil
 }
@@ -126,6 +127,31 @@ var ErrBusy = errors.New("a rollout is already running")
 // ErrNotFound: no rollout with that id.
 var ErrNotFound = errors.New("no such rollout")
 
+// ErrNotRunning: there is no running rollout to abort.
+var ErrNotRunning = errors.New("no rollout is running")
+
 // ErrRefused: the rollout cannot start (bad image, no agents, an agent
-// without the image); nothing was changed.
+// without the image, a failed agent); nothing was changed.
 var ErrRefused = errors.New("rollout refused")
+
+// FailedAgentsError refuses a rollout because agents of the service are
+// marked failed and did not come back within Config.FailedGrace: a rollout
+// without them would leave them on their old image when they return. They
+// come back by themselves, or are removed for good with a force-leave. It
+// matches ErrRefused.
+type FailedAgentsError struct {
+	Nodes []string      // sorted
+	Grace time.Duration // how long the coordinator waited for them
+}
+
+func (e *FailedAgentsError) Error() string {
+	verb := "is"
+	if len(e.Nodes) > 1 {
+		verb = "are"
+	}
+	return fmt.Sprintf("%s: %s %s failed and did not come back within %s: a rollout without it would leave it on "+
+		"its old image when it returns", ErrRefused, strings.Join(e.Nodes, ", "), verb, e.Grace)
+}
+
+// Unwrap makes errors.Is(err, ErrRefused) true.
+func (e *FailedAgentsError) Unwrap() error { return ErrRefused }
