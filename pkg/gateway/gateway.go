@@ -104,6 +104,16 @@ func (g *Gateway) EventCh() chan<- membership.Event { return g.events }
 // QueryCh is where membership must deliver queries.
 func (g *Gateway) QueryCh() chan<- *membership.Query { return g.queries }
 
+// Changed returns a channel that is closed once the next membership event
+// has been applied. Get it before reading membership, and a change after
+// that read closes it: no change is missed (the rollout coordinator's
+// MembersChanged).
+func (g *Gateway) Changed() <-chan struct{} {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.changed
+}
+
 // Balancer exposes the balancer's state, for the admin API.
 func (g *Gateway) Balancer() *balancer.Balancer { return g.bal }
 
