@@ -7,10 +7,19 @@
 // that makes zero downtime true: withdraw a replica, wait until every gateway
 // acknowledges, stop it, start its successor, announce it once healthy.
 //
-// The state (the rollout in progress and the history) is a JSON file written
-// atomically on every change. A coordinator restarted mid-rollout resumes it
-// where the file says it stood: the hosts already healthy stay done, the
-// batch in progress keeps its original deadline.
+// Decisions are made by step, a pure function from the rollout's progress
+// and an observation (the time, what membership says of the hosts, an
+// abort) to the next progress and what to do: send deploy requests, save,
+// log, when to look again. A loop feeds it: it wakes on membership changes,
+// on an abort, on the answers to its deploy requests and on the next
+// deadline, never on a fixed poll.
+//
+// The state is saved, atomically, only when it changes: the rollout in
+// progress in a small file of its own at every step, the history (the last
+// MaxHistory rollouts) when a rollout starts or ends. A coordinator
+// restarted mid-rollout resumes it where the files say it stood: the hosts
+// already healthy stay done, the batch in progress (or its revert) keeps its
+// original deadline.
 package rollout
 
 import (
@@ -133,6 +142,9 @@ var ErrNotRunning = errors.New("no rollout is running")
 // ErrRefused: the rollout cannot start (bad image, no agents, an agent
 // without the image, a failed agent); nothing was changed.
 var ErrRefused = errors.New("rollout refused")
+
+// ErrClosed: the coordinator was closed.
+var ErrClosed = errors.New("rollout coordinator closed")
 
 // FailedAgentsError refuses a rollout because agents of the service are
 // marked failed and did not come back within Config.FailedGrace: a rollout

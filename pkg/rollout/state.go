@@ -48,3 +48,14 @@ const (
 
 // String returns the state's word.
 func (s HostState) String() string { return string(s) }
+
+// inProgress reports whether a host in state s may be part of a running
+// rollout: a running rollout never has a host that ended (reverted, failed)
+// nor one in a state this version does not know.
+func (s HostState) inProgress() bool {
+	switch s {
+	case HostPending, HostReplacing, HostVerifying, HostHealthy, HostReverting:
+		return true
+	}
+	return false
+}
