@@ -167,6 +167,7 @@ func run(c *cli.Context) error {
 	}
 	coord, err := rollout.New(rollout.Config{
 		Members: cluster, Service: gcfg.Service, StatePath: filepath.Join(dataDir, "rollouts.json"), Logger: logger,
+		MembersChanged: gw.Changed,
 	})
 	if err != nil {
 		return err

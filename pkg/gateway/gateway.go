@@ -144,9 +144,6 @@ func (g *Gateway) EventCh() chan<- membership.Event { return g.events }
 // QueryCh is where membership must deliver queries.
 func (g *Gateway) QueryCh() chan<- *membership.Query { return g.queries }
 
-// Balancer exposes the balancer's state, for the admin API.
-func (g *Gateway) Balancer() *balancer.Balancer { return g.bal }
-
 // Changed returns a channel that is closed once the next membership event
 // has been applied. Get it before reading membership, and a change after
 // that read closes it: no change is missed (the rollout coordinator's
@@ -156,6 +153,9 @@ func (g *Gateway) Changed() <-chan struct{} {
 	defer g.mu.Unlock()
 	return g.changed
 }
+
+// Balancer exposes the balancer's state, for the admin API.
+func (g *Gateway) Balancer() *balancer.Balancer { return g.bal }
 
 // Run applies membership events and answers queries until ctx ends; then
 // it saves the view and closes the balancer.

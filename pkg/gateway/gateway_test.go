@@ -97,3 +97,45 @@ func TestSyncForUnknownGenerationTimesOutSilently(t *testing.T) {
 		membership.QueryParams{Role: membership.RoleGateway, Timeout: 300 * time.Millisecond})
 	require.ErrorIs(t, err, membership.ErrIncomplete)
 }
+
+// TestChangedAfterEveryEvent: a consumer that takes the channel Changed
+// returns, then reads membership, then waits on the channel, sees every
+// change without polling: the channel is closed once the gateway has applied
+// an event, and by then membership shows it.
+func TestChangedAfterEveryEvent(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Logger = quiet()
+	g, err := New(cfg)
+	require.NoError(t, err)
+	gwc := member(t, "gw", membership.Tags{Role: membership.RoleGateway, Gen: 1}, g.EventCh(), g.QueryCh())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { g.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	// waitFor waits as the rollout coordinator does, on the channel only.
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		giveUp := time.After(5 * time.Second)
+		for {
+			changed := g.Changed()
+			if cond() {
+				return
+			}
+			select {
+			case <-changed:
+			case <-giveUp:
+				t.Fatalf("no change seen: %s", what)
+			}
+		}
+	}
+	agentGen := func() uint64 { n, _ := gwc.Member("agent"); return n.Tags.Gen }
+
+	agent := member(t, "agent", agentTags(5, membership.StateActive, 9001), nil, nil)
+	_, err = agent.Join([]string{gwc.LocalNode().Addr.String()})
+	require.NoError(t, err)
+	waitFor("the agent's join", func() bool { return agentGen() == 5 })
+	require.NoError(t, agent.SetTags(agentTags(6, membership.StateActive, 9001, 9002)))
+	waitFor("the agent's tag update", func() bool { return agentGen() == 6 })
+	require.NoError(t, agent.Leave())
+	waitFor("the agent's leave", func() bool { n, _ := gwc.Member("agent"); return n.Status == membership.StatusLeft })
+}

@@ -2,138 +2,138 @@ package rollout
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/herd-cluster/herd/internal/atomicfile"
 	"github.com/herd-cluster/herd/pkg/membership"
 	"github.com/herd-cluster/herd/pkg/runtime"
 )
 
-// MaxHistory bounds the rollouts kept in the state file.
-const MaxHistory = 50
-
 // Config configures a Coordinator.
 type Config struct {
+	// Members is the cluster. Required; *membership.Cluster has what it needs.
 	Members Members
+	// MembersChanged returns a channel that is closed once membership
+	// changes after the call: get the channel, then read Members, and no
+	// change is missed. A running rollout looks at its hosts again when it is
+	// closed; a Start waiting for a failed agent looks whether it came back.
+	// Required; pkg/gateway's Gateway.Changed is one.
+	MembersChanged func() <-chan struct{}
 	// Service is the service whose agents are rolled.
 	Service string
-	// StatePath is the state file. Empty: state is kept in memory only.
+	// StatePath is the state file (rollouts.json: the last rollout and the
+	// history); the running rollout's progress is saved beside it, in
+	// rollouts.progress.json. Empty: state is kept in memory only.
 	StatePath string
-	// Poll is how often progress is checked. Default 100 ms.
-	Poll time.Duration
-	// QueryTimeout bounds each deploy query. Default 5 s.
+	// QueryTimeout bounds each deploy query; an agent that does not answer
+	// within it is asked once more. Default 5 s.
 	QueryTimeout time.Duration
+	// DeployRetry is how long the coordinator waits before asking again a
+	// host of the batch in progress that did not take a deploy request (its
+	// agent answered an error, or twice no answer). Default 1 s.
+	DeployRetry time.Duration
 	// FailedGrace is how long Start waits for agents of the service that the
 	// failure detector marks failed to come back (a busy host missing a few
 	// probes) before refusing: a rollout without them would leave them on
 	// the old image when they return. Default 10 s.
 	FailedGrace time.Duration
-	Logger      hclog.Logger
+	// Logger receives the coordinator's logs. Default: none.
+	Logger hclog.Logger
 }
 
-// state is the state file.
-type state struct {
-	Current *Rollout  `json:"current,omitempty"`
-	History []Rollout `json:"history"` // newest first
-}
-
-// check validates what a resumed rollout relies on.
-func (s *state) check() error {
-	r := s.Current
-	if r == nil || r.Done() {
-		return nil
+// DefaultConfig returns a Config with the defaults documented on each field;
+// Members, MembersChanged and Service are the caller's to set.
+func DefaultConfig() Config {
+	return Config{
+		QueryTimeout: 5 * time.Second,
+		DeployRetry:  time.Second,
+		FailedGrace:  10 * time.Second,
+		Logger:       hclog.NewNullLogger(),
 	}
-	if err := r.Options.Validate(); err != nil {
-		return fmt.Errorf("running rollout %s: %v", r.ID, err)
-	}
-	if _, err := runtime.ParseImage(r.Image); err != nil {
-		return fmt.Errorf("running rollout %s: %v", r.ID, err)
-	}
-	for _, h := range r.Hosts {
-		if h.Batch < 1 || h.Batch > len(r.Hosts) || h.Node == "" {
-			return fmt.Errorf("running rollout %s: host %q in batch %d of %d hosts", r.ID, h.Node, h.Batch, len(r.Hosts))
-		}
-	}
-	return nil
 }
 
 // Coordinator runs at most one rollout at a time.
 type Coordinator struct {
 	cfg    Config
 	logger hclog.Logger
+	store  store
 
-	mu     sync.Mutex
-	st     state
-	cancel context.CancelFunc // of the running rollout
-	abort  bool
-	done   chan struct{}
+	// view is what Get and History read, without a lock; it is replaced
+	// whole after every change is saved.
+	view atomic.Pointer[view]
+
+	mu     sync.Mutex // serializes changes: a start, a step's save, Close
+	loop   *loop      // of the current rollout; nil before the first
+	closed bool
 }
 
-// New loads the state file (a corrupt one is an error naming it) and
+// view is the state as Get and History show it. Nothing in it is modified
+// once it is published.
+type view struct {
+	current *Rollout  // the running or last rollout; nil before the first
+	history []Rollout // the ones before it, newest first
+}
+
+// New loads the state files (a corrupt one is an error naming it) and
 // resumes a rollout that was running.
 func New(cfg Config) (*Coordinator, error) {
-	if cfg.Poll == 0 {
-		cfg.Poll = 100 * time.Millisecond
-	}
+	def := DefaultConfig()
 	if cfg.QueryTimeout == 0 {
-		cfg.QueryTimeout = 5 * time.Second
+		cfg.QueryTimeout = def.QueryTimeout
+	}
+	if cfg.DeployRetry == 0 {
+		cfg.DeployRetry = def.DeployRetry
 	}
 	if cfg.FailedGrace == 0 {
-		cfg.FailedGrace = 10 * time.Second
+		cfg.FailedGrace = def.FailedGrace
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = hclog.NewNullLogger()
+		cfg.Logger = def.Logger
 	}
-	c := &Coordinator{cfg: cfg, logger: cfg.Logger.Named("rollout")}
-	if cfg.StatePath != "" {
-		b, err := os.ReadFile(cfg.StatePath)
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-		case err != nil:
-			return nil, fmt.Errorf("rollout state %s: %w", cfg.StatePath, err)
-		default:
-			if err := json.Unmarshal(b, &c.st); err != nil {
-				return nil, fmt.Errorf("rollout state %s is corrupt: %v (move it away to start with no history)", cfg.StatePath, err)
-			}
-			if err := c.st.check(); err != nil {
-				return nil, fmt.Errorf("rollout state %s is corrupt: %v (move it away to start with no history)", cfg.StatePath, err)
-			}
-		}
+	if cfg.Members == nil || cfg.MembersChanged == nil {
+		return nil, errors.New("rollout coordinator: Members and MembersChanged are required")
 	}
-	if r := c.st.Current; r != nil && !r.Done() {
-		c.logger.Info("resuming rollout after restart", "id", r.ID, "image", r.Image)
-		c.launch(r)
+	c := &Coordinator{cfg: cfg, logger: cfg.Logger.Named("rollout"), store: newStore(cfg.StatePath)}
+	cur, rev, history, err := c.store.load()
+	if err != nil {
+		return nil, err
+	}
+	c.view.Store(&view{current: cur, history: history})
+	if cur != nil && !cur.Done() {
+		c.logger.Info("resuming rollout after restart", "id", cur.ID, "image", cur.Image)
+		c.mu.Lock()
+		c.launch(newProgress(clone(cur), rev, cfg.DeployRetry))
+		c.mu.Unlock()
 	}
 	return c, nil
 }
 
 // Close stops a running rollout's loop without changing its state, as a
-// process exit would; New resumes it.
+// process exit would; New resumes it. Start is refused afterwards. Close
+// may be called more than once.
 func (c *Coordinator) Close() {
 	c.mu.Lock()
-	cancel, done := c.cancel, c.done
+	c.closed = true
+	l := c.loop
 	c.mu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
+	if l != nil {
+		l.cancel()
+		<-l.done
 	}
 }
 
 // Start begins a rollout to o.Image. It is refused (ErrRefused, nothing
 // changed) when the image is malformed, there are no agents, an agent does
 // not have the image, or an agent is failed and does not come back within
-// FailedGrace; and (ErrBusy) when one is running.
+// FailedGrace (a *FailedAgentsError); and (ErrBusy) when one is running.
 func (c *Coordinator) Start(ctx context.Context, o Options) (Rollout, error) {
 	return c.start(ctx, o, false)
 }
@@ -145,26 +145,22 @@ func (c *Coordinator) Rollback(ctx context.Context, o Options) (Rollout, error) 
 
 func (c *Coordinator) start(ctx context.Context, o Options, rollback bool) (Rollout, error) {
 	o.defaults()
-	c.mu.Lock()
-	if r := c.st.Current; r != nil && !r.Done() {
-		c.mu.Unlock()
-		return Rollout{}, fmt.Errorf("%w: %s to %s (started %s); wait for it or `clusterctl rollout abort`",
-			ErrBusy, r.ID, r.Image, r.Created.Format(time.RFC3339))
+	v := c.view.Load()
+	if err := busy(v); err != nil {
+		return Rollout{}, err
 	}
 	if rollback {
-		last := c.lastLocked()
+		last := v.last()
 		if last == nil || last.Previous == "" {
-			c.mu.Unlock()
 			return Rollout{}, fmt.Errorf("%w: no earlier rollout to roll back", ErrRefused)
 		}
 		o.Image = last.Previous
 	}
-	c.mu.Unlock()
 	if err := o.Validate(); err != nil {
-		return Rollout{}, fmt.Errorf("%w: %v", ErrRefused, err)
+		return Rollout{}, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	if _, err := runtime.ParseImage(o.Image); err != nil {
-		return Rollout{}, fmt.Errorf("%w: %v", ErrRefused, err)
+		return Rollout{}, fmt.Errorf("%w: %w", ErrRefused, err)
 	}
 	agents, previous, err := c.agentsWaitingForFailed(ctx)
 	if err != nil {
@@ -173,77 +169,94 @@ func (c *Coordinator) start(ctx context.Context, o Options, rollback bool) (Roll
 	if len(agents) == 0 {
 		return Rollout{}, fmt.Errorf("%w: no agents of service %q in the cluster", ErrRefused, c.cfg.Service)
 	}
-	// Every agent must have the image before anything is stopped.
+	if err := c.checkImage(ctx, agents, o.Image); err != nil {
+		return Rollout{}, err
+	}
+
+	r := &Rollout{ID: newID(), Options: o, Previous: previous, State: StateRunning, Created: time.Now().UTC()}
+	for i, n := range agents {
+		r.Hosts = append(r.Hosts, Host{Node: n, State: HostPending, Batch: i/o.Batch + 1})
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return Rollout{}, ErrClosed
+	}
+	v = c.view.Load()
+	if err := busy(v); err != nil { // lost a race with another Start
+		return Rollout{}, err
+	}
+	if c.loop != nil {
+		<-c.loop.done // the last rollout's loop saved its end; it is on its way out
+	}
+	history := v.history
+	if v.current != nil {
+		history = append([]Rollout{*v.current}, history[:min(len(history), MaxHistory-1)]...)
+	}
+	if err := c.store.saveAll(r, history); err != nil {
+		return Rollout{}, err
+	}
+	c.view.Store(&view{current: r, history: history})
+	c.logger.Info("rollout started", "id", r.ID, "image", r.Image, "previous", r.Previous, "hosts", len(agents),
+		"batch", o.Batch)
+	c.launch(newProgress(clone(r), nil, c.cfg.DeployRetry))
+	return clone(r), nil
+}
+
+// busy returns ErrBusy, naming the running rollout, if there is one.
+func busy(v *view) error {
+	if r := v.current; r != nil && !r.Done() {
+		return fmt.Errorf("%w: %s to %s (started %s)", ErrBusy, r.ID, r.Image, r.Created.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// checkImage asks every agent whether it has image: all must, before
+// anything is stopped.
+func (c *Coordinator) checkImage(ctx context.Context, agents []string, image string) error {
 	var missing []string
-	for _, err := range c.cfg.Members.Deploy(ctx, agents, membership.DeployRequest{Image: o.Image, CheckOnly: true}, c.cfg.QueryTimeout) {
+	for _, err := range c.cfg.Members.Deploy(ctx, agents, membership.DeployRequest{Image: image, CheckOnly: true}, c.cfg.QueryTimeout) {
 		if err != nil {
 			missing = append(missing, err.Error())
 		}
 	}
 	if len(missing) > 0 {
 		sort.Strings(missing)
-		return Rollout{}, fmt.Errorf("%w: %s", ErrRefused, strings.Join(missing, "; "))
+		return fmt.Errorf("%w: %s", ErrRefused, strings.Join(missing, "; "))
 	}
-
-	r := &Rollout{
-		ID: newID(), Options: o, Previous: previous, State: StateRunning, Created: time.Now().UTC(),
-	}
-	for i, n := range agents {
-		r.Hosts = append(r.Hosts, Host{Node: n, State: HostPending, Batch: i/o.Batch + 1})
-	}
-	c.mu.Lock()
-	if cur := c.st.Current; cur != nil && !cur.Done() { // lost a race with another Start
-		c.mu.Unlock()
-		return Rollout{}, fmt.Errorf("%w: %s to %s", ErrBusy, cur.ID, cur.Image)
-	}
-	if cur := c.st.Current; cur != nil {
-		c.pushHistoryLocked(*cur)
-	}
-	c.st.Current = r
-	err = c.saveLocked()
-	out := clone(r)
-	c.mu.Unlock()
-	if err != nil {
-		return Rollout{}, err
-	}
-	c.logger.Info("rollout started", "id", r.ID, "image", r.Image, "previous", r.Previous, "hosts", len(agents),
-		"batch", o.Batch)
-	c.launch(r)
-	return out, nil
+	return nil
 }
 
 // Abort stops the running rollout: the batch in progress goes back to the
-// previous image (hosts already done stay on the new one).
+// previous image (hosts already done stay on the new one). It returns once
+// that revert has ended, or ErrNotRunning.
 func (c *Coordinator) Abort() (Rollout, error) {
 	c.mu.Lock()
-	r := c.st.Current
-	if r == nil || r.Done() {
-		c.mu.Unlock()
-		return Rollout{}, errors.New("no rollout is running")
-	}
-	c.abort = true
-	done := c.done
+	l, v := c.loop, c.view.Load()
 	c.mu.Unlock()
-	<-done
+	if l == nil || v.current == nil || v.current.Done() {
+		return Rollout{}, ErrNotRunning
+	}
+	l.abortOnce.Do(func() { close(l.abort) })
+	<-l.done
 	return c.Get("current")
 }
 
 // Get returns a rollout by id; "current" (or "") is the running or last one.
 func (c *Coordinator) Get(id string) (Rollout, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	v := c.view.Load()
 	if id == "" || id == "current" {
-		if r := c.lastLocked(); r != nil {
+		if r := v.last(); r != nil {
 			return clone(r), nil
 		}
 		return Rollout{}, fmt.Errorf("%w: there has been no rollout yet", ErrNotFound)
 	}
-	if c.st.Current != nil && c.st.Current.ID == id {
-		return clone(c.st.Current), nil
+	if v.current != nil && v.current.ID == id {
+		return clone(v.current), nil
 	}
-	for i := range c.st.History {
-		if c.st.History[i].ID == id {
-			return clone(&c.st.History[i]), nil
+	for i := range v.history {
+		if v.history[i].ID == id {
+			return clone(&v.history[i]), nil
 		}
 	}
 	return Rollout{}, fmt.Errorf("%w: %q", ErrNotFound, id)
@@ -251,70 +264,47 @@ func (c *Coordinator) Get(id string) (Rollout, error) {
 
 // History returns every rollout kept, newest first.
 func (c *Coordinator) History() []Rollout {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	v := c.view.Load()
 	var out []Rollout
-	if c.st.Current != nil {
-		out = append(out, clone(c.st.Current))
+	if v.current != nil {
+		out = append(out, clone(v.current))
 	}
-	for i := range c.st.History {
-		out = append(out, clone(&c.st.History[i]))
+	for i := range v.history {
+		out = append(out, clone(&v.history[i]))
 	}
 	return out
 }
 
-func (c *Coordinator) lastLocked() *Rollout {
-	if c.st.Current != nil {
-		return c.st.Current
+// last is the running or last rollout; nil before the first.
+func (v *view) last() *Rollout {
+	if v.current != nil {
+		return v.current
 	}
-	if len(c.st.History) > 0 {
-		return &c.st.History[0]
+	if len(v.history) > 0 {
+		return &v.history[0]
 	}
 	return nil
-}
-
-func (c *Coordinator) pushHistoryLocked(r Rollout) {
-	c.st.History = append([]Rollout{r}, c.st.History...)
-	if len(c.st.History) > MaxHistory {
-		c.st.History = c.st.History[:MaxHistory]
-	}
-}
-
-func (c *Coordinator) saveLocked() error {
-	if c.cfg.StatePath == "" {
-		return nil
-	}
-	b, err := json.MarshalIndent(c.st, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(c.cfg.StatePath, b, 0o600)
 }
 
 // agentsWaitingForFailed returns agents() once none of the service's agents
 // is failed, waiting up to FailedGrace for failed ones to come back; after
 // that it refuses, naming them.
 func (c *Coordinator) agentsWaitingForFailed(ctx context.Context) ([]string, string, error) {
-	giveUp := time.Now().Add(c.cfg.FailedGrace)
+	giveUp := time.NewTimer(c.cfg.FailedGrace)
+	defer giveUp.Stop()
 	for {
+		changed := c.cfg.MembersChanged()
 		names, failed, previous := c.agents()
 		if len(failed) == 0 {
 			return names, previous, nil
 		}
-		if time.Now().After(giveUp) || ctx.Err() != nil {
-			verb := "is"
-			if len(failed) > 1 {
-				verb = "are"
-			}
-			return nil, "", fmt.Errorf("%w: %s %s failed and did not come back within %s: a rollout without it "+
-				"would leave it on its old image when it returns; wait until `clusterctl members` shows it alive, "+
-				"or remove it for good with `clusterctl force-leave %s`",
-				ErrRefused, strings.Join(failed, ", "), verb, c.cfg.FailedGrace, failed[0])
-		}
 		select {
+		case <-changed:
+			continue
 		case <-ctx.Done():
-		case <-time.After(c.cfg.Poll):
+		case <-giveUp.C:
 		}
+		return nil, "", &FailedAgentsError{Nodes: failed, Grace: c.cfg.FailedGrace}
 	}
 }
 
@@ -344,213 +334,6 @@ func (c *Coordinator) agents() (names, failed []string, previous string) {
 		}
 	}
 	return names, failed, previous
-}
-
-func (c *Coordinator) launch(r *Rollout) {
-	ctx, cancel := context.WithCancel(context.Background())
-	c.mu.Lock()
-	c.cancel, c.abort, c.done = cancel, false, make(chan struct{})
-	done := c.done
-	c.mu.Unlock()
-	go func() {
-		defer close(done)
-		c.run(ctx, r)
-	}()
-}
-
-// update applies fn to the running rollout under the lock and saves it.
-func (c *Coordinator) update(r *Rollout, fn func(r *Rollout)) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	fn(r)
-	if err := c.saveLocked(); err != nil {
-		c.logger.Error("could not save rollout state", "error", err)
-	}
-}
-
-func (c *Coordinator) aborted() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.abort
-}
-
-// run drives r batch by batch until it ends or ctx is cancelled (Close).
-func (c *Coordinator) run(ctx context.Context, r *Rollout) {
-	batches := 0
-	for _, h := range r.Hosts {
-		batches = max(batches, h.Batch)
-	}
-	for b := 1; b <= batches; b++ {
-		idx := r.batch(b)
-		if r.allIn(idx, HostHealthy) {
-			continue // done before a restart
-		}
-		ok, why := c.runBatch(ctx, r, idx, r.Image, HostReplacing)
-		if ctx.Err() != nil {
-			return // Close: leave the state for New to resume
-		}
-		if ok {
-			c.update(r, func(r *Rollout) {
-				for _, i := range idx {
-					r.Hosts[i].State, r.Hosts[i].Finished = HostHealthy, time.Now().UTC()
-				}
-			})
-			continue
-		}
-		final, msg := StateFailed, why
-		if c.aborted() {
-			final, msg = StateAborted, "aborted by the operator"
-		}
-		reverted := false
-		if !r.NoAutoRevert || final == StateAborted {
-			c.logger.Warn("reverting batch", "id", r.ID, "batch", b, "to", r.Previous, "reason", msg)
-			c.update(r, func(r *Rollout) {
-				for _, i := range idx {
-					r.Hosts[i].State, r.Hosts[i].HealthySince = HostReverting, time.Time{}
-				}
-			})
-			rok, rwhy := c.runBatch(ctx, r, idx, r.Previous, HostReverting)
-			if ctx.Err() != nil {
-				return
-			}
-			reverted = rok
-			if rok {
-				msg += "; batch reverted to " + r.Previous
-			} else {
-				msg += "; revert to " + r.Previous + " also failed: " + rwhy
-			}
-		}
-		c.finish(r, final, msg, reverted, idx)
-		return
-	}
-	c.finish(r, StateSucceeded, fmt.Sprintf("%d hosts on %s", len(r.Hosts), r.Image), false, nil)
-}
-
-func (c *Coordinator) finish(r *Rollout, final, msg string, reverted bool, batch []int) {
-	c.update(r, func(r *Rollout) {
-		r.State, r.Message, r.Reverted, r.Finished = final, msg, reverted, time.Now().UTC()
-		for _, i := range batch {
-			switch {
-			case reverted:
-				r.Hosts[i].State = HostReverted
-			case r.Hosts[i].State != HostHealthy:
-				r.Hosts[i].State = HostFailed
-			}
-			r.Hosts[i].Finished = r.Finished
-		}
-	})
-	c.logger.Info("rollout ended", "id", r.ID, "state", final, "message", msg)
-}
-
-// runBatch sets image on the batch's hosts and waits until all of them have
-// run it healthily for MinHealthy (true), or the deadline passes, the
-// operator aborts, or ctx ends (false, why).
-func (c *Coordinator) runBatch(ctx context.Context, r *Rollout, idx []int, image, phase string) (bool, string) {
-	nodes := make([]string, len(idx))
-	c.update(r, func(r *Rollout) {
-		for k, i := range idx {
-			nodes[k] = r.Hosts[i].Node
-			if r.Hosts[i].Started.IsZero() || phase == HostReverting {
-				r.Hosts[i].Started = time.Now().UTC()
-			}
-			if r.Hosts[i].State == HostPending {
-				r.Hosts[i].State = phase
-			}
-		}
-	})
-	started := r.Hosts[idx[0]].Started
-	deadline := started.Add(time.Duration(r.Deadline))
-	// A revert goes back to the image that ran before: converged is enough.
-	minHealthy := time.Duration(r.MinHealthy)
-	if phase == HostReverting {
-		minHealthy = 0
-	}
-	req := membership.DeployRequest{Rollout: r.ID, Image: image}
-	pending := nodes
-	tick := time.NewTicker(c.cfg.Poll)
-	defer tick.Stop()
-	for {
-		// (Re)send the desired image to hosts that have not taken it: an
-		// agent that missed the query or restarted gets it again.
-		if len(pending) > 0 {
-			var again []string
-			for n, err := range c.cfg.Members.Deploy(ctx, pending, req, c.cfg.QueryTimeout) {
-				if err != nil {
-					again = append(again, n)
-					c.logger.Warn("deploy request not taken; retrying", "node", n, "error", err)
-				}
-			}
-			pending = again
-		}
-		tags := c.tags()
-		now := time.Now()
-		allDone := true
-		c.update(r, func(r *Rollout) {
-			for _, i := range idx {
-				h := &r.Hosts[i]
-				t, ok := tags[h.Node]
-				if ok && t.Converged(image) {
-					if h.HealthySince.IsZero() {
-						h.HealthySince = now.UTC()
-						if phase == HostReplacing {
-							h.State = HostVerifying
-						}
-					}
-				} else {
-					h.HealthySince = time.Time{}
-					h.State = phase
-				}
-				allDone = allDone && !h.HealthySince.IsZero() && now.Sub(h.HealthySince) >= minHealthy
-			}
-		})
-		if allDone {
-			return true, ""
-		}
-		if phase != HostReverting && c.aborted() { // an abort's own revert runs to its end
-			return false, "aborted"
-		}
-		if now.After(deadline) {
-			var late []string
-			for _, i := range idx {
-				if r.Hosts[i].HealthySince.IsZero() {
-					late = append(late, r.Hosts[i].Node)
-				}
-			}
-			if len(late) == 0 {
-				return false, fmt.Sprintf("batch did not stay healthy on %s for %s within %s", image, minHealthy, time.Duration(r.Deadline))
-			}
-			return false, fmt.Sprintf("%s not healthy on %s within %s", strings.Join(late, ", "), image, time.Duration(r.Deadline))
-		}
-		select {
-		case <-ctx.Done():
-			return false, "stopped"
-		case <-tick.C:
-		}
-	}
-}
-
-func (c *Coordinator) tags() map[string]membership.Tags {
-	out := map[string]membership.Tags{}
-	for _, n := range c.cfg.Members.Members() {
-		if n.Err == nil && n.Status == membership.StatusAlive {
-			out[n.Name] = n.Tags
-		}
-	}
-	return out
-}
-
-func (r *Rollout) batch(b int) []int {
-	var idx []int
-	for i, h := range r.Hosts {
-		if h.Batch == b {
-			idx = append(idx, i)
-		}
-	}
-	return idx
-}
-
-func (r *Rollout) allIn(idx []int, state string) bool {
-	return !slices.ContainsFunc(idx, func(i int) bool { return r.Hosts[i].State != state })
 }
 
 func clone(r *Rollout) Rollout {

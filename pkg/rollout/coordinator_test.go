@@ -159,8 +159,46 @@ func (a *simAgent) image() string {
 }
 
 type testCluster struct {
-	gw     *membership.Cluster
-	agents []*simAgent
+	gw      *membership.Cluster
+	changes *changes
+	agents  []*simAgent
+}
+
+// changes closes and replaces a channel on every membership event the
+// gateway member receives, as pkg/gateway's Gateway.Changed does.
+type changes struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func watchChanges(t *testing.T, events <-chan membership.Event) *changes {
+	t.Helper()
+	c := &changes{ch: make(chan struct{})}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	t.Cleanup(func() { close(stop); <-done })
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-events:
+				c.mu.Lock()
+				close(c.ch)
+				c.ch = make(chan struct{})
+				c.mu.Unlock()
+			}
+		}
+	}()
+	return c
+}
+
+// Changed is the coordinator's Config.MembersChanged.
+func (c *changes) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ch
 }
 
 // startCluster starts a gateway member and n simulated agents (a, b, c, …)
@@ -171,10 +209,12 @@ func startCluster(t *testing.T, n int, converge time.Duration) *testCluster {
 	cfg.NodeName, cfg.BindAddr, cfg.Profile = "gw", "127.0.0.1:0", membership.ProfileLocal
 	cfg.Tags = membership.Tags{Role: membership.RoleGateway, Gen: 1}
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "gw", Level: hclog.Warn})
+	events := make(chan membership.Event, 64)
+	cfg.EventCh = events
 	gw, err := membership.New(cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = gw.Shutdown() })
-	tc := &testCluster{gw: gw}
+	tc := &testCluster{gw: gw, changes: watchChanges(t, events)}
 	for i := range n {
 		tc.agents = append(tc.agents, startSimAgent(t, string(rune('a'+i)), gw.LocalNode().Addr.String(), converge))
 	}
@@ -188,10 +228,10 @@ func (tc *testCluster) coordinator(t *testing.T, statePath string) *Coordinator 
 }
 
 // coordinatorWith starts a coordinator of the cluster with cfg's settings
-// (Members, Service, Poll, QueryTimeout and Logger filled in).
+// (Members, MembersChanged, Service, QueryTimeout and Logger filled in).
 func (tc *testCluster) coordinatorWith(t *testing.T, cfg Config) *Coordinator {
 	t.Helper()
-	cfg.Members, cfg.Service, cfg.Poll, cfg.QueryTimeout = tc.gw, "predictor", 20*time.Millisecond, 2*time.Second
+	cfg.Members, cfg.MembersChanged, cfg.Service, cfg.QueryTimeout = tc.gw, tc.changes.Changed, "predictor", 2*time.Second
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Warn})
 	c, err := New(cfg)
 	require.NoError(t, err)
@@ -317,8 +357,10 @@ func TestRolloutRefusedWhileAgentFailed(t *testing.T) {
 	_, err := c.Start(context.Background(), opts("predictor:1.1.0", 1, time.Millisecond, 10*time.Second))
 	require.ErrorIs(t, err, ErrRefused)
 	assert.GreaterOrEqual(t, time.Since(began), 300*time.Millisecond, "it waited for c to come back")
-	assert.Contains(t, err.Error(), "c is failed")
-	assert.Contains(t, err.Error(), "clusterctl force-leave c")
+	assert.Contains(t, err.Error(), "c is failed and did not come back within 300ms")
+	var failed *FailedAgentsError
+	require.ErrorAs(t, err, &failed)
+	assert.Equal(t, []string{"c"}, failed.Nodes, "the API and the CLI can name what to force-leave")
 	for _, a := range tc.agents[:2] {
 		assert.Empty(t, a.deployed(), "%s: a refused rollout sends nothing", a.name)
 	}
@@ -342,7 +384,7 @@ func TestRolloutBrokenBatchReverted(t *testing.T) {
 	assert.Equal(t, StateFailed, r.State)
 	assert.True(t, r.Reverted)
 	assert.Equal(t, "a not healthy on predictor:1.1.0-broken within 500ms; batch reverted to predictor:1.0.0", r.Message)
-	assert.Equal(t, []string{HostReverted, HostPending, HostPending}, []string{r.Hosts[0].State, r.Hosts[1].State, r.Hosts[2].State})
+	assert.Equal(t, []HostState{HostReverted, HostPending, HostPending}, []HostState{r.Hosts[0].State, r.Hosts[1].State, r.Hosts[2].State})
 	assert.Equal(t, []string{"predictor:1.1.0-broken", "predictor:1.0.0"}, tc.agents[0].deployed())
 	assert.Empty(t, tc.agents[1].deployed(), "later batches are never touched")
 	assert.Equal(t, "predictor:1.0.0", tc.agents[0].image())
@@ -398,7 +440,7 @@ func TestRolloutBusyAbortAndRollback(t *testing.T) {
 	}
 	hist := c.History()
 	require.Len(t, hist, 3)
-	assert.Equal(t, []string{StateSucceeded, StateSucceeded, StateAborted}, []string{hist[0].State, hist[1].State, hist[2].State})
+	assert.Equal(t, []State{StateSucceeded, StateSucceeded, StateAborted}, []State{hist[0].State, hist[1].State, hist[2].State})
 	got, err := c.Get(hist[2].ID)
 	require.NoError(t, err)
 	assert.Equal(t, first.ID, got.ID)
@@ -417,14 +459,24 @@ func TestRolloutResumesAfterRestart(t *testing.T) {
 		return cur.Hosts[0].State == HostVerifying
 	}, 5*time.Second, 10*time.Millisecond)
 	c.Close()
+	c.Close() // twice is fine
 
-	var saved state
+	// The history file names the rollout as running, as it started; the
+	// progress file beside it says where it stood.
+	var saved stateFile
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	require.NoError(t, json.Unmarshal(b, &saved))
 	require.NotNil(t, saved.Current)
 	assert.Equal(t, StateRunning, saved.Current.State)
-	assert.Equal(t, HostPending, saved.Current.Hosts[1].State)
+	var progress progressFile
+	b, err = os.ReadFile(filepath.Join(filepath.Dir(path), "rollouts.progress.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &progress))
+	assert.Equal(t, r.ID, progress.Rollout.ID)
+	assert.Equal(t, StateRunning, progress.Rollout.State)
+	assert.Equal(t, HostVerifying, progress.Rollout.Hosts[0].State)
+	assert.Equal(t, HostPending, progress.Rollout.Hosts[1].State)
 
 	c2 := tc.coordinator(t, path)
 	done := wait(t, c2, 10*time.Second)
@@ -439,22 +491,33 @@ func TestRolloutResumesAfterRestart(t *testing.T) {
 }
 
 func TestCorruptStateFileNamed(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "rollouts.json")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "rollouts.json")
 	require.NoError(t, os.WriteFile(path, []byte(`{"current": {"id": "x", "hosts": [`), 0o600))
-	_, err := New(Config{StatePath: path})
+	_, err := New(Config{StatePath: path, Members: noMembers{}, MembersChanged: never})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), path)
 	assert.Contains(t, err.Error(), "corrupt")
+	assert.Contains(t, err.Error(), "move it away to start with no history")
 	b, _ := os.ReadFile(path)
 	assert.Equal(t, `{"current": {"id": "x", "hosts": [`, string(b), "the file is left for the operator")
-}
 
-func TestHistoryBounded(t *testing.T) {
-	c, err := New(Config{})
-	require.NoError(t, err)
-	for i := range MaxHistory + 10 {
-		c.pushHistoryLocked(Rollout{ID: string(rune('A' + i))})
-	}
-	assert.Len(t, c.History(), MaxHistory)
-	assert.Equal(t, string(rune('A'+MaxHistory+9)), c.History()[0].ID, "newest first")
+	// A running rollout's progress file that does not parse is named too.
+	running := `{"current":{"id":"r1","image":"predictor:1.1.0","batch":1,"min_healthy":"1s","deadline":"10s",` +
+		`"state":"running","hosts":[{"node":"a","state":"pending","batch":1}]}}`
+	require.NoError(t, os.WriteFile(path, []byte(running), 0o600))
+	progress := filepath.Join(dir, "rollouts.progress.json")
+	require.NoError(t, os.WriteFile(progress, []byte(`{"rollout":`), 0o600))
+	_, err = New(Config{StatePath: path, Members: noMembers{}, MembersChanged: never})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), progress)
+	assert.Contains(t, err.Error(), "move it away to resume the running rollout from its start")
+
+	// So is a running rollout in a state that cannot be resumed.
+	require.NoError(t, os.WriteFile(progress, []byte(`{"rollout":{"id":"r1","image":"predictor:1.1.0","batch":1,`+
+		`"min_healthy":"1s","deadline":"10s","state":"running","hosts":[{"node":"a","state":"reverted","batch":1}]}}`), 0o600))
+	_, err = New(Config{StatePath: path, Members: noMembers{}, MembersChanged: never})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), progress)
+	assert.Contains(t, err.Error(), `host "a" in state "reverted"`)
 }

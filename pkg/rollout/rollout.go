@@ -7,10 +7,19 @@
 // that makes zero downtime true: withdraw a replica, wait until every gateway
 // acknowledges, stop it, start its successor, announce it once healthy.
 //
-// The state (the rollout in progress and the history) is a JSON file written
-// atomically on every change. A coordinator restarted mid-rollout resumes it
-// where the file says it stood: the hosts already healthy stay done, the
-// batch in progress keeps its original deadline.
+// Decisions are made by step, a pure function from the rollout's progress
+// and an observation (the time, what membership says of the hosts, an
+// abort) to the next progress and what to do: send deploy requests, save,
+// log, when to look again. A loop feeds it: it wakes on membership changes,
+// on an abort, on the answers to its deploy requests and on the next
+// deadline, never on a fixed poll.
+//
+// The state is saved, atomically, only when it changes: the rollout in
+// progress in a small file of its own at every step, the history (the last
+// MaxHistory rollouts) when a rollout starts or ends. A coordinator
+// restarted mid-rollout resumes it where the files say it stood: the hosts
+// already healthy stay done, the batch in progress (or its revert) keeps its
+// original deadline.
 package rollout
 
 import (
@@ -18,25 +27,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/herd-cluster/herd/pkg/membership"
-)
-
-// Rollout states.
-const (
-	StateRunning   = "running"
-	StateSucceeded = "succeeded"
-	StateFailed    = "failed"    // a batch missed its deadline; see Reverted
-	StateAborted   = "aborted"   // stopped by the operator
-	StateRefused   = "refused"   // never started (not recorded in history)
-	HostPending    = "pending"   // not started yet
-	HostReplacing  = "replacing" // agent converging to the image
-	HostVerifying  = "verifying" // healthy, waiting out MinHealthy
-	HostHealthy    = "healthy"
-	HostReverting  = "reverting"
-	HostReverted   = "reverted"
-	HostFailed     = "failed"
 )
 
 // Duration is a time.Duration that reads and writes as "5s" in JSON.
@@ -92,9 +86,9 @@ func (o Options) Validate() error {
 	case o.Batch < 1:
 		return fmt.Errorf("batch %d: must be at least 1", o.Batch)
 	case o.MinHealthy < 0:
-		return errors.New("min-healthy must not be negative")
+		return fmt.Errorf("min healthy %s: must not be negative", time.Duration(o.MinHealthy))
 	case o.Deadline <= 0:
-		return errors.New("deadline must be positive")
+		return fmt.Errorf("deadline %s: must be positive", time.Duration(o.Deadline))
 	}
 	return nil
 }
@@ -102,7 +96,7 @@ func (o Options) Validate() error {
 // Host is one host's progress in a rollout.
 type Host struct {
 	Node         string    `json:"node"`
-	State        string    `json:"state"`
+	State        HostState `json:"state"`
 	Batch        int       `json:"batch"`
 	Started      time.Time `json:"started,omitzero"`
 	HealthySince time.Time `json:"healthy_since,omitzero"`
@@ -115,7 +109,7 @@ type Rollout struct {
 	ID string `json:"id"`
 	Options
 	Previous string    `json:"previous"`
-	State    string    `json:"state"`
+	State    State     `json:"state"`
 	Message  string    `json:"message,omitempty"`
 	Reverted bool      `json:"reverted,omitempty"`
 	Created  time.Time `json:"created"`
@@ -124,7 +118,7 @@ type Rollout struct {
 }
 
 // Done reports whether the rollout has ended.
-func (r *Rollout) Done() bool { return r.State != StateRunning }
+func (r *Rollout) Done() bool { return r.State.Done() }
 
 // Succeeded reports whether it ended on the new image everywhere.
 func (r *Rollout) Succeeded() bool { return r.State == StateSucceeded }
@@ -142,6 +136,34 @@ var ErrBusy = errors.New("a rollout is already running")
 // ErrNotFound: no rollout with that id.
 var ErrNotFound = errors.New("no such rollout")
 
+// ErrNotRunning: there is no running rollout to abort.
+var ErrNotRunning = errors.New("no rollout is running")
+
 // ErrRefused: the rollout cannot start (bad image, no agents, an agent
-// without the image); nothing was changed.
+// without the image, a failed agent); nothing was changed.
 var ErrRefused = errors.New("rollout refused")
+
+// ErrClosed: the coordinator was closed.
+var ErrClosed = errors.New("rollout coordinator closed")
+
+// FailedAgentsError refuses a rollout because agents of the service are
+// marked failed and did not come back within Config.FailedGrace: a rollout
+// without them would leave them on their old image when they return. They
+// come back by themselves, or are removed for good with a force-leave. It
+// matches ErrRefused.
+type FailedAgentsError struct {
+	Nodes []string      // sorted
+	Grace time.Duration // how long the coordinator waited for them
+}
+
+func (e *FailedAgentsError) Error() string {
+	verb := "is"
+	if len(e.Nodes) > 1 {
+		verb = "are"
+	}
+	return fmt.Sprintf("%s: %s %s failed and did not come back within %s: a rollout without it would leave it on "+
+		"its old image when it returns", ErrRefused, strings.Join(e.Nodes, ", "), verb, e.Grace)
+}
+
+// Unwrap makes errors.Is(err, ErrRefused) true.
+func (e *FailedAgentsError) Unwrap() error { return ErrRefused }
