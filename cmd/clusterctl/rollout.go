@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -142,7 +145,7 @@ func startAndFollow(c *cli.Context, start func(context.Context, api.RolloutOptio
 		if !strings.HasPrefix(msg, "rollout refused") { // the gateway's refusals say it already
 			msg = "rollout refused: " + msg
 		}
-		return cli.Exit(msg, exitError)
+		return cli.Exit(msg+refusalHint(err), exitError)
 	}
 	if c.Bool("detach") {
 		if c.Bool("json") {
@@ -256,4 +259,24 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// failedAgentsRe finds the agents a refusal names as failed.
+var failedAgentsRe = regexp.MustCompile(`: ([^:]+) (?:is|are) failed and did not come back`)
+
+// refusalHint is what the operator can do about a refused rollout: the
+// gateway says what is wrong, the CLI which command helps.
+func refusalHint(err error) string {
+	var se *api.StatusError
+	if !errors.As(err, &se) {
+		return ""
+	}
+	if se.Status == http.StatusConflict {
+		return "; wait for it, or `clusterctl rollout abort`"
+	}
+	if m := failedAgentsRe.FindStringSubmatch(se.Msg); m != nil {
+		first, _, _ := strings.Cut(m[1], ", ")
+		return "; wait until `clusterctl members` shows it alive, or remove it for good with `clusterctl force-leave " + first + "`"
+	}
+	return ""
 }

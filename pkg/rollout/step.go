@@ -173,6 +173,13 @@ func (p *progress) advance(o observation, d *decision) {
 			}
 		case o.abort:
 			p.startRevert(idx, now, d, StateAborted, "aborted by the operator")
+		case p.gaveUp(idx, o) != "":
+			why := p.gaveUp(idx, o)
+			if p.NoAutoRevert {
+				p.finish(now, d, StateFailed, why, false, idx)
+				return
+			}
+			p.startRevert(idx, now, d, StateFailed, why)
 		case !now.Before(deadline):
 			why := p.late(idx, p.Image, minHealthy)
 			if p.NoAutoRevert {
@@ -282,6 +289,20 @@ func (p *progress) observe(idx []int, image string, phase HostState, o observati
 		}
 		h.HealthySince, h.State = time.Time{}, phase
 	}
+}
+
+// gaveUp says which host of the batch gave up converging to the rollout's
+// image, and why (its Fail tag: a gateway that did not acknowledge a
+// replica's withdrawal); empty when none did. Such a batch fails at once,
+// without waiting for its deadline.
+func (p *progress) gaveUp(idx []int, o observation) string {
+	for _, i := range idx {
+		n, known := o.members[p.Hosts[i].Node]
+		if known && n.Err == nil && n.Tags.Want == p.Image && n.Tags.Fail != "" {
+			return p.Hosts[i].Node + " gave up on " + p.Image + ": " + n.Tags.Fail
+		}
+	}
+	return ""
 }
 
 // healthyFor reports whether every host of the batch has been healthy for

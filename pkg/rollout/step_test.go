@@ -40,6 +40,13 @@ func toward(want, from string) membership.Node {
 	return n
 }
 
+// failing is an agent converging to want that gave up, saying why.
+func failing(want, from, why string) membership.Node {
+	n := toward(want, from)
+	n.Tags.Fail = why
+	return n
+}
+
 // status is n as the failure detector sees it now.
 func status(n membership.Node, s membership.Status) membership.Node {
 	n.Status = s
@@ -177,6 +184,24 @@ func TestStep(t *testing.T) {
 				{at: 3 * time.Second, members: members(on(v11)), hosts: "reverting", deploy: v10 + " a", wake: 6 * time.Second},
 				{at: 4 * time.Second, members: members(on(v10)), hosts: "reverted", state: StateFailed,
 					message: "batch did not stay healthy on predictor:1.1.0 for 5s within 3s; batch reverted to predictor:1.0.0"},
+			},
+		},
+		{
+			name: "an agent that gave up (a gateway did not acknowledge): the batch reverts at once, saying why",
+			start: fresh(v11, 2, 1),
+			ticks: []tick{
+				{at: 0, members: members(on(v10), on(v10)), hosts: "replacing pending", deploy: v11 + " a", wake: 10 * time.Second},
+				{at: 2 * time.Second, members: members(failing(v11, v10, "gateway g2 did not acknowledge"), on(v10)),
+					answers: took(v11, "a"), hosts: "reverting pending", deploy: v10 + " a", wake: 12 * time.Second,
+					log: "reverting batch"},
+				{at: 3 * time.Second, members: members(on(v10), on(v10)), answers: took(v10, "a"), hosts: "reverted pending",
+					state: StateFailed, message: "a gave up on predictor:1.1.0: gateway g2 did not acknowledge; batch reverted to predictor:1.0.0"},
+			},
+		},
+		{
+			name: "an agent that gave up on another image does not fail this one", start: fresh(v11, 1, 1),
+			ticks: []tick{
+				{at: 0, members: members(failing(v10, v10, "old news")), hosts: "replacing", deploy: v11 + " a", wake: 10 * time.Second},
 			},
 		},
 		{
