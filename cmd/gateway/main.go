@@ -3,8 +3,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
@@ -19,11 +19,11 @@ import (
 
 	"github.com/herd-cluster/herd/internal/cliutil"
 	"github.com/herd-cluster/herd/internal/daemon"
+	"github.com/herd-cluster/herd/internal/gatewayd"
 	"github.com/herd-cluster/herd/pkg/admin"
 	"github.com/herd-cluster/herd/pkg/balancer"
 	"github.com/herd-cluster/herd/pkg/gateway"
 	"github.com/herd-cluster/herd/pkg/membership"
-	"github.com/herd-cluster/herd/pkg/rollout"
 )
 
 func main() {
@@ -83,7 +83,13 @@ func main() {
 				&cli.BoolFlag{Name: "enable-pprof", EnvVars: []string{"HERD_ENABLE_PPROF"},
 					Usage: "serve Go's profiler at /debug/pprof/ on the admin address (behind the token)"},
 				&cli.DurationFlag{Name: "shutdown-grace", Value: 30 * time.Second, EnvVars: []string{"HERD_SHUTDOWN_GRACE"},
-					Usage: "on SIGTERM, how long in-flight requests may take to finish"},
+					Usage: "on SIGTERM or an upgrade, how long in-flight requests may take to finish"},
+				&cli.DurationFlag{Name: "start-timeout", Value: 10 * time.Second, EnvVars: []string{"HERD_START_TIMEOUT"},
+					Usage: "at start, how long to wait for the gossip port (a stopping gateway may still hold it) and for the cluster's state"},
+				&cli.DurationFlag{Name: "upgrade-timeout", Value: time.Minute, EnvVars: []string{"HERD_UPGRADE_TIMEOUT"},
+					Usage: "on SIGHUP, how long the new binary has to be ready before the upgrade is given up (this process keeps serving)"},
+				&cli.StringFlag{Name: "pid-file", EnvVars: []string{"HERD_PID_FILE"},
+					Usage: "write the serving process's pid here (the new one's after a SIGHUP upgrade)"},
 			}, daemon.GossipFlags("127.0.0.1:7070")...), daemon.LogFlags()...),
 			Description: daemon.ExitCodes,
 			Before:      daemon.LoadConfig,
@@ -122,84 +128,43 @@ func run(c *cli.Context) error {
 	if bc.Balance, err = balancer.ParseAlgorithm(c.String("balance")); err != nil {
 		return cli.Exit(err.Error(), 2)
 	}
-	gw, err := gateway.New(gcfg)
-	if err != nil {
+	if err := gcfg.Balancer.Validate(); err != nil {
 		return cli.Exit(err.Error(), 2)
 	}
-
-	traffic, err := daemon.Listen("--listen", c.String("listen"))
-	if err != nil {
-		return err
-	}
-	defer traffic.Close()
-	adminLn, err := daemon.ListenAdmin(c)
-	if err != nil {
-		return err
-	}
-	defer adminLn.Close()
-
-	mcfg.Tags = membership.Tags{Role: membership.RoleGateway, Gen: uint64(time.Now().UnixMilli())}
-	mcfg.EventCh, mcfg.QueryCh = gw.EventCh(), gw.QueryCh()
-	cluster, err := membership.New(mcfg)
-	if err != nil {
-		return err
-	}
-	defer cluster.Shutdown()
-	if joins := c.StringSlice("join"); len(joins) > 0 {
-		if _, err := cluster.Join(joins); err != nil {
-			return err
-		}
-	}
-
-	ctx, stop := daemon.SignalContext()
-	defer stop()
-	gwCtx, stopGateway := context.WithCancel(context.Background())
-	defer stopGateway()
-	gwDone := make(chan struct{})
-	go func() { gw.Run(gwCtx); close(gwDone) }()
-
-	srv := admin.NewServer(c.String("token"), logger)
-	srv.HandleMembers(cluster.Members)
-	srv.HandleBackends(func() []balancer.BackendStatus { return gw.Balancer().Backends() })
 	dataDir, err := daemon.DataDir(c)
 	if err != nil {
 		return err
 	}
-	coord, err := rollout.New(rollout.Config{
-		Members: cluster, Service: gcfg.Service, StatePath: filepath.Join(dataDir, "rollouts.json"), Logger: logger,
-		MembersChanged: gw.Changed,
+	gcfg.ViewPath = filepath.Join(dataDir, "view.json")
+	mcfg.Tags = membership.Tags{Role: membership.RoleGateway, Gen: uint64(time.Now().UnixMilli())}
+	return gatewayd.Run(gatewayd.Config{
+		Gateway: gcfg, Membership: mcfg, Listen: c.String("listen"), ListenName: "--listen", Join: c.StringSlice("join"),
+		ListenAdmin: func(listen func(network, addr string) (net.Listener, error)) (net.Listener, error) {
+			return daemon.ListenAdminWith(c, listen)
+		},
+		Admin: func(p *gatewayd.Parts) http.Handler {
+			srv := admin.NewServer(c.String("token"), logger)
+			srv.HandleMembers(p.Cluster.Members)
+			srv.HandleBackends(func() []balancer.BackendStatus { return p.Gateway.Balancer().Backends() })
+			srv.HandleRollouts(p.Coordinator)
+			srv.HandleKeys(p.Cluster)
+			srv.HandleForceLeave(p.Cluster.ForceLeave)
+			srv.HandleDashboard(admin.Dashboard{Node: c.String("node"), Version: cliutil.Version})
+			srv.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+			if c.Bool("enable-pprof") {
+				srv.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
+				srv.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+				srv.Handle("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+			}
+			return srv
+		},
+		RolloutStatePath: filepath.Join(dataDir, "rollouts.json"),
+		ShutdownGrace:    c.Duration("shutdown-grace"),
+		StartTimeout:     c.Duration("start-timeout"),
+		UpgradeTimeout:   c.Duration("upgrade-timeout"),
+		PIDFile:          c.String("pid-file"),
+		Logger:           logger,
 	})
-	if err != nil {
-		return err
-	}
-	defer coord.Close()
-	srv.HandleRollouts(coord)
-	srv.HandleKeys(cluster)
-	srv.HandleForceLeave(cluster.ForceLeave)
-	srv.HandleDashboard(admin.Dashboard{Node: c.String("node"), Version: cliutil.Version})
-	srv.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	if c.Bool("enable-pprof") {
-		srv.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
-		srv.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
-		srv.Handle("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
-	}
-	go func() {
-		if err := daemon.Serve(ctx, adminLn, srv, 5*time.Second, logger); err != nil {
-			logger.Error("admin API", "error", err)
-		}
-	}()
-	logger.Info("gateway ready", "listen", traffic.Addr(), "admin", adminLn.Addr(), "gossip", cluster.LocalNode().Addr,
-		"service", gcfg.Service)
-
-	serveErr := daemon.ServeUntil(ctx, traffic, gw.Balancer(), c.Duration("shutdown-grace"))
-	// In-flight requests have finished: leave, then stop following events.
-	if err := cluster.Leave(); err != nil {
-		logger.Warn("leave", "error", err)
-	}
-	stopGateway()
-	<-gwDone
-	logger.Info("gateway stopped")
-	return serveErr
 }
 
 // parsePrefixes reads CIDRs ("10.0.0.0/8"), or single addresses as /32 or

@@ -113,6 +113,12 @@ func MembershipConfig(c *cli.Context, logger hclog.Logger) (*membership.Config, 
 // ListenAdmin opens the admin listener, refusing a non-loopback address
 // without a token: anyone who can reach the admin API can deploy.
 func ListenAdmin(c *cli.Context) (net.Listener, error) {
+	return ListenAdminWith(c, net.Listen)
+}
+
+// ListenAdminWith is ListenAdmin with the listener made by listen (an
+// upgrade's, which may be inherited from the process it replaces).
+func ListenAdminWith(c *cli.Context, listen func(network, addr string) (net.Listener, error)) (net.Listener, error) {
 	addr := c.String("admin")
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
@@ -133,7 +139,7 @@ func ListenAdmin(c *cli.Context) (net.Listener, error) {
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	l, err := Listen("admin API", addr)
+	l, err := ListenWith(listen, "admin API", addr)
 	if err != nil || tlsConfig == nil {
 		return l, err
 	}
@@ -142,8 +148,11 @@ func ListenAdmin(c *cli.Context) (net.Listener, error) {
 
 // Listen opens a TCP listener, naming the address and what it is for in the
 // error.
-func Listen(what, addr string) (net.Listener, error) {
-	l, err := net.Listen("tcp", addr)
+func Listen(what, addr string) (net.Listener, error) { return ListenWith(net.Listen, what, addr) }
+
+// ListenWith is Listen with the listener made by listen.
+func ListenWith(listen func(network, addr string) (net.Listener, error), what, addr string) (net.Listener, error) {
+	l, err := listen("tcp", addr)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return nil, fmt.Errorf("%s: address %s already in use", what, addr)

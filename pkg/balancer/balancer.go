@@ -46,7 +46,10 @@ type Balancer struct {
 
 	srv      *server
 	loops    loopSet
-	shutting atomic.Bool
+	// closing: every answer closes its connection (StopAccepting or
+	// Shutdown began); shutting: idle connections are closed too (Shutdown).
+	closing, shutting atomic.Bool
+	closingSince      atomic.Int64 // unix nanoseconds closing began
 	closed   atomic.Bool
 }
 
@@ -62,7 +65,7 @@ func New(cfg Config) (*Balancer, error) {
 	if cfg.ClientHeaderTimeout <= 0 {
 		cfg.ClientHeaderTimeout = 10 * time.Second
 	}
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	every, err := accessEvery(cfg.AccessLog, cfg.AccessLogSample)

@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -97,6 +98,9 @@ func newTestBalancer(t *testing.T, r relay) (*Balancer, *front) {
 func serveBalancer(t *testing.T, r relay, cfg Config) (*Balancer, *front) {
 	t.Helper()
 	cfg.EventLoop = r.eventLoop
+	if cfg.DrainIdleDelay == DefaultConfig().DrainIdleDelay {
+		cfg.DrainIdleDelay = 0 // the tests' idle keep-alive connections close at once
+	}
 	b, err := New(cfg)
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -421,5 +425,60 @@ func TestCloseStopsEverything(t *testing.T) {
 			srv.Close()
 		}
 		goleak.VerifyNone(t, before)
+	})
+}
+
+// While the balancer drains, a client that sends a request on an idle
+// keep-alive connection gets its answer, with Connection: close, instead of
+// a connection closed under it; a connection that stays idle is closed once
+// DrainIdleDelay has passed, and Shutdown returns then.
+func TestDrainAnswersIdleConnections(t *testing.T) {
+	eachRelay(t, func(t *testing.T, rl relay) {
+		cfg := testConfig()
+		cfg.EventLoop = rl.eventLoop
+		cfg.DrainIdleDelay = 600 * time.Millisecond
+		b, err := New(cfg)
+		require.NoError(t, err)
+		setBackends(b, startBackends(t, 1, nil))
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		served := make(chan error, 1)
+		go func() { served <- b.Serve(ln) }()
+		t.Cleanup(b.Close)
+		dial := func() (net.Conn, *bufio.Reader) {
+			c, err := net.Dial("tcp", ln.Addr().String())
+			require.NoError(t, err)
+			t.Cleanup(func() { c.Close() })
+			br := bufio.NewReader(c)
+			_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			require.NoError(t, err)
+			resp, err := http.ReadResponse(br, nil)
+			require.NoError(t, err)
+			_, _ = io.ReadAll(resp.Body)
+			return c, br
+		}
+		busy, busyBr := dial()
+		quiet, quietBr := dial()
+
+		began := time.Now()
+		done := make(chan error, 1)
+		go func() { done <- b.Shutdown(context.Background()) }()
+		time.Sleep(200 * time.Millisecond)
+		_, err = io.WriteString(busy, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(busyBr, nil)
+		require.NoError(t, err, "answered while draining")
+		_, _ = io.ReadAll(resp.Body)
+		assert.Equal(t, 200, resp.StatusCode)
+		assert.True(t, resp.Close, "with Connection: close")
+
+		_ = quiet.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = quietBr.ReadByte()
+		assert.ErrorIs(t, err, io.EOF, "the idle connection is closed")
+		require.NoError(t, <-done)
+		took := time.Since(began)
+		assert.GreaterOrEqual(t, took, 550*time.Millisecond, "not before DrainIdleDelay")
+		assert.Less(t, took, 3*time.Second)
+		assert.ErrorIs(t, <-served, ErrServerClosed)
 	})
 }

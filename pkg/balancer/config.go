@@ -26,6 +26,13 @@ type Config struct {
 	// ClientIdleTimeout closes a keep-alive client connection that sends no
 	// next request for this long, without an answer. Zero: 60 s.
 	ClientIdleTimeout time.Duration
+	// DrainIdleDelay is how long Shutdown leaves a keep-alive client
+	// connection that waits for a request before closing it, counted from
+	// StopAccepting (or Shutdown): a client that sends a request on it
+	// meanwhile gets an answer with Connection: close, rather than a
+	// connection closed under it (a POST it could not send again). Zero:
+	// idle connections close at once. Default 1 s.
+	DrainIdleDelay time.Duration
 	// ClientHeaderTimeout bounds how long a client may take to send a
 	// request head: from its first byte (or, on a new connection, from the
 	// accept) to its end. When it passes the client is answered 408 and
@@ -99,6 +106,7 @@ func DefaultConfig() Config {
 		IdleConnTimeout:        90 * time.Second,
 		ClientIdleTimeout:      60 * time.Second,
 		ClientHeaderTimeout:    10 * time.Second,
+		DrainIdleDelay:         time.Second,
 		EventLoop:              true,
 		MaxIdleConnsPerBackend: 128,
 		Retries:                2,
@@ -140,7 +148,11 @@ func ParseAlgorithm(name string) (Algorithm, error) {
 	return "", fmt.Errorf("balance %q: want %s or %s", name, RoundRobin, LeastRequest)
 }
 
-func (c *Config) validate() error {
+// Validate reports the first bad setting.
+func (c *Config) Validate() error {
+	if _, err := accessEvery(c.AccessLog, c.AccessLogSample); err != nil {
+		return err
+	}
 	switch {
 	case c.HealthInterval < 0:
 		return fmt.Errorf("health interval %s: must not be negative", c.HealthInterval)
@@ -158,6 +170,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("backend max conns %d: must not be negative", c.BackendMaxConns)
 	case c.BackendMaxConns > 0 && c.QueueTimeout <= 0:
 		return fmt.Errorf("queue timeout %s: want more than 0 with a backend max conns", c.QueueTimeout)
+	case c.DrainIdleDelay < 0:
+		return fmt.Errorf("drain idle delay %s: must not be negative", c.DrainIdleDelay)
 	case c.SlowStart < 0:
 		return fmt.Errorf("slow start %s: must not be negative", c.SlowStart)
 	}

@@ -25,7 +25,9 @@ type clientConn struct {
 	br       *bufio.Reader
 	remoteIP []byte
 	trusted  bool        // the client is a trusted proxy: its X-Forwarded-For is kept
-	idle     atomic.Bool // waiting for a request: Shutdown may close it
+	// idleSince is when it began waiting for a request with nothing of it
+	// received (unix nanoseconds; 0: busy): Shutdown may close it.
+	idleSince atomic.Int64
 	served   bool        // it sent a request: a timeout before the next one closes it without a 408
 	looped   atomic.Bool // an event loop owns it: Shutdown leaves it to the loop
 	deadline readDeadline
@@ -169,8 +171,10 @@ func (cc *clientConn) prepare() {
 }
 
 // keepAlive reports whether the connection may carry another exchange
-// after the one that just ended.
-func (cc *clientConn) keepAlive() bool { return !cc.x.closeAfter && !cc.b.shutting.Load() }
+// after the one that just ended: whether its answer said so. (One that did
+// not say Connection: close stays open even if the balancer began closing
+// since: a client may already be sending its next request on it.)
+func (cc *clientConn) keepAlive() bool { return !cc.x.closeAfter }
 
 // finish ends the exchange with o: the client was answered status (or is
 // gone), the backend's request in flight is released, and it is counted.
@@ -306,7 +310,10 @@ func (cc *clientConn) errorText(o outcome) string {
 // the request id when inExchange. The connection closes after it unless the
 // request was read whole and may be followed by another.
 func (cc *clientConn) writeError(code int, msg string, inExchange bool) {
-	closing := !inExchange || cc.x.closeAfter || cc.b.shutting.Load()
+	closing := !inExchange || cc.x.closeAfter || cc.b.closing.Load()
+	if closing && inExchange {
+		cc.x.closeAfter = true
+	}
 	out := cc.out[:0]
 	out = append(out, "HTTP/1.1 "...)
 	out = strconv.AppendInt(out, int64(code), 10)

@@ -152,13 +152,14 @@ func (l *loop) accept(cc *clientConn, c net.Conn) bool {
 	return true
 }
 
-// shutdown closes the client connections waiting for a request (or for
-// the rest of its head), as Shutdown does without the loop; the others
-// close after their answer (respond sees Balancer.shutting).
-func (l *loop) shutdown() {
+// shutdown closes the client connections idle since before (unix
+// nanoseconds), as Shutdown does without the loop; the others close after
+// their answer (respond sees Balancer.closing).
+func (l *loop) shutdown(before int64) {
 	l.post(func() {
 		for cc := range l.clients {
-			if cc.c.(*lconn).wait == waitExchange && cc.x.state == stateReadingHead {
+			since := cc.idleSince.Load()
+			if cc.c.(*lconn).wait == waitExchange && cc.x.state == stateReadingHead && since != 0 && since <= before {
 				l.closeClient(cc)
 			}
 		}
@@ -354,18 +355,20 @@ func (l *loop) readRequest(cc *clientConn) {
 		}
 		if err == netpoll.ErrAgain {
 			idle := cc.br == nil || cc.br.Buffered() == 0
-			cc.idle.Store(idle)
+			if !idle {
+				cc.idleSince.Store(0)
+			} else if cc.idleSince.Load() == 0 {
+				cc.idleSince.Store(time.Now().UnixNano())
+			}
 			switch {
-			case idle && l.b.shutting.Load():
-				l.closeClient(cc)
-			case idle:
+			case idle: // Shutdown closes it once idle long enough
 				cc.rest()
 			case !lc.headBegun: // the rest of the head has ClientHeaderTimeout
 				lc.headBegun, lc.due = true, dueIn(l.b.cfg.ClientHeaderTimeout)
 			}
 			return
 		}
-		cc.idle.Store(false)
+		cc.idleSince.Store(0)
 		if err != nil {
 			l.refuse(cc, err)
 			return

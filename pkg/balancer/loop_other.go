@@ -15,7 +15,7 @@ type loop struct{}
 func newLoop(*Balancer) (*loop, error) { return nil, netpoll.ErrUnsupported }
 
 func (*loop) accept(*clientConn, net.Conn) bool { return false }
-func (*loop) shutdown()                         {}
+func (*loop) shutdown(int64)                    {}
 func (*loop) closeAll()                         {}
 func (*loop) stop()                             {}
 func (*loop) put(*bconn)                        {}

@@ -17,16 +17,13 @@ import (
 func (cc *clientConn) serve() {
 	defer cc.b.srv.forget(cc)
 	for {
-		cc.idle.Store(true)
-		if cc.b.shutting.Load() {
-			return
-		}
+		cc.idleSince.Store(time.Now().UnixNano())
 		cc.x.state = stateReadingHead
 		partial, err := cc.awaitHead()
 		if err == nil {
 			err = readHead(cc.br, &cc.req, true)
 		}
-		cc.idle.Store(false)
+		cc.idleSince.Store(0)
 		if err != nil {
 			cc.badHead(err, partial || cc.br != nil && cc.br.Buffered() > 0)
 			return
@@ -64,7 +61,7 @@ func (cc *clientConn) awaitHead() (partial bool, err error) {
 			return false, err
 		}
 	}
-	cc.idle.Store(false)
+	cc.idleSince.Store(0)
 	if b, _ := cc.br.Peek(cc.br.Buffered()); !bytes.Contains(b, crlfcrlf) {
 		cc.deadline.set(cc.c, cfg.ClientHeaderTimeout) // the head is not all here yet
 	}
@@ -277,7 +274,7 @@ func (cc *clientConn) respond() {
 	bodyless := resp.bodyless(method) && !upgrade
 	dechunk := resp.chunked && req.http10 && !bodyless
 	untilClose := !bodyless && !upgrade && !resp.chunked && resp.contentLength < 0
-	if untilClose || dechunk || req.close || x.skipBody || b.shutting.Load() {
+	if untilClose || dechunk || req.close || x.skipBody || b.closing.Load() {
 		x.closeAfter = true
 	}
 	reuse := !resp.close && !untilClose && !upgrade && !x.skipBody

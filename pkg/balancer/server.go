@@ -33,7 +33,7 @@ func newServer() *server {
 func (b *Balancer) Serve(ln net.Listener) error {
 	s := b.srv
 	s.mu.Lock()
-	if b.shutting.Load() {
+	if b.closing.Load() {
 		s.mu.Unlock()
 		return ErrServerClosed
 	}
@@ -48,7 +48,7 @@ func (b *Balancer) Serve(ln net.Listener) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			if b.shutting.Load() {
+			if b.closing.Load() {
 				return ErrServerClosed
 			}
 			var ne net.Error
@@ -62,7 +62,7 @@ func (b *Balancer) Serve(ln net.Listener) error {
 		}
 		delay = 0
 		cc := b.newClientConn(c)
-		if !s.track(cc, &b.shutting) {
+		if !s.track(cc, &b.closing) {
 			c.Close()
 			return ErrServerClosed
 		}
@@ -99,25 +99,45 @@ func (s *server) forget(cc *clientConn) {
 	s.wg.Done()
 }
 
-// Shutdown stops accepting, closes idle client connections, and waits until
-// the requests in flight have been answered (each connection is closed
-// after its answer) or ctx ends, when the remaining connections are closed.
-// The event loops stop once they have nothing left.
-func (b *Balancer) Shutdown(ctx context.Context) error {
+// StopAccepting stops accepting new connections and makes every answer from
+// now on close its connection (Connection: close), but leaves idle
+// connections open: a client about to send a request on one gets its
+// answer rather than a closed connection (a POST it could not send again).
+// Shutdown closes them.
+func (b *Balancer) StopAccepting() {
 	s := b.srv
 	s.mu.Lock()
-	b.shutting.Store(true)
+	defer s.mu.Unlock()
+	b.closingSince.CompareAndSwap(0, time.Now().UnixNano())
+	b.closing.Store(true)
 	for ln := range s.listeners {
 		ln.Close()
 	}
-	s.mu.Unlock()
+}
+
+// Shutdown stops accepting, and waits until the requests in flight have
+// been answered (each connection is closed after its answer) or ctx ends,
+// when the remaining connections are closed. An idle connection is closed
+// once it has been idle for Config.DrainIdleDelay, counted from
+// StopAccepting or Shutdown, whichever came first. The event loops stop once
+// they have nothing left.
+func (b *Balancer) Shutdown(ctx context.Context) error {
+	s := b.srv
+	b.StopAccepting()
+	b.shutting.Store(true)
+	began := time.Unix(0, b.closingSince.Load())
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		// Closed: connections idle since before the delay's start.
+		before := min(time.Now().Add(-b.cfg.DrainIdleDelay).UnixNano(), began.UnixNano())
+		if time.Since(began) >= b.cfg.DrainIdleDelay {
+			before = time.Now().UnixNano()
+		}
 		s.mu.Lock()
 		n := len(s.conns)
 		for cc := range s.conns {
-			if cc.idle.Load() && !cc.looped.Load() {
+			if since := cc.idleSince.Load(); since != 0 && since <= before && !cc.looped.Load() {
 				cc.c.Close()
 			}
 		}
@@ -126,7 +146,7 @@ func (b *Balancer) Shutdown(ctx context.Context) error {
 			b.loops.stop()
 			return nil
 		}
-		b.loops.each((*loop).shutdown)
+		b.loops.each(func(l *loop) { l.shutdown(before) })
 		select {
 		case <-ctx.Done():
 			b.loops.each((*loop).closeAll)

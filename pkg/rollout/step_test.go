@@ -187,7 +187,7 @@ func TestStep(t *testing.T) {
 			},
 		},
 		{
-			name: "an agent that gave up (a gateway did not acknowledge): the batch reverts at once, saying why",
+			name:  "an agent that gave up (a gateway did not acknowledge): the batch reverts at once, saying why",
 			start: fresh(v11, 2, 1),
 			ticks: []tick{
 				{at: 0, members: members(on(v10), on(v10)), hosts: "replacing pending", deploy: v11 + " a", wake: 10 * time.Second},

@@ -11,7 +11,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -64,7 +66,11 @@ func startProcEnv(t *testing.T, name string, env []string, args ...string) *proc
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	logFile, err := os.Create(logPath)
 	require.NoError(t, err)
-	cmd := exec.Command(filepath.Join(binDir, args[0]), args[1:]...)
+	bin := args[0]
+	if !filepath.IsAbs(bin) {
+		bin = filepath.Join(binDir, bin)
+	}
+	cmd := exec.Command(bin, args[1:]...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = append(os.Environ(), env...)
 	require.NoError(t, cmd.Start())
@@ -139,6 +145,15 @@ func (g *gatewayProc) restart(t *testing.T) {
 
 func startGateway(t *testing.T, extra ...string) *gatewayProc {
 	t.Helper()
+	g := newGateway(t, extra...)
+	g.proc = startProc(t, "gateway", g.args...)
+	g.waitReady(t)
+	return g
+}
+
+// newGateway is a gateway's addresses and flags, not started yet.
+func newGateway(t *testing.T, extra ...string) *gatewayProc {
+	t.Helper()
 	buildAll(t)
 	g := &gatewayProc{
 		url:    fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t, "127.0.0.1")),
@@ -153,8 +168,6 @@ func startGateway(t *testing.T, extra ...string) *gatewayProc {
 			g.token = extra[i+1]
 		}
 	}
-	g.proc = startProc(t, "gateway", args...)
-	g.waitReady(t)
 	return g
 }
 
@@ -296,18 +309,42 @@ func containsState(stat []byte, state byte) bool {
 	return false
 }
 
-// load is a constant-rate (open-loop) GET load through the gateway: one
-// request every interval whatever the latency, each counted.
+// load is a constant-rate (open-loop) load through the gateway: one
+// request every interval whatever the latency, each counted. GET /version,
+// or, mixed, every other one a POST /predict with a body.
 type load struct {
 	sent, failed atomic.Int64
 	errs         sync.Map // first few failure descriptions
 	stop         chan struct{}
 	done         sync.WaitGroup
+	mixed        bool
+
+	mu   sync.Mutex
+	took []sample // every request's outcome, when it ended
+}
+
+// sample is one request of a load: when it ended, how long it took, and
+// its error ("" for a 2xx).
+type sample struct {
+	at, start time.Time
+	took      time.Duration
+	err       string
 }
 
 func startLoad(t *testing.T, url string, rate int, keepAlive bool) *load {
 	t.Helper()
-	l := &load{stop: make(chan struct{})}
+	return startLoadOf(t, url, rate, keepAlive, false)
+}
+
+// startMixedLoad is startLoad with every other request a POST /predict.
+func startMixedLoad(t *testing.T, url string, rate int) *load {
+	t.Helper()
+	return startLoadOf(t, url, rate, true, true)
+}
+
+func startLoadOf(t *testing.T, url string, rate int, keepAlive, mixed bool) *load {
+	t.Helper()
+	l := &load{stop: make(chan struct{}), mixed: mixed}
 	client := &http.Client{
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{DisableKeepAlives: !keepAlive, MaxIdleConnsPerHost: 64},
@@ -334,22 +371,59 @@ func startLoad(t *testing.T, url string, rate int, keepAlive bool) *load {
 
 func (l *load) one(client *http.Client, url string) {
 	n := l.sent.Add(1)
-	resp, err := client.Get(url + "/version")
+	start := time.Now()
+	var resp *http.Response
+	var err error
+	if l.mixed && n%2 == 0 {
+		resp, err = client.Post(url+"/predict", "application/json", strings.NewReader(`{"text":"I love this, it is wonderful"}`))
+	} else {
+		resp, err = client.Get(url + "/version")
+	}
+	why := ""
 	if err != nil {
-		l.fail(n, err.Error())
-		return
+		why = err.Error()
+	} else {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			why = resp.Status
+		}
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		l.fail(n, resp.Status)
+	if why != "" {
+		l.fail(n, why)
 	}
+	l.mu.Lock()
+	l.took = append(l.took, sample{at: time.Now(), start: start, took: time.Since(start), err: why})
+	l.mu.Unlock()
 }
 
 func (l *load) fail(n int64, why string) {
 	if l.failed.Add(1) <= 5 {
 		l.errs.Store(n, why)
 	}
+}
+
+// samples are the load's requests so far.
+func (l *load) samples() []sample {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.took)
+}
+
+// p99 is the 99th percentile of the latency of the requests started in
+// [from, to).
+func (l *load) p99(from, to time.Time) time.Duration {
+	var d []time.Duration
+	for _, s := range l.samples() {
+		if !s.start.Before(from) && s.start.Before(to) {
+			d = append(d, s.took)
+		}
+	}
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[len(d)*99/100]
 }
 
 var finishOnce sync.Map
