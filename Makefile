@@ -78,7 +78,7 @@ demo: build
 CHAOS_TESTS := TestSkeleton|TestDockerCluster|TestDockerEngineDown|TestChaos.*|TestRolloutCoordinatorRestart|TestRogueSerfMember
 chaos: test-deps
 	@./scripts/test-dockerd.sh start $(DOCKERD_DIR) || [ "$$CI" != true ]
-	@DOCKER_HOST=unix://$(DOCKERD_DIR)/docker.sock CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m \
+	@HERD_CHAOS_REPEAT=$${HERD_CHAOS_REPEAT:-10} DOCKER_HOST=unix://$(DOCKERD_DIR)/docker.sock CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 30m \
 	  -run '^($(CHAOS_TESTS))$$' -v ./test/e2e/ | grep -E 'MEASURE|^(--- |ok|FAIL|panic)'; \
 	  rc=$${PIPESTATUS[0]}; ./scripts/test-dockerd.sh stop $(DOCKERD_DIR); exit $$rc
 

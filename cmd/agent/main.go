@@ -57,6 +57,8 @@ func main() {
 				&cli.BoolFlag{Name: "keep-replicas", EnvVars: []string{"HERD_KEEP_REPLICAS"},
 					Usage: "on SIGTERM, drain and leave but leave the replicas running for the next agent to adopt " +
 						"(default: true with --runtime docker, false with --runtime process)"},
+				&cli.DurationFlag{Name: "sync-timeout", Value: d.SyncTimeout, EnvVars: []string{"HERD_SYNC_TIMEOUT"},
+					Usage: "how long a replica's withdrawal waits for every live gateway's acknowledgement before the replacement fails (the replica is kept)"},
 				&cli.DurationFlag{Name: "stop-grace", Value: d.StopGrace, EnvVars: []string{"HERD_STOP_GRACE"},
 					Usage: "time between SIGTERM and SIGKILL for a replica to finish its requests"},
 			}, daemon.GossipFlags("127.0.0.1:7071")...), daemon.LogFlags()...),
@@ -86,6 +88,7 @@ func join(c *cli.Context) error {
 	cfg.HealthInterval = c.Duration("health-interval")
 	cfg.StartTimeout = c.Duration("start-timeout")
 	cfg.StopGrace = c.Duration("stop-grace")
+	cfg.SyncTimeout = c.Duration("sync-timeout")
 	cfg.KeepReplicas = c.String("runtime") == "docker"
 	if c.IsSet("keep-replicas") {
 		cfg.KeepReplicas = c.Bool("keep-replicas")

@@ -52,6 +52,42 @@ func partition(t *testing.T, ip string) (heal func()) {
 	return heal
 }
 
+// dropGossip drops every packet to or from a gossip port on loopback (UDP
+// and TCP), in a chain of the test's own, and returns the function that
+// heals.
+func dropGossip(t *testing.T, port string) (heal func()) {
+	t.Helper()
+	ipt := testutil.RequireTool(t, "iptables")
+	run := func(args ...string) error {
+		out, err := exec.Command(ipt, args...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("iptables %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	chain := fmt.Sprintf("HERD-GOSSIP-%d", os.Getpid())
+	if err := run("-N", chain); err != nil {
+		testutil.Unavailable(t, "cannot add iptables rules here (root needed): %v", err)
+	}
+	for _, proto := range []string{"udp", "tcp"} {
+		require.NoError(t, run("-A", chain, "-p", proto, "--dport", port, "-j", "DROP"))
+		require.NoError(t, run("-A", chain, "-p", proto, "--sport", port, "-j", "DROP"))
+	}
+	require.NoError(t, run("-I", "INPUT", "-i", "lo", "-j", chain))
+	healed := false
+	heal = func() {
+		if healed {
+			return
+		}
+		healed = true
+		_ = run("-D", "INPUT", "-i", "lo", "-j", chain)
+		_ = run("-F", chain)
+		_ = run("-X", chain)
+	}
+	t.Cleanup(heal)
+	return heal
+}
+
 // TestChaosPartition: one host is cut off from the gateway and the other
 // host (its gossip and its backend traffic dropped), then the cut heals.
 // Its backends leave the gateway's set and come back, with no manual step.

@@ -154,13 +154,20 @@ func startGateway(t *testing.T, extra ...string) *gatewayProc {
 // newGateway is a gateway's addresses and flags, not started yet.
 func newGateway(t *testing.T, extra ...string) *gatewayProc {
 	t.Helper()
+	return newGatewayOn(t, "gateway", "127.0.0.1", extra...)
+}
+
+// newGatewayOn is newGateway for a gateway called node on its own
+// loopback address ip.
+func newGatewayOn(t *testing.T, node, ip string, extra ...string) *gatewayProc {
+	t.Helper()
 	buildAll(t)
 	g := &gatewayProc{
-		url:    fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t, "127.0.0.1")),
-		admin:  fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "127.0.0.1")),
-		gossip: fmt.Sprintf("127.0.0.1:%d", testutil.FreePortRange(t, 1, "127.0.0.1")),
+		url:    fmt.Sprintf("http://%s:%d", ip, testutil.FreePort(t, ip)),
+		admin:  fmt.Sprintf("%s:%d", ip, testutil.FreePort(t, ip)),
+		gossip: fmt.Sprintf("%s:%d", ip, testutil.FreePortRange(t, 1, ip)),
 	}
-	args := append([]string{"gateway", "run", "--node", "gateway", "--listen", g.url[len("http://"):],
+	args := append([]string{"gateway", "run", "--node", node, "--listen", g.url[len("http://"):],
 		"--admin", g.admin, "--bind", g.gossip, "--gossip-profile", gossipProfile(), "--data-dir", t.TempDir()}, extra...)
 	g.args = args
 	for i, a := range extra {
