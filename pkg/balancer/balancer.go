@@ -44,13 +44,13 @@ type Balancer struct {
 	m      *metrics
 	queue  waitQueue
 
-	srv      *server
-	loops    loopSet
+	srv   *server
+	loops loopSet
 	// closing: every answer closes its connection (StopAccepting or
 	// Shutdown began); shutting: idle connections are closed too (Shutdown).
 	closing, shutting atomic.Bool
 	closingSince      atomic.Int64 // unix nanoseconds closing began
-	closed   atomic.Bool
+	closed            atomic.Bool
 }
 
 // New returns a Balancer with no backends: it answers 503 until SetNode.

@@ -24,13 +24,13 @@ type clientConn struct {
 	c        net.Conn
 	br       *bufio.Reader
 	remoteIP []byte
-	trusted  bool        // the client is a trusted proxy: its X-Forwarded-For is kept
+	trusted  bool // the client is a trusted proxy: its X-Forwarded-For is kept
 	// idleSince is when it began waiting for a request with nothing of it
 	// received (unix nanoseconds; 0: busy): Shutdown may close it.
 	idleSince atomic.Int64
-	served   bool        // it sent a request: a timeout before the next one closes it without a 408
-	looped   atomic.Bool // an event loop owns it: Shutdown leaves it to the loop
-	deadline readDeadline
+	served    bool        // it sent a request: a timeout before the next one closes it without a 408
+	looped    atomic.Bool // an event loop owns it: Shutdown leaves it to the loop
+	deadline  readDeadline
 
 	x exchange
 	// The buffers of an exchange, taken from a pool when a request's bytes
