@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -154,7 +155,8 @@ func Listen(what, addr string) (net.Listener, error) { return ListenWith(net.Lis
 func ListenWith(listen func(network, addr string) (net.Listener, error), what, addr string) (net.Listener, error) {
 	l, err := listen("tcp", addr)
 	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
+		// An upgrade's listener reports the bind error as text.
+		if errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use") {
 			return nil, fmt.Errorf("%s: address %s already in use", what, addr)
 		}
 		return nil, fmt.Errorf("%s: %w", what, err)

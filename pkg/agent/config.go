@@ -55,8 +55,11 @@ type Config struct {
 	// upgrade or restart does not restart the service). Otherwise shutdown
 	// stops them after the drain.
 	KeepReplicas bool
-	// SyncTimeout bounds the wait for every gateway to acknowledge that it
-	// stopped routing to replicas being withdrawn. Default 5 s.
+	// SyncTimeout bounds the wait for every live gateway to acknowledge that it
+	// stopped routing to replicas being withdrawn (the drain deadline): a
+	// replacement whose withdrawal a live gateway has not acknowledged by
+	// then fails, and the replica is kept. Longer than Serf takes to declare
+	// a gateway that went away failed. Default 15 s.
 	SyncTimeout time.Duration
 	// RestartBackoff is the wait before restarting a failed replica the
 	// second time in a row; it doubles on each further failure up to
@@ -79,7 +82,7 @@ func DefaultConfig() Config {
 		ReplaceAfter:      3,
 		StartTimeout:      30 * time.Second,
 		StopGrace:         30 * time.Second,
-		SyncTimeout:       5 * time.Second,
+		SyncTimeout:       15 * time.Second,
 		RestartBackoff:    time.Second,
 		MaxRestartBackoff: time.Minute,
 		Logger:            hclog.Default(),

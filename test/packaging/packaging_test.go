@@ -239,6 +239,10 @@ func TestSystemdUnits(t *testing.T) {
 		testutil.GoBuild(t, "./cmd/"+prog, filepath.Join(bins, prog))
 	}
 	copyTree(t, "/usr/lib/systemd/system", filepath.Join(sysroot, "usr", "lib", "systemd", "system"))
+	kill, err := exec.LookPath("kill") // the gateway's ExecReload
+	require.NoError(t, err)
+	copyFile(t, kill, filepath.Join(sysroot, "bin", "kill"))
+	require.NoError(t, os.Chmod(filepath.Join(sysroot, "bin", "kill"), 0o755))
 	units := filepath.Join(sysroot, "etc", "systemd", "system")
 	for _, f := range []string{"herd-gateway.service", "herd-agent.service"} {
 		copyFile(t, filepath.Join(root, "examples", "systemd", f), filepath.Join(units, f))
