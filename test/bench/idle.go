@@ -16,34 +16,34 @@ import (
 )
 
 // idle compares the memory each proxy takes per idle keep-alive client
-// connection: n connections, each made one request and then left open,
-// against a freshly started gateway and HAProxy, alternately, c.o.rounds
-// times (at least 3). Resident memory (VmRSS) is read before the
-// connections open and once they are all idle.
+// connection: n connections, each made one request and then left open.
+// Each round starts a fresh gateway and a fresh HAProxy (a process that
+// held connections before keeps the memory they took, and would show no
+// growth), measures both, alternating which goes first, and stops them.
+// Resident memory (VmRSS) is read before the connections open and once
+// they are all idle.
 func (c *cluster) idle(n int) error {
-	fmt.Printf("## memory per idle keep-alive connection: %d connections, each after one request (median of rounds)\n\n", n)
-	gwURL, gw, err := c.startGateway("gateway-idle")
-	if err != nil {
-		return err
-	}
-	defer c.stop(gw)
-	haURL, ha, err := c.startHAProxy("roundrobin", "")
-	if err != nil {
-		return err
-	}
-	defer c.stop(ha)
-	if err := waitHTTP(gwURL + c.o.path); err != nil {
-		return err
-	}
-	targets := []target{{"haproxy", haURL, ha.Process.Pid}, {"gateway", gwURL, gw.Process.Pid}}
+	fmt.Printf("## memory per idle keep-alive connection: %d connections, each after one request; fresh processes each round (median of rounds)\n\n", n)
 	per := map[string][]float64{}
 	rounds := max(3, c.o.rounds)
 	for round := range rounds {
-		order := targets
-		if round%2 == 1 { // alternate who goes first
-			order = []target{targets[1], targets[0]}
+		gwURL, gw, err := c.startGateway(fmt.Sprintf("gateway-idle-%d", round))
+		if err != nil {
+			return err
 		}
-		for _, t := range order {
+		haURL, ha, err := c.startHAProxy("roundrobin", "")
+		if err != nil {
+			c.stop(gw)
+			return err
+		}
+		if err := waitHTTP(gwURL + c.o.path); err != nil {
+			return err
+		}
+		targets := []target{{"haproxy", haURL, ha.Process.Pid}, {"gateway", gwURL, gw.Process.Pid}}
+		if round%2 == 1 { // alternate who goes first
+			targets[0], targets[1] = targets[1], targets[0]
+		}
+		for _, t := range targets {
 			b, err := idleBytes(t.url+c.o.path, t.pid, n)
 			if err != nil {
 				return fmt.Errorf("%s: %w", t.name, err)
@@ -51,6 +51,8 @@ func (c *cluster) idle(n int) error {
 			fmt.Printf("  round %d %-8s %6.2f KiB per idle connection\n", round+1, t.name, b/1024)
 			per[t.name] = append(per[t.name], b)
 		}
+		c.stop(ha)
+		c.stop(gw)
 	}
 	ha0, gw0 := medianOf(per["haproxy"]), medianOf(per["gateway"])
 	fmt.Printf("\nmedian: haproxy %.2f KiB, gateway %.2f KiB per idle connection (target: gateway ≤ 2 KiB %s)\n\n",
@@ -66,7 +68,13 @@ func idleBytes(url string, pid, n int) (float64, error) {
 	addr := strings.TrimPrefix(url, "http://")
 	addr, path, _ := strings.Cut(addr, "/")
 	req := "GET /" + path + " HTTP/1.1\r\nHost: bench\r\n\r\n"
-	time.Sleep(500 * time.Millisecond) // what the last round left is released
+	for range 50 { // warm up: the first requests' buffers and pools
+		if resp, err := http.Get(url); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
 	before, err := rss(pid)
 	if err != nil {
 		return 0, err

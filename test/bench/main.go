@@ -42,6 +42,7 @@ type options struct {
 	leastRequest     bool
 	maxConns         int
 	idleConns        int
+	idleOnly         bool
 }
 
 func main() {
@@ -58,6 +59,7 @@ func main() {
 	flag.Float64Var(&o.fixedLoad, "fixed-load", 0.7, "also compare latencies with both proxies at this share of HAProxy's wrk rate (0: skip)")
 	flag.BoolVar(&o.leastRequest, "least-request", true, "also compare the gateway's least-request with HAProxy's leastconn (4 replicas)")
 	flag.IntVar(&o.maxConns, "max-conns", 0, "also compare the gateway's --backend-max-conns N with HAProxy's server maxconn N (4 replicas; 0: skip)")
+	flag.BoolVar(&o.idleOnly, "idle-only", false, "run only the idle-connection memory comparison")
 	flag.IntVar(&o.idleConns, "idle-conns", 10000, "also compare the memory per idle keep-alive connection with this many connections (0: skip)")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -172,6 +174,9 @@ func run(o options) (err error) {
 		if err := c.idle(o.idleConns); err != nil {
 			return err
 		}
+	}
+	if o.idleOnly {
+		return nil
 	}
 	if err := c.compare("4 replicas on 1 agent", pair{"roundrobin", "", c.gwURL, c.gwPid}, c.o.fixedLoad); err != nil {
 		return err
@@ -315,7 +320,10 @@ func (c *cluster) startHAProxy(balance, server string) (string, *exec.Cmd, error
 	var b strings.Builder
 	fmt.Fprintf(&b, `global
   nbthread 1
-  maxconn 11000
+  maxconn 10100
+  # the idle-connection comparison holds 10,000 client connections; this
+  # machine allows 20,000 descriptors, a little under HAProxy's 2×maxconn
+  no strict-limits
 defaults
   mode http
   option http-keep-alive
