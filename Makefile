@@ -104,8 +104,6 @@ test: test-deps vet fmt-check clusterctl-cross
 	  echo "no Docker engine for the tests: the Docker tests will skip"; fi
 	@DOCKER_HOST=unix://$(DOCKERD_DIR)/docker.sock CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m -artifacts ./...; \
 	  rc=$$?; ./scripts/test-dockerd.sh stop $(DOCKERD_DIR); exit $$rc
-	# the relay again without its event loop: a goroutine for every exchange
-	CGO_ENABLED=1 $(GO) test -race -count=1 ./pkg/balancer/ -args -goroutines
 	$(MAKE) fuzz FUZZ_ROUNDS=1
 
 test-deps:
@@ -139,7 +137,8 @@ FUZZ_TARGETS = \
   balancer:FuzzRelayChunked:40000 \
   admin:FuzzDecodeRolloutBody:15000 \
   rollout:FuzzStateFile:4000 \
-  agent:FuzzLoadDesired:4000
+  agent:FuzzLoadDesired:4000 \
+  gateway:FuzzLoadView:8000
 ## fuzz: every fuzz target, FUZZ_ROUNDS × about 5 s each (default about 1 min)
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

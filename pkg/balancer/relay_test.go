@@ -470,17 +470,9 @@ func TestClientIdleTimeout(t *testing.T) {
 		c, err := net.Dial("tcp", f.Addr)
 		require.NoError(t, err)
 		defer c.Close()
-		_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		require.NoError(t, err)
-		br := bufio.NewReader(c)
-		resp, err := http.ReadResponse(br, nil)
-		require.NoError(t, err)
-		_, _ = io.ReadAll(resp.Body)
-		idle := time.Now()
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err = br.ReadByte()
+		closedAfter, err := idleClose(t, c)
 		assert.ErrorIs(t, err, io.EOF, "the gateway closed the idle connection")
-		assert.InDelta(t, 1.5, time.Since(idle).Seconds(), 1.0)
+		assert.InDelta(t, 1.5, closedAfter.Seconds(), 1.0)
 
 		// A slow upload: 4 pieces 600 ms apart, 2.4 s in all.
 		pr, pw := io.Pipe()
@@ -544,4 +536,21 @@ func TestConnectTimeout(t *testing.T) {
 		assert.Less(t, took, DefaultConfig().DialTimeout, "the configured timeout, not the default")
 		assert.Equal(t, uint64(1), b.m.ejections.Load())
 	})
+}
+
+// idleClose sends one request on c, reads its answer, then waits (at most
+// 5 s) for the gateway to close the connection, left idle: it returns how
+// long that took and the read's error (io.EOF: closed without an answer).
+func idleClose(t *testing.T, c net.Conn) (time.Duration, error) {
+	t.Helper()
+	_, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	_, _ = io.ReadAll(resp.Body)
+	idle := time.Now()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err = br.ReadByte()
+	return time.Since(idle), err
 }

@@ -229,16 +229,8 @@ func TestRequestHeadTimeout(t *testing.T) {
 		// After an answered request, an idle keep-alive connection is
 		// closed without an answer after ClientIdleTimeout, even though it
 		// is longer than the header timeout.
-		c = dial()
-		_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-		br := bufio.NewReader(c)
-		resp, err := http.ReadResponse(br, nil)
-		require.NoError(t, err)
-		_, _ = io.ReadAll(resp.Body)
-		idle := time.Now()
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err = br.ReadByte()
+		closedAfter, err := idleClose(t, dial())
 		assert.ErrorIs(t, err, io.EOF, "closed without an answer")
-		assert.InDelta(t, 1.2, time.Since(idle).Seconds(), 0.6)
+		assert.InDelta(t, 1.2, closedAfter.Seconds(), 0.6)
 	})
 }

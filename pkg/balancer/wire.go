@@ -80,6 +80,9 @@ func (cc *clientConn) appendResponseHead(out []byte, closing, dechunk, upgrade b
 
 func appendField(out, name, value []byte) []byte {
 	out = append(out, name...)
+	if len(value) == 0 { // "Host:" empty, not "Host: ": a blank value is refused
+		return append(out, ":\r\n"...)
+	}
 	out = append(out, ": "...)
 	out = append(out, value...)
 	return append(out, crlf...)

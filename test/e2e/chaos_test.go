@@ -19,9 +19,10 @@ import (
 // cases (host crash, replica death, agent restart, engine down, coordinator
 // killed, rogue member) that live beside the features they test.
 
-// partition cuts ip off from every other loopback address with iptables
-// rules in a chain of the test's own, and returns the function that heals.
-func partition(t *testing.T, ip string) (heal func()) {
+// dropOnLoopback adds iptables rules that drop matching loopback packets,
+// in a chain of the test's own named after prefix, and returns the
+// function that heals (also run when the test ends).
+func dropOnLoopback(t *testing.T, prefix string, rules ...[]string) (heal func()) {
 	t.Helper()
 	ipt := testutil.RequireTool(t, "iptables")
 	run := func(args ...string) error {
@@ -31,12 +32,13 @@ func partition(t *testing.T, ip string) (heal func()) {
 		}
 		return nil
 	}
-	chain := fmt.Sprintf("HERD-TEST-%d", os.Getpid())
+	chain := fmt.Sprintf("%s-%d", prefix, os.Getpid())
 	if err := run("-N", chain); err != nil {
 		testutil.Unavailable(t, "cannot add iptables rules here (root needed): %v", err)
 	}
-	require.NoError(t, run("-A", chain, "-s", ip, "-j", "DROP"))
-	require.NoError(t, run("-A", chain, "-d", ip, "-j", "DROP"))
+	for _, rule := range rules {
+		require.NoError(t, run(append(append([]string{"-A", chain}, rule...), "-j", "DROP")...))
+	}
 	require.NoError(t, run("-I", "INPUT", "-i", "lo", "-j", chain))
 	healed := false
 	heal = func() {
@@ -52,40 +54,21 @@ func partition(t *testing.T, ip string) (heal func()) {
 	return heal
 }
 
+// partition cuts ip off from every other loopback address.
+func partition(t *testing.T, ip string) (heal func()) {
+	t.Helper()
+	return dropOnLoopback(t, "HERD-TEST", []string{"-s", ip}, []string{"-d", ip})
+}
+
 // dropGossip drops every packet to or from a gossip port on loopback (UDP
-// and TCP), in a chain of the test's own, and returns the function that
-// heals.
+// and TCP).
 func dropGossip(t *testing.T, port string) (heal func()) {
 	t.Helper()
-	ipt := testutil.RequireTool(t, "iptables")
-	run := func(args ...string) error {
-		out, err := exec.Command(ipt, args...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("iptables %s: %v: %s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	chain := fmt.Sprintf("HERD-GOSSIP-%d", os.Getpid())
-	if err := run("-N", chain); err != nil {
-		testutil.Unavailable(t, "cannot add iptables rules here (root needed): %v", err)
-	}
+	var rules [][]string
 	for _, proto := range []string{"udp", "tcp"} {
-		require.NoError(t, run("-A", chain, "-p", proto, "--dport", port, "-j", "DROP"))
-		require.NoError(t, run("-A", chain, "-p", proto, "--sport", port, "-j", "DROP"))
+		rules = append(rules, []string{"-p", proto, "--dport", port}, []string{"-p", proto, "--sport", port})
 	}
-	require.NoError(t, run("-I", "INPUT", "-i", "lo", "-j", chain))
-	healed := false
-	heal = func() {
-		if healed {
-			return
-		}
-		healed = true
-		_ = run("-D", "INPUT", "-i", "lo", "-j", chain)
-		_ = run("-F", chain)
-		_ = run("-X", chain)
-	}
-	t.Cleanup(heal)
-	return heal
+	return dropOnLoopback(t, "HERD-GOSSIP", rules...)
 }
 
 // TestChaosPartition: one host is cut off from the gateway and the other
