@@ -38,6 +38,8 @@ func describe(err error) string {
 		return err.Error() + " (--token, HERD_TOKEN)"
 	case errors.As(err, &unreachable):
 		return err.Error() + " (is a gateway's admin API there? set --addr or HERD_ADDR)"
+	case strings.Contains(err.Error(), "gossip encryption is off"):
+		return err.Error() + " (start every member with --encrypt / HERD_ENCRYPT to use keys)"
 	}
 	return err.Error()
 }

@@ -41,11 +41,11 @@ func loadDesired(dir string, flag runtime.Image) (runtime.Image, error) {
 	}
 	var d desired
 	if err := json.Unmarshal(b, &d); err != nil {
-		return flag, fmt.Errorf("desired state %s is corrupt (%v); remove it to start from --image", path, err)
+		return flag, fmt.Errorf("desired state %s is corrupt: %w (remove it to start from the configured image)", path, err)
 	}
 	img, err := runtime.ParseImage(d.Image)
 	if err != nil {
-		return flag, fmt.Errorf("desired state %s: %w; remove it to start from --image", path, err)
+		return flag, fmt.Errorf("desired state %s: %w (remove it to start from the configured image)", path, err)
 	}
 	if d.Flag != flag.String() {
 		return flag, nil

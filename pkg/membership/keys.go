@@ -36,7 +36,7 @@ type KeyResult struct {
 }
 
 // ErrNoEncryption: the cluster was started without a gossip key.
-var ErrNoEncryption = errors.New("gossip encryption is off: start every member with --encrypt to use keys")
+var ErrNoEncryption = errors.New("gossip encryption is off: the members were started without a key")
 
 func (c *Cluster) keyOp(op func() (*keyResponse, error)) (KeyResult, error) {
 	if c.cfg.EncryptKey == nil {
