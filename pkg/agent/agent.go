@@ -40,6 +40,8 @@ type Agent struct {
 
 	// Owned by the Run goroutine.
 	want      runtime.Image // what the replicas should run (a rollout changes it)
+	count     int           // how many replicas should run (a scale changes it)
+	scaleFail string        // why the last scale-down was given up, until the next request
 	queries   chan *membership.Query
 	slots     []*slot
 	tags      membership.Tags
@@ -64,12 +66,14 @@ func New(cfg Config, rt Runtime, mcfg *membership.Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.Default()
 	}
-	want, err := loadDesired(cfg.DataDir, cfg.Image)
+	wanted, err := loadDesired(cfg.DataDir, cfg.Image, cfg.Replicas)
 	if err != nil {
 		return nil, err
 	}
+	want := wanted.image
 	a := &Agent{
 		want:    want,
+		count:   min(wanted.replicas, cfg.maxCount()),
 		queries: make(chan *membership.Query, 16),
 		cfg:     cfg,
 		rt:      rt,
@@ -78,15 +82,18 @@ func New(cfg Config, rt Runtime, mcfg *membership.Config) (*Agent, error) {
 			Timeout:   cfg.HealthTimeout,
 			Transport: &http.Transport{DisableKeepAlives: true},
 		},
-		results: make(chan startResult, cfg.Replicas),
+		// Room for every slot's one operation in flight: a result never
+		// waits for the loop that takes them.
+		results: make(chan startResult, cfg.maxCount()),
 		tags: membership.Tags{
 			Role: membership.RoleAgent, Service: cfg.Service, Image: want.String(), Want: want.String(),
-			Count: cfg.Replicas, HostIP: cfg.HostIP, State: membership.StateActive,
+			HostIP: cfg.HostIP, State: membership.StateActive,
 			// Wall-clock start keeps generations increasing across restarts.
 			Gen: uint64(time.Now().UnixMilli()),
 		},
 	}
-	for i := range cfg.Replicas {
+	a.tags.Count = a.count
+	for i := range a.count {
 		a.slots = append(a.slots, &slot{index: i, port: cfg.port(i), state: stateStarting})
 	}
 	a.startCtx, a.stopAll = context.WithCancel(context.Background())
@@ -133,6 +140,10 @@ func (a *Agent) start(ctx context.Context) error {
 	if a.want != a.cfg.Image {
 		a.logger.Info("running the image a rollout set, not --image", "image", a.want, "flag", a.cfg.Image,
 			"file", DesiredFile)
+	}
+	if a.count != a.cfg.Replicas {
+		a.logger.Info("running the replica count a scale set, not --replicas", "replicas", a.count,
+			"flag", a.cfg.Replicas, "max", a.cfg.maxCount(), "file", DesiredFile)
 	}
 	if err := a.adopt(ctx); err != nil {
 		return err
@@ -214,9 +225,11 @@ func (a *Agent) adopt(ctx context.Context) error {
 // announce publishes the healthy replicas' ports, and the image the node
 // fully runs, if they changed.
 func (a *Agent) announce() error {
+	// Replicas beyond the count are on their way out (a scale-down): never
+	// announced, even while they still run.
 	var ports []uint16
 	full := true
-	for _, s := range a.slots {
+	for _, s := range a.slots[:min(a.count, len(a.slots))] {
 		if s.state == stateHealthy {
 			ports = append(ports, s.port)
 		}
@@ -226,16 +239,16 @@ func (a *Agent) announce() error {
 	if full {
 		image = a.want.String()
 	}
-	fail := ""
+	fail := a.scaleFail
 	if a.failed != nil && a.failed.want == a.want {
 		fail = a.failed.reason
 	}
 	if a.announced && slices.Equal(ports, a.tags.Ports) && image == a.tags.Image && a.tags.Want == a.want.String() &&
-		a.tags.Fail == fail {
+		a.tags.Fail == fail && a.tags.Count == a.count {
 		return nil
 	}
 	next := a.tags
-	next.Ports, next.Image, next.Want, next.Fail = ports, image, a.want.String(), fail
+	next.Ports, next.Image, next.Want, next.Fail, next.Count = ports, image, a.want.String(), fail, a.count
 	next.Gen++
 	if err := a.setTags(next); err != nil {
 		return err

@@ -38,9 +38,10 @@ func quietLogger(name string) hclog.Logger {
 
 // testGateway is an in-process gateway: real gossip, real proxy.
 type testGateway struct {
-	gw     *gateway.Gateway
-	gossip string
-	url    string
+	gw      *gateway.Gateway
+	cluster *membership.Cluster
+	gossip  string
+	url     string
 }
 
 func startGateway(t *testing.T) *testGateway {
@@ -69,7 +70,7 @@ func startGateway(t *testing.T) *testGateway {
 		<-done
 		_ = cluster.Shutdown()
 	})
-	return &testGateway{gw: gw, gossip: cluster.LocalNode().Addr.String(), url: "http://" + ln.Addr().String()}
+	return &testGateway{gw: gw, cluster: cluster, gossip: cluster.LocalNode().Addr.String(), url: "http://" + ln.Addr().String()}
 }
 
 func (g *testGateway) waitBackends(t *testing.T, n int) {

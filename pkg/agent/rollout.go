@@ -11,8 +11,13 @@ import (
 )
 
 // answer handles a query addressed to this agent: a deploy request from the
-// rollout coordinator. Anything else is ignored.
+// rollout coordinator, or a scale request (scale.go). Anything else is
+// ignored.
 func (a *Agent) answer(ctx context.Context, q *membership.Query) {
+	if q.Name() == membership.QueryScale {
+		a.answerScale(q)
+		return
+	}
 	if q.Name() != membership.QueryDeploy {
 		return
 	}
@@ -61,10 +66,11 @@ func (a *Agent) deploy(ctx context.Context, req membership.DeployRequest) error 
 		a.logger.Info("clearing the failed deploy", "image", a.failed.want, "reason", a.failed.reason)
 		a.failed = nil
 	}
+	a.scaleFail = "" // asked again: a rollout would otherwise fail at once on it
 	if img == a.want {
 		return nil
 	}
-	if err := saveDesired(a.cfg.DataDir, img, a.cfg.Image); err != nil {
+	if err := a.saveDesired(img, a.count); err != nil {
 		return fmt.Errorf("%s: record desired image: %w", a.cfg.Node, err)
 	}
 	a.logger.Info("desired image changed", "from", a.want, "to", img, "rollout", req.Rollout)
@@ -87,6 +93,7 @@ func (a *Agent) deploy(ctx context.Context, req membership.DeployRequest) error 
 // healthy, and only then take the next. Starts of an image no longer wanted
 // are cancelled and redone.
 func (a *Agent) converge() {
+	a.convergeCount()
 	if a.failed != nil && a.failed.want == a.want {
 		return // given up on this image until asked again
 	}
