@@ -243,12 +243,13 @@ func (a *Agent) announce() error {
 	if a.failed != nil && a.failed.want == a.want {
 		fail = a.failed.reason
 	}
+	count := a.announcedCount()
 	if a.announced && slices.Equal(ports, a.tags.Ports) && image == a.tags.Image && a.tags.Want == a.want.String() &&
-		a.tags.Fail == fail && a.tags.Count == a.count {
+		a.tags.Fail == fail && a.tags.Count == count {
 		return nil
 	}
 	next := a.tags
-	next.Ports, next.Image, next.Want, next.Fail, next.Count = ports, image, a.want.String(), fail, a.count
+	next.Ports, next.Image, next.Want, next.Fail, next.Count = ports, image, a.want.String(), fail, count
 	next.Gen++
 	if err := a.setTags(next); err != nil {
 		return err

@@ -285,6 +285,9 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{func(c *Config) { c.Replicas = 0 }, "Replicas", "replica count 0: must be between 1 and 1000"},
 		{func(c *Config) { c.Replicas = 1001 }, "Replicas", "replica count 1001: must be between 1 and 1000"},
+		{func(c *Config) { c.Replicas, c.MaxReplicas = 21, 20 }, "Replicas", "replica count 21: must be between 1 and 20"},
+		{func(c *Config) { c.MaxReplicas = 0 }, "MaxReplicas", "maximum replica count 0: must be between 1 and 1000"},
+		{func(c *Config) { c.MaxReplicas = 1001 }, "MaxReplicas", "maximum replica count 1001: must be between 1 and 1000"},
 		{func(c *Config) { c.BasePort, c.Replicas = 65530, 10 }, "BasePort",
 			"base port 65530: with 10 replicas needs ports up to 65539, beyond 65535"},
 		{func(c *Config) { c.BasePort = 0 }, "BasePort", "base port 0: must be between 1 and 65535"},

@@ -30,7 +30,7 @@ type Config struct {
 	Replicas int
 	// MaxReplicas bounds the count a scale may set: the replicas use ports
 	// BasePort to BasePort+MaxReplicas-1 (and never beyond 65535). 1 to the
-	// MaxReplicas constant; zero means that constant.
+	// MaxReplicas constant. Default that constant.
 	MaxReplicas int
 	// BasePort is replica 0's host port; replica i listens on BasePort+i.
 	BasePort uint16
@@ -103,7 +103,7 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Node == "":
 		return &ConfigError{Field: "Node", Problem: "no node name"}
-	case c.MaxReplicas < 0 || c.MaxReplicas > MaxReplicas:
+	case c.MaxReplicas < 1 || c.MaxReplicas > MaxReplicas:
 		return &ConfigError{Field: "MaxReplicas", Value: strconv.Itoa(c.MaxReplicas),
 			Problem: fmt.Sprintf("must be between 1 and %d", MaxReplicas)}
 	case c.Replicas < 1 || c.Replicas > c.maxCount():
@@ -167,7 +167,7 @@ func settingName(field string) string {
 
 func (c *Config) port(index int) uint16 { return c.BasePort + uint16(index) }
 
-// maxCount is MaxReplicas with zero meaning the MaxReplicas constant.
+// maxCount is MaxReplicas, the constant for a Config that never set it.
 func (c *Config) maxCount() int {
 	if c.MaxReplicas == 0 {
 		return MaxReplicas

@@ -171,6 +171,20 @@ func (a *Agent) convergeCount() {
 	}
 }
 
+// announcedCount is the count the tags carry: the count, or while
+// replicas beyond it (a scale-down) are still withdrawn but running, up to
+// the highest of them, so that a scale-down shows as done once they have
+// stopped, and a given-up one never does.
+func (a *Agent) announcedCount() int {
+	n := a.count
+	for _, s := range a.slots[min(a.count, len(a.slots)):] {
+		if s.replica != nil || s.cancel != nil {
+			n = s.index + 1
+		}
+	}
+	return n
+}
+
 // trim forgets the slots past the count that hold nothing any more.
 func (a *Agent) trim() {
 	for n := len(a.slots); n > a.count; n-- {

@@ -177,10 +177,10 @@ func TestScaleUpAndDown(t *testing.T) {
 	require.NoError(t, ans.Err)
 	g.waitBackends(t, 0)
 	require.Eventually(t, func() bool { return len(ta.Replicas()) == 0 }, 10*time.Second, 10*time.Millisecond)
-	n, ok := g.cluster.Member(cfg.Node)
-	require.True(t, ok)
-	assert.Equal(t, membership.StatusAlive, n.Status)
-	assert.Zero(t, n.Tags.Count)
+	require.Eventually(t, func() bool {
+		n, ok := g.cluster.Member(cfg.Node)
+		return ok && n.Status == membership.StatusAlive && n.Tags.Count == 0
+	}, 10*time.Second, 10*time.Millisecond, "a member announcing 0 replicas once they stopped")
 }
 
 // TestScaleDownUnacknowledged: a live gateway that never acknowledges the

@@ -179,10 +179,12 @@ func (a *Agent) supervise(ctx context.Context) {
 			a.converge()
 		}
 		a.applyPending()
+		// Before announcing, which waits for the broadcast to go out: what
+		// the admin API shows is never behind what the gateways route.
+		a.publishStatus()
 		if err := a.announce(); err != nil {
 			a.logger.Error("announce replicas", "error", err)
 		}
-		a.publishStatus()
 	}
 }
 
