@@ -147,6 +147,7 @@ func run(c *cli.Context) error {
 			srv.HandleMembers(p.Cluster.Members)
 			srv.HandleBackends(func() []balancer.BackendStatus { return p.Gateway.Balancer().Backends() })
 			srv.HandleRollouts(p.Coordinator)
+			srv.HandleScale(p.Scaler)
 			srv.HandleKeys(p.Cluster)
 			srv.HandleForceLeave(p.Cluster.ForceLeave)
 			srv.HandleDashboard(admin.Dashboard{Node: c.String("node"), Version: cliutil.Version})

@@ -25,6 +25,7 @@ import (
 	"github.com/herd-cluster/herd/pkg/gateway"
 	"github.com/herd-cluster/herd/pkg/membership"
 	"github.com/herd-cluster/herd/pkg/rollout"
+	"github.com/herd-cluster/herd/pkg/scale"
 )
 
 // Config is what a gateway process runs with.
@@ -64,6 +65,7 @@ type Parts struct {
 	Gateway     *gateway.Gateway
 	Cluster     *membership.Cluster
 	Coordinator *rollout.Coordinator
+	Scaler      *scale.Scaler
 }
 
 // handoffFile names the socket the old process passes to the new one.
@@ -83,6 +85,7 @@ type process struct {
 
 	cluster  *membership.Cluster
 	coord    *rollout.Coordinator
+	scaler   *scale.Scaler
 	traffic  net.Listener
 	adminLn  net.Listener
 	adminSrv *http.Server
@@ -291,8 +294,11 @@ func (p *process) startCoordinatorAndAdmin() error {
 		return err
 	}
 	p.coord = coord
+	if p.scaler, err = p.newScaler(); err != nil {
+		return err
+	}
 	p.adminSrv = &http.Server{
-		Handler:           p.cfg.Admin(&Parts{Gateway: p.gw, Cluster: p.cluster, Coordinator: coord}),
+		Handler:           p.cfg.Admin(&Parts{Gateway: p.gw, Cluster: p.cluster, Coordinator: coord, Scaler: p.scaler}),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          p.logger.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
@@ -450,6 +456,7 @@ func (p *process) drain() error {
 	defer acancel()
 	_ = p.adminSrv.Shutdown(actx)
 	p.coord.Close()
+	p.scaler.Close()
 	return err
 }
 

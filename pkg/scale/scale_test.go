@@ -331,11 +331,11 @@ func TestStatusOf(t *testing.T) {
 		{Name: "other", Status: membership.StatusAlive, Tags: membership.Tags{Role: membership.RoleAgent, Service: "other", Count: 9}},
 	}
 	st := statusOf("predictor", nodes, map[string]int{"host-1": 8, "host-2": 2, "host-4": 4}, true)
-	assert.Equal(t, Status{Service: "predictor", Desired: 20, Healthy: 15, Routed: 14, Agents: []AgentStatus{
-		{Node: "host-1", Status: membership.StatusAlive, Desired: 8, Healthy: 8, Routed: 8},
-		{Node: "host-2", Status: membership.StatusAlive, Desired: 8, Healthy: 3, Routed: 2},
-		{Node: "host-3", Status: membership.StatusFailed, Desired: 4, Routed: 0, Problem: "host-3 is failed"},
-		{Node: "host-4", Status: membership.StatusAlive, Desired: 4, Healthy: 4, Routed: 4, Problem: "gateway gw-2 did not acknowledge"},
+	assert.Equal(t, Status{Service: "predictor", Replicas: 20, Healthy: 15, Routed: 14, Agents: []AgentStatus{
+		{Node: "host-1", Status: membership.StatusAlive, Replicas: 8, Healthy: 8, Routed: 8},
+		{Node: "host-2", Status: membership.StatusAlive, Replicas: 8, Healthy: 3, Routed: 2},
+		{Node: "host-3", Status: membership.StatusFailed, Replicas: 4, Routed: 0, Problem: "host-3 is failed"},
+		{Node: "host-4", Status: membership.StatusAlive, Replicas: 4, Healthy: 4, Routed: 4, Problem: "gateway gw-2 did not acknowledge"},
 	}}, st)
 	st = statusOf("predictor", nodes[:1], nil, false)
 	assert.Equal(t, -1, st.Routed)

@@ -12,10 +12,11 @@ import (
 // and announce (their tags), and what this gateway routes to.
 type Status struct {
 	Service string
-	// Desired is the alive agents' counts together; Healthy the replicas
-	// they announce; Routed those this gateway has in rotation, or -1 when
-	// it does not route the service.
-	Desired, Healthy, Routed int
+	// Replicas is the alive agents' counts together (an agent scaling down
+	// counts the replicas it still stops); Healthy the replicas they
+	// announce; Routed those this gateway has in rotation, or -1 when it
+	// does not route the service.
+	Replicas, Healthy, Routed int
 	// Agents are the service's agents, alive or not, in name order.
 	Agents []AgentStatus
 	// Rollout is the service's running rollout, if any.
@@ -30,10 +31,11 @@ type Status struct {
 type AgentStatus struct {
 	Node   string
 	Status membership.Status
-	// Desired is the count it converges to; Healthy the replicas it
-	// announces; Routed those this gateway has in rotation (-1: the gateway
-	// does not route the service).
-	Desired, Healthy, Routed int
+	// Replicas is the count it converges to, or while it scales down, the
+	// count it had until the removed replicas have stopped; Healthy the
+	// replicas it announces; Routed those this gateway has in rotation (-1:
+	// the gateway does not route the service).
+	Replicas, Healthy, Routed int
 	// Problem is why the agent gave up (its Fail tag: a scale-down or
 	// a deploy given up), or that it is not alive.
 	Problem string
@@ -73,7 +75,7 @@ func statusOf(service string, nodes []membership.Node, routed map[string]int, ro
 		if n.Status == membership.StatusLeft {
 			continue // gone for good: no longer one of the service's agents
 		}
-		a := AgentStatus{Node: n.Name, Status: n.Status, Desired: n.Tags.Count, Routed: -1}
+		a := AgentStatus{Node: n.Name, Status: n.Status, Replicas: n.Tags.Count, Routed: -1}
 		if n.Tags.State == membership.StateActive {
 			a.Healthy = len(n.Tags.Ports)
 		}
@@ -91,7 +93,7 @@ func statusOf(service string, nodes []membership.Node, routed map[string]int, ro
 			st.Routed += a.Routed
 		}
 		if n.Status == membership.StatusAlive {
-			st.Desired += a.Desired
+			st.Replicas += a.Replicas
 			st.Healthy += a.Healthy
 		}
 		st.Agents = append(st.Agents, a)
