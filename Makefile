@@ -133,9 +133,12 @@ FUZZ_TARGETS = \
   membership:FuzzDecodeSyncRequest:40000 \
   runtime:FuzzParseImage:100000 \
   membership:FuzzDecodeDeployRequest:40000 \
+  membership:FuzzDecodeScaleRequest:40000 \
+  membership:FuzzDecodeScaleResponse:20000 \
   balancer:FuzzReadHead:50000 \
   balancer:FuzzRelayChunked:40000 \
   admin:FuzzDecodeRolloutBody:15000 \
+  admin:FuzzDecodeScaleBody:15000 \
   rollout:FuzzStateFile:4000 \
   agent:FuzzLoadDesired:4000 \
   gateway:FuzzLoadView:8000
