@@ -37,6 +37,8 @@ type Agent struct {
 	cluster *membership.Cluster
 	logger  hclog.Logger
 	health  *http.Client
+	// announcer puts a.tags into effect in the background (announce.go).
+	announcer *announcer
 
 	// Owned by the Run goroutine.
 	want      runtime.Image // what the replicas should run (a rollout changes it)
@@ -107,6 +109,7 @@ func New(cfg Config, rt Runtime, mcfg *membership.Config) (*Agent, error) {
 		return nil, err
 	}
 	a.cluster = cluster
+	a.announcer = newAnnouncer(cluster, a.logger)
 	return a, nil
 }
 
@@ -115,13 +118,17 @@ func (a *Agent) Cluster() *membership.Cluster { return a.cluster }
 
 // Close stops gossip at once, without leaving (Run leaves on its own way
 // out). Safe to call more than once.
-func (a *Agent) Close() error { return a.cluster.Shutdown() }
+func (a *Agent) Close() error {
+	a.announcer.close()
+	return a.cluster.Shutdown()
+}
 
 // Run starts or adopts the replicas, waits until all are healthy, joins the
 // cluster announcing them, and supervises them until ctx ends. Then it
 // withdraws them from every gateway, leaves, and stops them. An error means
 // the agent could not start; nothing it started is left running.
 func (a *Agent) Run(ctx context.Context) error {
+	defer a.announcer.close() // the tags set last are in effect when Run returns
 	err := a.start(ctx)
 	a.publishStatus()
 	if err != nil {
@@ -187,6 +194,11 @@ func (a *Agent) start(ctx context.Context) error {
 	a.logger.Info("replicas healthy", "started", len(a.slots)-adopted, "adopted", adopted,
 		"took", time.Since(began).Round(time.Millisecond))
 	if err := a.announce(); err != nil {
+		return err
+	}
+	// Join with the replicas in the tags: the gateways route to them from
+	// the join on.
+	if err := a.announcer.wait(ctx, a.tags.Gen); err != nil {
 		return err
 	}
 	n, err := a.cluster.Join(a.cfg.Join)
@@ -258,18 +270,16 @@ func (a *Agent) announce() error {
 	return nil
 }
 
-// setTags announces t. An unconfirmed broadcast is not an error: the tags
-// are in effect and spreading.
+// setTags announces t: it validates them and hands them to the announcer,
+// which puts them into effect in the background. What must know them in
+// effect waits for their generation (a.announcer.wait).
 func (a *Agent) setTags(t membership.Tags) error {
-	err := a.cluster.SetTags(t)
-	if errors.Is(err, membership.ErrTagsUnconfirmed) {
-		a.logger.Debug("tag broadcast not confirmed yet", "gen", t.Gen)
-		err = nil
+	if _, err := t.Encode(); err != nil {
+		return err
 	}
-	if err == nil {
-		a.tags = t
-	}
-	return err
+	a.tags = t
+	a.announcer.set(t)
+	return nil
 }
 
 // shutdown withdraws every replica, waits for the gateways to acknowledge,
@@ -280,9 +290,12 @@ func (a *Agent) shutdown() {
 	next.State, next.Gen = membership.StateDraining, next.Gen+1
 	if err := a.setTags(next); err != nil {
 		a.logger.Error("could not announce draining", "error", err)
-	} else if err := a.cluster.SyncGateways(context.Background(), a.cfg.SyncTimeout); err != nil {
+	} else if err := a.syncGateways(context.Background(), next.Gen); err != nil {
 		a.logger.Warn("not every gateway acknowledged the drain; stopping anyway", "error", err)
 	}
+	// No tag update may follow the leave: it would bring the member back
+	// to life in the others' views.
+	a.announcer.close()
 	if err := a.cluster.Leave(); err != nil {
 		a.logger.Error("leave", "error", err)
 	}
@@ -295,6 +308,20 @@ func (a *Agent) shutdown() {
 	a.logger.Info("left cluster; stopping replicas", "drain", time.Since(began).Round(time.Millisecond))
 	a.stopReplicas()
 	a.logger.Info("agent stopped", "took", time.Since(began).Round(time.Millisecond))
+}
+
+// syncGateways waits until the tags of generation gen (those that withdraw
+// replicas) are in effect, then for every live gateway's acknowledgement
+// that it stopped routing to what they withdraw, all within SyncTimeout.
+// A live gateway that stays silent makes it fail with a
+// *membership.UnackedError.
+func (a *Agent) syncGateways(ctx context.Context, gen uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.SyncTimeout)
+	defer cancel()
+	if err := a.announcer.wait(ctx, gen); err != nil {
+		return fmt.Errorf("withdrawal not announced: %w", err)
+	}
+	return a.cluster.SyncGateways(ctx, a.cfg.SyncTimeout)
 }
 
 // cancelStarts cancels starts in progress and records what they started.

@@ -115,7 +115,10 @@ func (a *Agent) converge() {
 		old := s.replica
 		s.replica, s.state = nil, stateDraining
 		if err := a.announce(); err != nil {
+			// Not withdrawn: it serves on; tried again next round.
 			a.logger.Error("announce withdrawal", "index", s.index, "error", err)
+			s.replica, s.state = old, stateHealthy
+			return
 		}
 		a.launch(s, old, true)
 		return

@@ -41,7 +41,7 @@ func (a *Agent) answerScale(q *membership.Query) {
 	if err != nil {
 		a.logger.Warn("could not answer scale request", "from", q.From(), "error", err)
 	}
-	// After the answer: announcing waits for the broadcast to go out.
+	// After the answer: the asker hears back before anything starts.
 	a.convergeCount()
 	if err := a.announce(); err != nil {
 		a.logger.Error("announce replica count", "error", err)
@@ -49,9 +49,8 @@ func (a *Agent) answerScale(q *membership.Query) {
 }
 
 // applyPending applies the results that have arrived, so that one
-// announcement covers them all: announcing waits for the broadcast to go
-// out (a few gossip rounds), and the replicas of a scale-up become healthy
-// at about the same time.
+// announcement covers them all: the replicas of a scale-up become healthy
+// at about the same time, and each announcement is a broadcast to gossip.
 func (a *Agent) applyPending() {
 	for {
 		select {
@@ -141,6 +140,9 @@ func (a *Agent) room(upTo int) (n int, limit string) {
 // their result comes back. Replicas being retired that the count wants
 // again are kept when their withdrawal is not acknowledged yet.
 func (a *Agent) convergeCount() {
+	if a.startCtx.Err() != nil {
+		return // stopping: start and stop nothing more
+	}
 	now := time.Now()
 	var retire []*slot
 	for _, s := range a.slots {
@@ -220,9 +222,10 @@ func (a *Agent) retire(batch []*slot) {
 		return
 	}
 	a.logger.Info("scaling down: replicas withdrawn, waiting for the gateways", "count", a.count, "replicas", len(batch))
+	withdrawn := a.tags.Gen
 	a.starts.Go(func() {
 		defer cancel()
-		err := a.cluster.SyncGateways(ctx, a.cfg.SyncTimeout)
+		err := a.syncGateways(ctx, withdrawn)
 		var unacked *membership.UnackedError
 		errors.As(err, &unacked)
 		var stops sync.WaitGroup

@@ -78,6 +78,7 @@ func (a *Agent) launch(s *slot, old *runtime.Replica, drain bool) {
 	}
 	ctx, cancel := context.WithCancel(a.startCtx)
 	s.cancel, s.starting = cancel, a.want
+	withdrawn := a.tags.Gen // the tags that withdraw old, when drain is set
 	a.starts.Go(func() {
 		defer cancel()
 		res := startResult{index: spec.Index}
@@ -91,7 +92,7 @@ func (a *Agent) launch(s *slot, old *runtime.Replica, drain bool) {
 				// gateway has stopped routing to it. One that stays silent
 				// until the deadline may still route to it: the replica is
 				// kept, and the deploy fails (applyStart).
-				if err := a.cluster.SyncGateways(ctx, a.cfg.SyncTimeout); err != nil {
+				if err := a.syncGateways(ctx, withdrawn); err != nil {
 					res.kept, res.err = old, err
 					errors.As(err, &res.unacked)
 					return
@@ -179,8 +180,8 @@ func (a *Agent) supervise(ctx context.Context) {
 			a.converge()
 		}
 		a.applyPending()
-		// Before announcing, which waits for the broadcast to go out: what
-		// the admin API shows is never behind what the gateways route.
+		// Before announcing: what the admin API shows is never behind what
+		// the gateways route.
 		a.publishStatus()
 		if err := a.announce(); err != nil {
 			a.logger.Error("announce replicas", "error", err)
