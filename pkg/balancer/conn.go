@@ -150,6 +150,9 @@ func (cc *clientConn) prepare() {
 	b, req, x := cc.b, &cc.req, &cc.x
 	*x = exchange{started: time.Now(), state: stateConnecting}
 	cc.served = true
+	if t, ok := b.route(req.hostValue, req.path); ok {
+		x.svc, x.strip = t.svc, t.strip
+	}
 	cc.requestID()
 	if b.m.accessEvery > 0 { // the head's bytes do not outlive the body
 		cc.method = append(cc.method[:0], req.line[0]...)
@@ -168,6 +171,10 @@ func (cc *clientConn) prepare() {
 	}
 	x.replayable = x.bodyInOut && (isIdempotent(req.line[0]) || req.idempotent)
 	x.closeAfter = req.close
+	if x.svc == nil { // no route: the body, if it was not all read, cannot be skipped
+		x.closeAfter = x.closeAfter || !x.bodyInOut
+		cc.answerError(outcomeNoRoute, nil)
+	}
 }
 
 // keepAlive reports whether the connection may carry another exchange
@@ -195,7 +202,7 @@ func (cc *clientConn) settle() {
 	case x.fail.stale:
 		x.fresh, x.state = true, stateConnecting
 	case x.retry(b.cfg.Retries):
-		b.m.retries.Add(1)
+		x.svc.retries.Add(1)
 		b.logger.Debug("retrying on another backend", "failed", x.last.hostPort, "method", string(cc.req.line[0]),
 			"request_id", string(cc.reqID), "error", x.fail.err)
 		x.state = stateConnecting
@@ -221,9 +228,10 @@ func (cc *clientConn) choose() bool {
 // counted, without waiting: errNoBackends, or errFull when those that would
 // do are at their cap.
 func (cc *clientConn) pick() (*host, error) {
-	b, x := cc.b, &cc.x
+	x := &cc.x
+	s := x.svc
 	for {
-		h, full := b.sel.Select(b.reg.set.Load(), x.tried[:x.nTried], time.Now().UnixNano())
+		h, full := s.sel.Select(s.reg.set.Load(), x.tried[:x.nTried], time.Now().UnixNano())
 		switch {
 		case h == nil && full:
 			return nil, errFull
@@ -256,9 +264,8 @@ func (cc *clientConn) noBackend(err error) {
 func (cc *clientConn) connectFailed(err error) {
 	b, h := cc.b, cc.x.h
 	h.failures.Add(1)
-	h.eject(b.cfg.EjectFor, b.health != nil)
-	b.m.ejections.Add(1)
-	b.logger.Warn("backend ejected: connect failed", "addr", h.hostPort, "node", h.node, "error", err)
+	cc.x.svc.eject(h)
+	b.logger.Warn("backend ejected: connect failed", "service", cc.x.svc.name, "addr", h.hostPort, "node", h.node, "error", err)
 	cc.x.failAttempt(failure{err: err, reach: reachedNothing})
 }
 
@@ -268,9 +275,9 @@ func (cc *clientConn) backendFailed(bc *bconn, err error, r reach) {
 	b, h := cc.b, cc.x.h
 	h.failures.Add(1)
 	if !bc.reused && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
-		h.eject(b.cfg.EjectFor, b.health != nil)
-		b.m.ejections.Add(1)
-		b.logger.Warn("backend ejected: connection reset or closed", "addr", h.hostPort, "node", h.node, "error", err)
+		cc.x.svc.eject(h)
+		b.logger.Warn("backend ejected: connection reset or closed", "service", cc.x.svc.name, "addr", h.hostPort,
+			"node", h.node, "error", err)
 	}
 	cc.x.failAttempt(failure{err: err, reach: r})
 }
@@ -281,20 +288,23 @@ func (cc *clientConn) backendFailed(bc *bconn, err error, r reach) {
 func (cc *clientConn) answerError(o outcome, err error) {
 	b, x := cc.b, &cc.x
 	status := statusOf(o)
-	if o != outcomeNoBackend {
+	if o != outcomeNoBackend && o != outcomeNoRoute {
 		backend := "none"
 		if x.last != nil {
 			backend = x.last.hostPort
 		}
-		b.logger.Warn("request failed", "status", status, "outcome", o.String(), "backend", backend,
-			"attempts", x.nTried, "request_id", string(cc.reqID), "error", err)
+		b.logger.Warn("request failed", "status", status, "outcome", o.String(), "service", x.svc.name,
+			"backend", backend, "attempts", x.nTried, "request_id", string(cc.reqID), "error", err)
 	}
 	cc.writeError(status, cc.errorText(o), true)
 	cc.finish(o, status)
 }
 
 func (cc *clientConn) errorText(o outcome) string {
-	service := strconv.Quote(cc.b.cfg.Service)
+	if o == outcomeNoRoute {
+		return "herd gateway: no route for this host and path"
+	}
+	service := strconv.Quote(cc.x.svc.name)
 	switch o {
 	case outcomeNoBackend:
 		return "herd gateway: no backend available for service " + service

@@ -90,7 +90,7 @@ func (cc *clientConn) chooseWaiting() bool {
 		return cc.choose()
 	}
 	front := false // once its turn has come, a request stays first in line
-	if x.nTried == 0 && b.queue.n.Load() > 0 {
+	if x.nTried == 0 && x.svc.queue.n.Load() > 0 {
 		// Others are waiting: a new request does not overtake them.
 		if err := cc.waitTurn(false); err != nil {
 			cc.noBackend(err)
@@ -119,12 +119,13 @@ func (cc *clientConn) chooseWaiting() bool {
 // comes) or until Config.QueueTimeout has passed since it first queued.
 func (cc *clientConn) waitTurn(front bool) error {
 	b, x := cc.b, &cc.x
+	s := x.svc
 	if x.queuedAt.IsZero() {
 		x.queuedAt = time.Now()
 	}
 	left := b.cfg.QueueTimeout - time.Since(x.queuedAt)
 	if left <= 0 {
-		b.m.queueTimeouts.Add(1)
+		s.queueTimeouts.Add(1)
 		return errQueueTimeout
 	}
 	w := cc.wait
@@ -132,11 +133,11 @@ func (cc *clientConn) waitTurn(front bool) error {
 		w = &queueWait{wake: make(chan struct{}, 1)}
 		cc.wait = w
 	}
-	if b.queue.push(w.wake, front) {
+	if s.queue.push(w.wake, front) {
 		// First in line: a backend may have finished between the pick that
 		// found none with room and the push, waking nobody.
-		if h, _ := b.sel.Select(b.reg.set.Load(), x.tried[:x.nTried], time.Now().UnixNano()); h != nil {
-			b.queue.cancel(w.wake)
+		if h, _ := s.sel.Select(s.reg.set.Load(), x.tried[:x.nTried], time.Now().UnixNano()); h != nil {
+			s.queue.cancel(w.wake)
 			return nil
 		}
 	}
@@ -150,8 +151,8 @@ func (cc *clientConn) waitTurn(front bool) error {
 		w.timer.Stop()
 		return nil
 	case <-w.timer.C:
-		b.queue.cancel(w.wake)
-		b.m.queueTimeouts.Add(1)
+		s.queue.cancel(w.wake)
+		s.queueTimeouts.Add(1)
 		return errQueueTimeout
 	}
 }

@@ -19,7 +19,7 @@ func (cc *clientConn) appendRequestHead(out []byte) []byte {
 	req := &cc.req
 	out = append(out, req.line[0]...)
 	out = append(out, ' ')
-	out = append(out, req.path...)
+	out = appendStripped(out, req.path, cc.x.strip)
 	out = append(out, " HTTP/1.1\r\n"...)
 	for _, f := range req.fields {
 		if !f.drop {

@@ -1,0 +1,216 @@
+package balancer
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// testRouter builds a router over services made on demand.
+func testRouter(routes []Route, fallback string) *router {
+	svcs := map[string]*Service{}
+	get := func(name string) *Service {
+		if svcs[name] == nil {
+			svcs[name] = &Service{name: name}
+		}
+		return svcs[name]
+	}
+	var fb *Service
+	if fallback != "" {
+		fb = get(fallback)
+	}
+	return newRouter(routes, fb, get)
+}
+
+// Precedence: exact host, then a wildcard of one label, then any host;
+// within each, the longest prefix on segment boundaries. Hosts are matched
+// without case and port.
+func TestRouterLookup(t *testing.T) {
+	r := testRouter([]Route{
+		{Host: "api.example.com", Prefix: "/predict", Service: "exact-predict"},
+		{Host: "api.example.com", Prefix: "/", Service: "exact-root"},
+		{Host: "*.example.com", Prefix: "/predict/deep", Service: "wild-deep"},
+		{Host: "*.example.com", Prefix: "/", Service: "wild-root"},
+		{Prefix: "/predict", Service: "any-predict", StripPrefix: true},
+		{Prefix: "/tone/v1", Service: "any-tone-v1"},
+	}, "")
+	for _, tc := range []struct{ host, path, want string }{
+		{"api.example.com", "/predict", "exact-predict"},
+		{"API.Example.COM:8080", "/predict/x?q=1", "exact-predict"},
+		{"api.example.com", "/predictor", "exact-root"},
+		{"api.example.com", "/other", "exact-root"},
+		{"tone.example.com", "/predict/deep/er", "wild-deep"},
+		{"tone.example.com", "/predict", "wild-root"},
+		{"a.b.example.com", "/predict", "any-predict"}, // a wildcard is one label
+		{"example.com", "/predict/", "any-predict"},
+		{"other.test", "/tone/v1/x", "any-tone-v1"},
+		{"other.test", "/tone/v2", ""},
+		{"other.test", "/", ""},
+		{"[::1]:80", "/predict", "any-predict"},
+		{"", "/predict?x", "any-predict"},
+	} {
+		got, ok := r.lookup([]byte(tc.host), []byte(tc.path))
+		name := ""
+		if ok {
+			name = got.svc.name
+		}
+		assert.Equal(t, tc.want, name, "%s %s", tc.host, tc.path)
+	}
+	got, _ := r.lookup([]byte("x"), []byte("/predict/a"))
+	assert.Equal(t, len("/predict"), got.strip)
+
+	fb := testRouter(nil, "default")
+	got, ok := fb.lookup([]byte("x"), []byte("/anything"))
+	require.True(t, ok)
+	assert.Equal(t, "default", got.svc.name, "the default service takes what no route does")
+}
+
+func TestAppendStripped(t *testing.T) {
+	for path, want := range map[string]string{
+		"/predict/x?q=1": "/x?q=1", "/predict": "/", "/predict?q": "/?q", "/predict/": "/",
+	} {
+		assert.Equal(t, want, string(appendStripped(nil, []byte(path), len("/predict"))), path)
+	}
+	assert.Equal(t, "/a", string(appendStripped(nil, []byte("/a"), 0)))
+}
+
+func TestParseRoute(t *testing.T) {
+	for in, want := range map[string]Route{
+		"api.example.com/predict": {Host: "api.example.com", Prefix: "/predict"},
+		"/predict":                {Prefix: "/predict"},
+		"/predict/":               {Prefix: "/predict"},
+		"/":                       {Prefix: "/"},
+		"tone.example.com":        {Host: "tone.example.com", Prefix: "/"},
+		"*.Tone.example.com":      {Host: "*.tone.example.com", Prefix: "/"},
+		"api.example.com/a%20b":   {Host: "api.example.com", Prefix: "/a%20b"},
+	} {
+		got, err := ParseRoute(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"", "http://api.example.com/", "/predict?x=1", "/a#b", "api.example.com:8080/x",
+		"*.*.example.com", "a*.example.com", "/a b", "api example.com", "/a//b", "[::1]/x", strings.Repeat("a", 300)} {
+		_, err := ParseRoute(in)
+		assert.Error(t, err, in)
+	}
+}
+
+// FuzzParseRoute: a route either fails to parse or parses to one that its
+// String gives back, parsed again to the same route, and that the router
+// takes without a panic.
+func FuzzParseRoute(f *testing.F) {
+	for _, s := range []string{"api.example.com/predict", "/predict", "*.example.com", "/", "a/b%2Fc/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseRoute(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseRoute(r.String())
+		if err != nil || again != r {
+			t.Fatalf("%q → %+v → %q → %+v, %v", s, r, r.String(), again, err)
+		}
+		r.Service = "s"
+		tr := testRouter([]Route{r}, "")
+		host := strings.TrimPrefix(r.Host, "*.")
+		if strings.HasPrefix(r.Host, "*.") {
+			host = "x." + host
+		}
+		got, ok := tr.lookup([]byte(host), []byte(r.Prefix))
+		if !ok || got.svc.name != "s" {
+			t.Fatalf("route %+v does not take its own host and prefix", r)
+		}
+	})
+}
+
+// BenchmarkRouteLookup: the cost of finding a request's service stays flat
+// from 1 route to 200 (50 services, 4 routes each: an exact host with two
+// prefixes, a wildcard, and a path on any host).
+func BenchmarkRouteLookup(b *testing.B) {
+	for _, n := range []int{1, 50, 200} {
+		var routes []Route
+		for i := range n {
+			svc := fmt.Sprintf("svc-%d", i/4)
+			switch i % 4 {
+			case 0:
+				routes = append(routes, Route{Host: fmt.Sprintf("api-%d.example.com", i/4), Prefix: "/v1/predict", Service: svc})
+			case 1:
+				routes = append(routes, Route{Host: fmt.Sprintf("api-%d.example.com", i/4), Prefix: "/", Service: svc})
+			case 2:
+				routes = append(routes, Route{Host: fmt.Sprintf("*.tone-%d.example.com", i/4), Prefix: "/", Service: svc})
+			case 3:
+				routes = append(routes, Route{Prefix: fmt.Sprintf("/svc-%d", i/4), Service: svc})
+			}
+		}
+		r := testRouter(routes, "")
+		host, path := []byte("api-0.example.com"), []byte("/v1/predict/tone?text=hello")
+		b.Run(fmt.Sprintf("routes=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, ok := r.lookup(host, path); !ok {
+					b.Fatal("no route")
+				}
+			}
+		})
+	}
+}
+
+// Two services behind one balancer, routed by Host and by path; a prefix
+// stripped for one; what no route takes is answered 404 with the request
+// id, and its body, not read, closes the connection.
+func TestRoutedServices(t *testing.T) {
+	eachRelay(t, func(t *testing.T, rl relay) {
+		b, f := newTestBalancer(t, rl)
+		echo := func(name string) []testBackend {
+			return startBackends(t, 1, func(int) http.HandlerFunc {
+				return func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "%s %s %s", name, r.Host, r.URL.RequestURI()) }
+			})
+		}
+		for name, bs := range map[string][]testBackend{"predictor": echo("predictor"), "tone": echo("tone")} {
+			for _, be := range bs {
+				b.Service(name).SetNode(be.Node, []netip.AddrPort{be.Addr})
+			}
+		}
+		b.SetRoutes([]Route{
+			{Host: "tone.example.com", Prefix: "/", Service: "tone"},
+			{Prefix: "/predict", Service: "predictor", StripPrefix: true},
+		}, "")
+		do := func(host, path string) (int, string, string) {
+			req, err := http.NewRequest(http.MethodGet, f.URL+path, nil)
+			require.NoError(t, err)
+			req.Host = host
+			resp, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode, string(body), resp.Header.Get("X-Request-Id")
+		}
+		code, body, _ := do("Tone.Example.com:80", "/predict/x")
+		assert.Equal(t, 200, code)
+		assert.Equal(t, "tone Tone.Example.com:80 /predict/x", body, "the exact host wins over a path on any host")
+		code, body, _ = do("api.example.com", "/predict/x?q=1")
+		assert.Equal(t, 200, code)
+		assert.Equal(t, "predictor api.example.com /x?q=1", body, "the prefix stripped")
+		code, body, id := do("api.example.com", "/other")
+		assert.Equal(t, 404, code)
+		assert.Equal(t, "herd gateway: no route for this host and path\nrequest id: "+id+"\n", body)
+
+		c, err := http.Post(f.URL+"/nowhere", "text/plain", strings.NewReader("a body"))
+		require.NoError(t, err)
+		c.Body.Close()
+		assert.Equal(t, 404, c.StatusCode)
+
+		got := map[string]int{}
+		for _, st := range b.Backends() {
+			got[st.Service]++
+		}
+		assert.Equal(t, map[string]int{"predictor": 1, "tone": 1}, got)
+	})
+}
