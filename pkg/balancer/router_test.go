@@ -170,7 +170,9 @@ func TestRoutedServices(t *testing.T) {
 		b, f := newTestBalancer(t, rl)
 		echo := func(name string) []testBackend {
 			return startBackends(t, 1, func(int) http.HandlerFunc {
-				return func(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "%s %s %s", name, r.Host, r.URL.RequestURI()) }
+				return func(w http.ResponseWriter, r *http.Request) {
+					fmt.Fprintf(w, "%s %s %s", name, r.Host, r.URL.RequestURI())
+				}
 			})
 		}
 		for name, bs := range map[string][]testBackend{"predictor": echo("predictor"), "tone": echo("tone")} {
