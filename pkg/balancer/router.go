@@ -2,7 +2,6 @@ package balancer
 
 import (
 	"bytes"
-	"fmt"
 	"sort"
 	"strings"
 )
@@ -177,46 +176,6 @@ func appendStripped(out, path []byte, n int) []byte {
 	}
 	return append(out, rest...)
 }
-
-// ParseRoute reads a route as an agent announces it: [host][/path-prefix].
-// The host is a name ("api.example.com"), a wildcard of one label
-// ("*.example.com") or absent; the prefix a path of RFC 3986's bytes, its
-// trailing slash dropped. A scheme, a port, a query or a fragment is
-// refused.
-func ParseRoute(s string) (Route, error) {
-	if s == "" {
-		return Route{}, fmt.Errorf("route %q: empty", s)
-	}
-	if strings.Contains(s, "://") {
-		return Route{}, fmt.Errorf("route %q: no scheme: the gateway routes by host and path", s)
-	}
-	if strings.ContainsAny(s, "?#") {
-		return Route{}, fmt.Errorf("route %q: no query or fragment: a route is a host and a path prefix", s)
-	}
-	if len(s) > maxRouteLen {
-		return Route{}, fmt.Errorf("route %q: longer than %d bytes", s[:32]+"…", maxRouteLen)
-	}
-	host, prefix := s, "/"
-	if i := strings.IndexByte(s, '/'); i >= 0 {
-		host, prefix = s[:i], s[i:]
-	}
-	if host != "" {
-		name := strings.TrimPrefix(host, "*.")
-		if strings.Contains(name, "*") || !validHost([]byte(name)) || strings.ContainsAny(name, ":[]") {
-			return Route{}, fmt.Errorf("route %q: host %q: want a name such as api.example.com or *.example.com, without a port", s, host)
-		}
-	}
-	if !validURIPart([]byte(prefix), pathChar) || strings.Contains(prefix, "//") {
-		return Route{}, fmt.Errorf("route %q: path %q: not a valid path", s, prefix)
-	}
-	if len(prefix) > 1 {
-		prefix = strings.TrimSuffix(prefix, "/")
-	}
-	return Route{Host: strings.ToLower(host), Prefix: prefix}, nil
-}
-
-// maxRouteLen bounds one route.
-const maxRouteLen = 255
 
 // SortRoutes orders routes by precedence: exact hosts, wildcards, any host,
 // then longer prefixes first (as lookups try them).
