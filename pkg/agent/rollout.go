@@ -13,6 +13,12 @@ import (
 // answer handles a query addressed to this agent: a deploy request from the
 // rollout coordinator. Anything else is ignored.
 func (a *Agent) answer(ctx context.Context, q *membership.Query) {
+	if q.Name() == membership.QueryRoutes {
+		if err := membership.AnswerRoutes(q, a.cfg.Routes); err != nil {
+			a.logger.Warn("could not answer a routes request", "from", q.From(), "error", err)
+		}
+		return
+	}
 	if q.Name() != membership.QueryDeploy {
 		return
 	}
