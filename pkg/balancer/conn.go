@@ -173,6 +173,10 @@ func (cc *clientConn) prepare() {
 	x.closeAfter = req.close
 	if x.svc == nil { // no route: the body, if it was not all read, cannot be skipped
 		x.closeAfter = x.closeAfter || !x.bodyInOut
+		if b.routes.Load().empty() { // nothing to route to yet
+			cc.answerError(outcomeNoBackend, nil)
+			return
+		}
 		cc.answerError(outcomeNoRoute, nil)
 	}
 }
@@ -301,8 +305,11 @@ func (cc *clientConn) answerError(o outcome, err error) {
 }
 
 func (cc *clientConn) errorText(o outcome) string {
-	if o == outcomeNoRoute {
+	switch {
+	case o == outcomeNoRoute:
 		return "herd gateway: no route for this host and path"
+	case cc.x.svc == nil:
+		return "herd gateway: no backend available: no service is announced"
 	}
 	service := strconv.Quote(cc.x.svc.name)
 	switch o {

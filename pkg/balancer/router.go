@@ -4,30 +4,18 @@ import (
 	"bytes"
 	"sort"
 	"strings"
+
+	"github.com/herd-cluster/herd/pkg/route"
 )
 
-// Route sends a service the requests for Host whose path is Prefix or
-// below it, on segment boundaries ("/predict" takes /predict and
-// /predict/x, not /predictor).
+// Route sends a service the requests for its host whose path is its prefix
+// or below it (route.Route says how both match).
 type Route struct {
-	// Host is an exact name ("api.example.com"), a wildcard of one label
-	// ("*.example.com": a.example.com, not a.b.example.com nor
-	// example.com), or "" for any host. Matched without case and port.
-	Host string
-	// Prefix is the path prefix, "/" for every path.
-	Prefix  string
+	route.Route
 	Service string
-	// StripPrefix removes Prefix from the path the backend gets
+	// StripPrefix removes the prefix from the path the backend gets
 	// (/predict/x → /x, /predict → /).
 	StripPrefix bool
-}
-
-// String is the route as an agent announces it: [host][/prefix].
-func (r Route) String() string {
-	if r.Prefix == "/" && r.Host != "" {
-		return r.Host
-	}
-	return r.Host + r.Prefix
 }
 
 // target is where a route sends a request.
@@ -82,6 +70,12 @@ func newRouter(routes []Route, fallback *Service, service func(name string) *Ser
 		}
 	}
 	return r
+}
+
+// empty reports whether the table sends nothing anywhere: no route and no
+// fallback (a gateway that has no service to route yet).
+func (r *router) empty() bool {
+	return r == nil || len(r.exact) == 0 && len(r.wildcard) == 0 && len(r.any) == 0 && r.fallback == nil
 }
 
 // lookup returns where a request for host (its Host, perhaps with a port)

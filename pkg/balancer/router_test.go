@@ -35,12 +35,12 @@ func testRouter(routes []Route, fallback string) *router {
 // without case and port.
 func TestRouterLookup(t *testing.T) {
 	r := testRouter([]Route{
-		{Host: "api.example.com", Prefix: "/predict", Service: "exact-predict"},
-		{Host: "api.example.com", Prefix: "/", Service: "exact-root"},
-		{Host: "*.example.com", Prefix: "/predict/deep", Service: "wild-deep"},
-		{Host: "*.example.com", Prefix: "/", Service: "wild-root"},
-		{Prefix: "/predict", Service: "any-predict", StripPrefix: true},
-		{Prefix: "/tone/v1", Service: "any-tone-v1"},
+		{Route: route.Route{Host: "api.example.com", Prefix: "/predict"}, Service: "exact-predict"},
+		{Route: route.Route{Host: "api.example.com", Prefix: "/"}, Service: "exact-root"},
+		{Route: route.Route{Host: "*.example.com", Prefix: "/predict/deep"}, Service: "wild-deep"},
+		{Route: route.Route{Host: "*.example.com", Prefix: "/"}, Service: "wild-root"},
+		{Route: route.Route{Prefix: "/predict"}, Service: "any-predict", StripPrefix: true},
+		{Route: route.Route{Prefix: "/tone/v1"}, Service: "any-tone-v1"},
 	}, "")
 	for _, tc := range []struct{ host, path, want string }{
 		{"api.example.com", "/predict", "exact-predict"},
@@ -92,13 +92,13 @@ func BenchmarkRouteLookup(b *testing.B) {
 			svc := fmt.Sprintf("svc-%d", i/4)
 			switch i % 4 {
 			case 0:
-				routes = append(routes, Route{Host: fmt.Sprintf("api-%d.example.com", i/4), Prefix: "/v1/predict", Service: svc})
+				routes = append(routes, Route{Route: route.Route{Host: fmt.Sprintf("api-%d.example.com", i/4), Prefix: "/v1/predict"}, Service: svc})
 			case 1:
-				routes = append(routes, Route{Host: fmt.Sprintf("api-%d.example.com", i/4), Prefix: "/", Service: svc})
+				routes = append(routes, Route{Route: route.Route{Host: fmt.Sprintf("api-%d.example.com", i/4), Prefix: "/"}, Service: svc})
 			case 2:
-				routes = append(routes, Route{Host: fmt.Sprintf("*.tone-%d.example.com", i/4), Prefix: "/", Service: svc})
+				routes = append(routes, Route{Route: route.Route{Host: fmt.Sprintf("*.tone-%d.example.com", i/4), Prefix: "/"}, Service: svc})
 			case 3:
-				routes = append(routes, Route{Prefix: fmt.Sprintf("/svc-%d", i/4), Service: svc})
+				routes = append(routes, Route{Route: route.Route{Prefix: fmt.Sprintf("/svc-%d", i/4)}, Service: svc})
 			}
 		}
 		r := testRouter(routes, "")
@@ -133,8 +133,8 @@ func TestRoutedServices(t *testing.T) {
 			}
 		}
 		b.SetRoutes([]Route{
-			{Host: "tone.example.com", Prefix: "/", Service: "tone"},
-			{Prefix: "/predict", Service: "predictor", StripPrefix: true},
+			{Route: route.Route{Host: "tone.example.com", Prefix: "/"}, Service: "tone"},
+			{Route: route.Route{Prefix: "/predict"}, Service: "predictor", StripPrefix: true},
 		}, "")
 		do := func(host, path string) (int, string, string) {
 			req, err := http.NewRequest(http.MethodGet, f.URL+path, nil)
@@ -180,7 +180,7 @@ func FuzzRouteLookup(f *testing.F) {
 		if err != nil {
 			return
 		}
-		tr := testRouter([]Route{{Host: r.Host, Prefix: r.Prefix, Service: "s"}}, "")
+		tr := testRouter([]Route{{Route: r, Service: "s"}}, "")
 		_, _ = tr.lookup([]byte(host), []byte(path))
 		h := strings.TrimPrefix(r.Host, "*.")
 		if strings.HasPrefix(r.Host, "*.") {

@@ -87,3 +87,25 @@ func TestRoutesInTagsAndFetched(t *testing.T) {
 		"state": "active", "rth": "nothex:3"})
 	assert.ErrorContains(t, err, "tag rth")
 }
+
+// A node whose tags carry only its routes' hash travels outside gossip
+// (the view, the upgrade handoff) with the routes fetched, checked against
+// the hash.
+func TestEncodedNodeCarriesFetchedRoutes(t *testing.T) {
+	many := routesOf(t, 20, 40)
+	n := Node{Name: "a", Addr: netip.MustParseAddrPort("127.0.0.2:7946"), Status: StatusAlive, Tags: routedAgent(many)}
+	e, err := n.Encode()
+	require.NoError(t, err)
+	require.NotEmpty(t, e.Routes)
+	back := DecodeNode(e)
+	require.NoError(t, back.Err)
+	assert.Equal(t, many, back.Tags.Routes)
+
+	e.Routes = route.Encode(many[:19]) // not the list the hash names
+	assert.ErrorContains(t, DecodeNode(e).Err, "do not match")
+
+	few := Node{Name: "b", Addr: n.Addr, Status: StatusAlive, Tags: routedAgent(many[:2])}
+	e, err = few.Encode()
+	require.NoError(t, err)
+	assert.Empty(t, e.Routes, "inline in the tags")
+}
