@@ -333,7 +333,7 @@ func (g *Gateway) Routing() RoutingStatus {
 	balancer.SortRoutes(table)
 	for _, t := range table {
 		for i, c := range g.claims[t.Route] {
-			st := RouteStatus{Route: t.Route, Service: c.service, StripPrefix: c.strip, Backends: up[c.service]}
+			st := RouteStatus{Route: t.Route, Service: c.service, StripPrefix: c.strip && t.Prefix != "/", Backends: up[c.service]}
 			switch {
 			case i > 0:
 				st.State, st.HeldBy = RouteConflict, t.Service
