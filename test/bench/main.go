@@ -44,6 +44,7 @@ type options struct {
 	idleConns        int
 	idleOnly         bool
 	routes           bool
+	routesOnly       bool
 }
 
 func main() {
@@ -61,6 +62,7 @@ func main() {
 	flag.BoolVar(&o.leastRequest, "least-request", true, "also compare the gateway's least-request with HAProxy's leastconn (4 replicas)")
 	flag.IntVar(&o.maxConns, "max-conns", 0, "also compare the gateway's --backend-max-conns N with HAProxy's server maxconn N (4 replicas; 0: skip)")
 	flag.BoolVar(&o.idleOnly, "idle-only", false, "run only the idle-connection memory comparison")
+	flag.BoolVar(&o.routesOnly, "routes-only", false, "run only the routing comparison")
 	flag.BoolVar(&o.routes, "routes", true, "also compare routing 50 services by 200 routes with HAProxy's use_backend ACLs")
 	flag.IntVar(&o.idleConns, "idle-conns", 10000, "also compare the memory per idle keep-alive connection with this many connections (0: skip)")
 	flag.Parse()
@@ -183,6 +185,9 @@ func run(o options) (err error) {
 	}
 	if o.idleOnly {
 		return nil
+	}
+	if o.routesOnly {
+		return c.routing()
 	}
 	if err := c.compare("4 replicas on 1 agent", pair{haBalance: "roundrobin", gwURL: c.gwURL, gwPid: c.gwPid}, c.o.fixedLoad); err != nil {
 		return err
