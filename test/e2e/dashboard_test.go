@@ -106,6 +106,18 @@ func TestDashboard(t *testing.T) {
 		backendsShown = tableRows(t, ctx, "#backends", "data-addr", 2, 3)
 		return len(wantBackends) == 4 && assert.ObjectsAreEqual(wantBackends, backendsShown)
 	}, 10*time.Second, 100*time.Millisecond, "backends shown %v, want %v", backendsShown, wantBackends)
+	// Backends are grouped by service, and the routing is shown: one
+	// service without routes takes every request.
+	var grouping []string
+	require.Eventually(t, func() bool {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		err := chromedp.Run(tctx, chromedp.Evaluate(`[
+			Array.from(document.querySelectorAll("#backends tr.group")).map(tr => tr.textContent.trim()).join("|"),
+			document.getElementById("routes-default").textContent]`, &grouping))
+		return err == nil && len(grouping) == 2 && grouping[0] == "predictor · 4 / 4 up"
+	}, 10*time.Second, 100*time.Millisecond, "backends grouped by service: %v", grouping)
+	assert.Equal(t, "Requests no route matches go to service predictor.", grouping[1])
 	// The request rate the page computes is the load's (100 req/s).
 	var rate float64
 	require.Eventually(t, func() bool {
