@@ -53,6 +53,10 @@ func configFlag(field string) (flag, env string, ok bool) {
 		return "--join", "HERD_JOIN", true
 	case "Image":
 		return "--image", "HERD_IMAGE", true
+	case "Service":
+		return "--service", "HERD_SERVICE", true
+	case "Routes":
+		return "--route", "HERD_ROUTE", true
 	}
 	return "", "", false
 }

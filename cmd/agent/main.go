@@ -17,6 +17,7 @@ import (
 	"github.com/herd-cluster/herd/pkg/admin"
 	"github.com/herd-cluster/herd/pkg/agent"
 	"github.com/herd-cluster/herd/pkg/membership"
+	"github.com/herd-cluster/herd/pkg/route"
 	"github.com/herd-cluster/herd/pkg/runtime"
 	"github.com/herd-cluster/herd/pkg/runtime/docker"
 	"github.com/herd-cluster/herd/pkg/runtime/process"
@@ -41,6 +42,10 @@ func main() {
 					Usage: "what the replicas run, name:tag"},
 				&cli.StringFlag{Name: "service", Value: d.Service, EnvVars: []string{"HERD_SERVICE"},
 					Usage: "the service the replicas serve"},
+				&cli.StringSliceFlag{Name: "route", EnvVars: []string{"HERD_ROUTE"},
+					Usage: "requests the service takes at the gateways: [host][/path-prefix] (api.example.com/predict, *.example.com, /predict); repeatable, at most 100"},
+				&cli.BoolFlag{Name: "strip-prefix", EnvVars: []string{"HERD_STRIP_PREFIX"},
+					Usage: "remove the matched route's path prefix from the path the replicas get"},
 				&cli.IntFlag{Name: "base-port", Value: int(d.BasePort), EnvVars: []string{"HERD_BASE_PORT"},
 					Usage: "replica i listens on base-port+i"},
 				&cli.StringFlag{Name: "host-ip", EnvVars: []string{"HERD_HOST_IP"},
@@ -86,6 +91,10 @@ func join(c *cli.Context) error {
 	cfg.Logger = logger
 	cfg.Node = c.String("node")
 	cfg.Service = c.String("service")
+	if cfg.Routes, err = route.ParseAll(c.StringSlice("route")); err != nil {
+		return cli.Exit("--route: "+err.Error(), 2)
+	}
+	cfg.StripPrefix = c.Bool("strip-prefix")
 	cfg.Replicas = c.Int("replicas")
 	cfg.MaxReplicas = c.Int("max-replicas")
 	cfg.Join = c.StringSlice("join")

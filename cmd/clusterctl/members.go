@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -93,21 +95,67 @@ func forceLeaveCommand() *cli.Command {
 func backendsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "backends",
-		Usage: "list the gateway's backends with their state",
-		Flags: []cli.Flag{jsonFlag},
+		Usage: "list the gateway's backends with their state, by service",
+		Flags: []cli.Flag{&cli.StringFlag{Name: "service", Aliases: []string{"s"}, Usage: "only this service's"}, jsonFlag},
 		Action: func(c *cli.Context) error {
 			backends, err := client(c).Backends(c.Context)
 			if err != nil {
 				return err
 			}
+			if svc := c.String("service"); svc != "" {
+				backends = slices.DeleteFunc(backends, func(b api.Backend) bool { return b.Service != svc })
+			}
 			return output(c, backends, func(backends []api.Backend) [][]string {
-				rows := [][]string{{"ADDRESS", "NODE", "STATE", "IN-FLIGHT", "REQUESTS", "FAILURES"}}
+				rows := [][]string{{"SERVICE", "ADDRESS", "NODE", "STATE", "IN-FLIGHT", "REQUESTS", "FAILURES"}}
 				for _, b := range backends {
-					rows = append(rows, []string{b.Addr, b.Node, b.State, fmt.Sprint(b.InFlight),
+					rows = append(rows, []string{b.Service, b.Addr, b.Node, b.State, fmt.Sprint(b.InFlight),
 						fmt.Sprint(b.Requests), fmt.Sprint(b.Failures)})
 				}
 				return rows
 			})
+		},
+	}
+}
+
+func routesCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "routes",
+		Usage: "list the gateway's routes: host, path, service, backends, state (ok / no backends / conflict)",
+		Description: "Routes are in precedence order: exact hosts, then wildcards, then any host; within each, the\n" +
+			"longest path first. A conflict is a service's claim refused because another claimed the route first.",
+		Flags: []cli.Flag{jsonFlag},
+		Action: func(c *cli.Context) error {
+			routing, err := client(c).Routes(c.Context)
+			if err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, routing)
+			}
+			rows := [][]string{{"HOST", "PATH", "SERVICE", "BACKENDS", "STATE"}}
+			for _, r := range routing.Routes {
+				state := r.State
+				if r.State == api.RouteConflict {
+					state += " (held by " + r.HeldBy + ")"
+				}
+				path := r.Path
+				if r.StripPrefix {
+					path += " (stripped)"
+				}
+				rows = append(rows, []string{cmp.Or(r.Host, "*"), path, r.Service, fmt.Sprint(r.Backends), state})
+			}
+			if err := printTable(c.App.Writer, rows); err != nil {
+				return err
+			}
+			switch {
+			case !routing.AllServices:
+				fmt.Fprintf(c.App.Writer, "this gateway routes service %s only: every request goes to it\n", routing.Default)
+			case routing.Default != "":
+				fmt.Fprintf(c.App.Writer, "requests no route matches go to service %s\n", routing.Default)
+			default:
+				fmt.Fprintln(c.App.Writer, "requests no route matches are answered 404")
+			}
+			return nil
 		},
 	}
 }

@@ -25,8 +25,14 @@ const (
 const rolloutExitHelp = `Exit codes: 0 the rollout succeeded; 1 it failed, was reverted or was aborted;
 2 it was refused (unknown image, another rollout running) or the gateway could not be reached.`
 
+// serviceFlag names the service a rollout command is about; without it,
+// the only service the cluster runs.
+var serviceFlag = &cli.StringFlag{Name: "service", Aliases: []string{"s"},
+	Usage: "the service (default: the only one the cluster runs)"}
+
 func rolloutFlags() []cli.Flag {
 	return []cli.Flag{
+		serviceFlag,
 		&cli.IntFlag{Name: "batch", Value: 1, EnvVars: []string{"HERD_ROLLOUT_BATCH"}, Usage: "hosts replaced at a time"},
 		&cli.DurationFlag{Name: "min-healthy", Value: 5 * time.Second, EnvVars: []string{"HERD_ROLLOUT_MIN_HEALTHY"},
 			Usage: "how long a batch must stay healthy before the next"},
@@ -41,7 +47,7 @@ func rolloutFlags() []cli.Flag {
 
 func optionsFrom(c *cli.Context, image string) api.RolloutOptions {
 	return api.RolloutOptions{
-		Image: image, Batch: c.Int("batch"), MinHealthy: api.Duration(c.Duration("min-healthy")),
+		Service: c.String("service"), Image: image, Batch: c.Int("batch"), MinHealthy: api.Duration(c.Duration("min-healthy")),
 		Deadline: api.Duration(c.Duration("deadline")), NoAutoRevert: c.Bool("no-auto-revert"),
 	}
 }
@@ -68,13 +74,13 @@ func rolloutCommand() *cli.Command {
 		Subcommands: []*cli.Command{
 			{
 				Name: "status", Usage: "show a rollout's progress (default: the running or last one)", ArgsUsage: "[ID]",
-				Flags: []cli.Flag{jsonFlag},
+				Flags: []cli.Flag{serviceFlag, jsonFlag},
 				Action: func(c *cli.Context) error {
 					id := c.Args().First()
 					if id == "" {
 						id = "current"
 					}
-					r, err := client(c).Rollout(c.Context, id)
+					r, err := client(c).Rollout(c.Context, c.String("service"), id)
 					if err != nil {
 						return err
 					}
@@ -85,20 +91,21 @@ func rolloutCommand() *cli.Command {
 				},
 			},
 			{
-				Name: "history", Usage: "list rollouts, newest first", Flags: []cli.Flag{jsonFlag},
+				Name: "history", Usage: "list rollouts, newest first (every service's, without --service)",
+				Flags: []cli.Flag{serviceFlag, jsonFlag},
 				Action: func(c *cli.Context) error {
-					rs, err := client(c).Rollouts(c.Context)
+					rs, err := client(c).Rollouts(c.Context, c.String("service"))
 					if err != nil {
 						return err
 					}
 					return output(c, rs, func(rs []api.Rollout) [][]string {
-						rows := [][]string{{"ID", "IMAGE", "PREVIOUS", "STATE", "STARTED", "TOOK", "MESSAGE"}}
+						rows := [][]string{{"ID", "SERVICE", "IMAGE", "PREVIOUS", "STATE", "STARTED", "TOOK", "MESSAGE"}}
 						for _, r := range rs {
 							took := "-"
 							if !r.Finished.IsZero() {
 								took = r.Finished.Sub(r.Created).Round(100 * time.Millisecond).String()
 							}
-							rows = append(rows, []string{r.ID, r.Image, dash(r.Previous), r.State,
+							rows = append(rows, []string{r.ID, dash(r.Service), r.Image, dash(r.Previous), r.State,
 								r.Created.Local().Format(time.DateTime), took, dash(r.Message)})
 						}
 						return rows
@@ -107,9 +114,9 @@ func rolloutCommand() *cli.Command {
 			},
 			{
 				Name: "abort", Usage: "stop the running rollout; its batch in progress goes back to the previous image",
-				Flags: []cli.Flag{jsonFlag},
+				Flags: []cli.Flag{serviceFlag, jsonFlag},
 				Action: func(c *cli.Context) error {
-					r, err := client(c).AbortRollout(c.Context)
+					r, err := client(c).AbortRollout(c.Context, c.String("service"))
 					if err != nil {
 						return err
 					}
@@ -151,7 +158,8 @@ func startAndFollow(c *cli.Context, start func(context.Context, api.RolloutOptio
 		if c.Bool("json") {
 			return printJSON(c.App.Writer, r)
 		}
-		fmt.Fprintf(c.App.Writer, "rollout %s to %s started; follow it with `clusterctl rollout status %s`\n", r.ID, r.Image, r.ID)
+		fmt.Fprintf(c.App.Writer, "rollout %s of %s to %s started; follow it with `clusterctl rollout status%s %s`\n",
+			r.ID, dash(r.Service), r.Image, serviceArg(r.Service), r.ID)
 		return nil
 	}
 	w := c.App.Writer
@@ -185,7 +193,7 @@ func startAndFollow(c *cli.Context, start func(context.Context, api.RolloutOptio
 			return cli.Exit("stopped following; the rollout goes on: `clusterctl rollout status`", exitError)
 		case <-time.After(250 * time.Millisecond):
 		}
-		next, err := client(c).Rollout(c.Context, r.ID)
+		next, err := client(c).Rollout(c.Context, r.Service, r.ID)
 		if err != nil {
 			return cli.Exit("following the rollout: "+describe(err), exitError)
 		}
@@ -229,7 +237,7 @@ func printRollout(w io.Writer, r api.Rollout) error {
 	if len(r.Hosts) > 0 {
 		fill = done * width / len(r.Hosts)
 	}
-	fmt.Fprintf(w, "rollout %s  %s → %s  %s\n", r.ID, dash(r.Previous), r.Image, r.State)
+	fmt.Fprintf(w, "rollout %s  %s  %s → %s  %s\n", r.ID, dash(r.Service), dash(r.Previous), r.Image, r.State)
 	fmt.Fprintf(w, "[%s%s] %d/%d hosts\n", strings.Repeat("#", fill), strings.Repeat(".", width-fill), done, len(r.Hosts))
 	rows := [][]string{{"HOST", "BATCH", "STATE", "FOR"}}
 	for _, h := range r.Hosts {
@@ -261,6 +269,17 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
+// busyServiceRe finds the service a busy refusal names.
+var busyServiceRe = regexp.MustCompile(`service "([a-z0-9._-]+)" is being rolled out`)
+
+// serviceArg is " --service NAME", or nothing for no name.
+func serviceArg(name string) string {
+	if name == "" {
+		return ""
+	}
+	return " --service " + name
+}
+
 // failedAgentsRe finds the agents a refusal names as failed.
 var failedAgentsRe = regexp.MustCompile(`: ([^:]+) (?:is|are) failed and did not come back`)
 
@@ -272,7 +291,11 @@ func refusalHint(err error) string {
 		return ""
 	}
 	if se.Status == http.StatusConflict {
-		return "; wait for it, or `clusterctl rollout abort`"
+		svc := ""
+		if m := busyServiceRe.FindStringSubmatch(se.Msg); m != nil {
+			svc = serviceArg(m[1])
+		}
+		return "; wait for it, or `clusterctl rollout abort" + svc + "`"
 	}
 	if m := failedAgentsRe.FindStringSubmatch(se.Msg); m != nil {
 		first, _, _ := strings.Cut(m[1], ", ")

@@ -39,7 +39,9 @@ func main() {
 				&cli.StringFlag{Name: "listen", Value: ":80", EnvVars: []string{"HERD_LISTEN"},
 					Usage: "client traffic address"},
 				&cli.StringFlag{Name: "service", Value: g.Service, EnvVars: []string{"HERD_SERVICE"},
-					Usage: "the service to route"},
+					Usage: "route only this service, every request to it (default: every service the agents announce, by their routes)"},
+				&cli.StringFlag{Name: "default-service", EnvVars: []string{"HERD_DEFAULT_SERVICE"},
+					Usage: "routing every service: the one that takes requests no route matches (default: the only service announced, if just one; else 404)"},
 				&cli.StringFlag{Name: "health-path", Value: d.HealthPath, EnvVars: []string{"HERD_HEALTH_PATH"},
 					Usage: "active health check: the path asked on every backend"},
 				&cli.DurationFlag{Name: "health-interval", Value: d.HealthInterval, EnvVars: []string{"HERD_HEALTH_INTERVAL"},
@@ -108,7 +110,15 @@ func run(c *cli.Context) error {
 		return err
 	}
 	gcfg := gateway.DefaultConfig()
-	gcfg.Service = c.String("service")
+	gcfg.Service, gcfg.DefaultService = c.String("service"), c.String("default-service")
+	for flag, name := range map[string]string{"--service": gcfg.Service, "--default-service": gcfg.DefaultService} {
+		if name != "" && !membership.ValidServiceName(name) {
+			return cli.Exit(fmt.Sprintf("%s %q: want lower-case letters, digits, '.', '_' or '-', at most 63", flag, name), 2)
+		}
+	}
+	if gcfg.Service != "" && gcfg.DefaultService != "" {
+		return cli.Exit("--default-service: only with every service routed (no --service)", 2)
+	}
 	gcfg.Logger = logger
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -146,7 +156,8 @@ func run(c *cli.Context) error {
 			srv := admin.NewServer(c.String("token"), logger)
 			srv.HandleMembers(p.Cluster.Members)
 			srv.HandleBackends(func() []balancer.BackendStatus { return p.Gateway.Balancer().Backends() })
-			srv.HandleRollouts(p.Coordinator)
+			srv.HandleRoutes(p.Gateway.Routing)
+			srv.HandleRollouts(p.Rollouts)
 			srv.HandleScale(p.Scaler)
 			srv.HandleKeys(p.Cluster)
 			srv.HandleForceLeave(p.Cluster.ForceLeave)
@@ -159,12 +170,12 @@ func run(c *cli.Context) error {
 			}
 			return srv
 		},
-		RolloutStatePath: filepath.Join(dataDir, "rollouts.json"),
-		ShutdownGrace:    c.Duration("shutdown-grace"),
-		StartTimeout:     c.Duration("start-timeout"),
-		UpgradeTimeout:   c.Duration("upgrade-timeout"),
-		PIDFile:          c.String("pid-file"),
-		Logger:           logger,
+		DataDir:        dataDir,
+		ShutdownGrace:  c.Duration("shutdown-grace"),
+		StartTimeout:   c.Duration("start-timeout"),
+		UpgradeTimeout: c.Duration("upgrade-timeout"),
+		PIDFile:        c.String("pid-file"),
+		Logger:         logger,
 	})
 }
 

@@ -41,10 +41,11 @@ type Config struct {
 	// ListenAdmin opens the admin listener with the given listen function
 	// (an upgrade's, which may hand back the old process's socket).
 	ListenAdmin func(listen func(network, addr string) (net.Listener, error)) (net.Listener, error)
-	// Admin builds the admin API once gossip and the coordinator run.
+	// Admin builds the admin API once gossip and the coordinators run.
 	Admin func(*Parts) http.Handler
-	// RolloutStatePath is the coordinator's state file.
-	RolloutStatePath string
+	// DataDir keeps the rollout coordinators' state (rollout.SetConfig);
+	// empty: in memory.
+	DataDir string
 	// ShutdownGrace bounds how long in-flight requests may take to finish
 	// on a stop or an upgrade.
 	ShutdownGrace time.Duration
@@ -62,10 +63,10 @@ type Config struct {
 
 // Parts are what the admin API serves.
 type Parts struct {
-	Gateway     *gateway.Gateway
-	Cluster     *membership.Cluster
-	Coordinator *rollout.Coordinator
-	Scaler      *scale.Scaler
+	Gateway  *gateway.Gateway
+	Cluster  *membership.Cluster
+	Rollouts *rollout.Set
+	Scaler   *scale.Scaler
 }
 
 // handoffFile names the socket the old process passes to the new one.
@@ -84,7 +85,7 @@ type process struct {
 	runDone chan struct{}
 
 	cluster  *membership.Cluster
-	coord    *rollout.Coordinator
+	rollouts *rollout.Set
 	scaler   *scale.Scaler
 	traffic  net.Listener
 	adminLn  net.Listener
@@ -245,6 +246,9 @@ func (p *process) startGossip() error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if err := p.gw.SetRouteFetcher(p.runCtx, p.cluster); err != nil {
+		return err
+	}
 	return p.join()
 }
 
@@ -286,19 +290,19 @@ func (p *process) join() error {
 }
 
 func (p *process) startCoordinatorAndAdmin() error {
-	coord, err := rollout.New(rollout.Config{
-		Members: p.cluster, Service: p.cfg.Gateway.Service, StatePath: p.cfg.RolloutStatePath, Logger: p.logger,
-		MembersChanged: p.gw.Changed,
-	})
+	set, err := rollout.NewSet(rollout.SetConfig{Dir: p.cfg.DataDir, Only: p.cfg.Gateway.Service, Config: rollout.Config{
+		Members: p.cluster, MembersChanged: p.gw.Changed, Logger: p.logger,
+	}})
 	if err != nil {
 		return err
 	}
-	p.coord = coord
+	p.rollouts = set
 	if p.scaler, err = p.newScaler(); err != nil {
+		set.Close()
 		return err
 	}
 	p.adminSrv = &http.Server{
-		Handler:           p.cfg.Admin(&Parts{Gateway: p.gw, Cluster: p.cluster, Coordinator: coord, Scaler: p.scaler}),
+		Handler:           p.cfg.Admin(&Parts{Gateway: p.gw, Cluster: p.cluster, Rollouts: set, Scaler: p.scaler}),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          p.logger.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
@@ -455,8 +459,8 @@ func (p *process) drain() error {
 	actx, acancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer acancel()
 	_ = p.adminSrv.Shutdown(actx)
-	p.coord.Close()
 	p.scaler.Close()
+	p.rollouts.Close()
 	return err
 }
 

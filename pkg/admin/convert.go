@@ -4,6 +4,7 @@ import (
 	"github.com/herd-cluster/herd/pkg/agent"
 	"github.com/herd-cluster/herd/pkg/api"
 	"github.com/herd-cluster/herd/pkg/balancer"
+	"github.com/herd-cluster/herd/pkg/gateway"
 	"github.com/herd-cluster/herd/pkg/membership"
 	"github.com/herd-cluster/herd/pkg/rollout"
 )
@@ -30,7 +31,7 @@ func memberOf(n membership.Node) api.Member {
 // backendOf converts a balancer backend's status.
 func backendOf(b balancer.BackendStatus) api.Backend {
 	return api.Backend{
-		Addr: b.Addr.String(), Node: b.Node, State: string(b.State),
+		Service: b.Service, Addr: b.Addr.String(), Node: b.Node, State: string(b.State),
 		InFlight: b.InFlight, Requests: b.Requests, Failures: b.Failures,
 	}
 }
@@ -57,7 +58,7 @@ func rolloutOf(r rollout.Rollout) api.Rollout {
 	out := api.Rollout{
 		ID: r.ID,
 		RolloutOptions: api.RolloutOptions{
-			Image: r.Image, Batch: r.Batch, MinHealthy: api.Duration(r.MinHealthy),
+			Service: r.Service, Image: r.Image, Batch: r.Batch, MinHealthy: api.Duration(r.MinHealthy),
 			Deadline: api.Duration(r.Deadline), NoAutoRevert: r.NoAutoRevert,
 		},
 		Previous: r.Previous, State: string(r.State), Message: r.Message, Reverted: r.Reverted,
@@ -96,6 +97,18 @@ func convertAll[T, U any](in []T, f func(T) U) []U {
 	out := make([]U, len(in))
 	for i, v := range in {
 		out[i] = f(v)
+	}
+	return out
+}
+
+// routingOf converts a gateway's routing.
+func routingOf(r gateway.RoutingStatus) api.Routing {
+	out := api.Routing{Default: r.Fallback, AllServices: r.AllServices, Routes: []api.Route{}}
+	for _, st := range r.Routes {
+		out.Routes = append(out.Routes, api.Route{
+			Host: st.Route.Host, Path: st.Route.Prefix, Service: st.Service, StripPrefix: st.StripPrefix,
+			State: st.State, HeldBy: st.HeldBy, Backends: st.Backends,
+		})
 	}
 	return out
 }

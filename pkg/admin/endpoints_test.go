@@ -16,8 +16,10 @@ import (
 
 	"github.com/herd-cluster/herd/pkg/agent"
 	"github.com/herd-cluster/herd/pkg/balancer"
+	"github.com/herd-cluster/herd/pkg/gateway"
 	"github.com/herd-cluster/herd/pkg/membership"
 	"github.com/herd-cluster/herd/pkg/rollout"
+	"github.com/herd-cluster/herd/pkg/route"
 )
 
 // compact is body without the indentation the server adds.
@@ -37,14 +39,26 @@ func TestListEndpoints(t *testing.T) {
 			Tags: membership.Tags{Role: membership.RoleGateway}}}
 	})
 	s.HandleBackends(func() []balancer.BackendStatus {
-		return []balancer.BackendStatus{{Addr: netip.MustParseAddrPort("127.0.0.2:8000"), Node: "host-a", State: balancer.StateUp, Requests: 7}}
+		return []balancer.BackendStatus{{Service: "web", Addr: netip.MustParseAddrPort("127.0.0.2:8000"), Node: "host-a",
+			State: balancer.StateUp, Requests: 7}}
+	})
+	s.HandleRoutes(func() gateway.RoutingStatus {
+		return gateway.RoutingStatus{AllServices: true, Routes: []gateway.RouteStatus{
+			{Route: route.Route{Host: "tone.example.com", Prefix: "/"}, Service: "tone", State: gateway.RouteOK, Backends: 2},
+			{Route: route.Route{Prefix: "/predict"}, Service: "web", StripPrefix: true, State: gateway.RouteOK, Backends: 1},
+			{Route: route.Route{Prefix: "/predict"}, Service: "rogue", State: gateway.RouteConflict, HeldBy: "web"},
+		}}
 	})
 	s.HandleReplicas(func() []agent.ReplicaStatus {
 		return []agent.ReplicaStatus{{Index: 0, Addr: "127.0.0.2:8000", Image: "predictor:1.0.0", State: "starting"}}
 	})
 	for path, want := range map[string]string{
 		"/v1/members":  `[{"addr":"10.0.0.1:7946","backends":0,"name":"gw","role":"gateway","status":"alive"}]`,
-		"/v1/backends": `[{"addr":"127.0.0.2:8000","failures":0,"in_flight":0,"node":"host-a","requests":7,"state":"up"}]`,
+		"/v1/backends": `[{"addr":"127.0.0.2:8000","failures":0,"in_flight":0,"node":"host-a","requests":7,"service":"web","state":"up"}]`,
+		"/v1/routes": `{"all_services":true,"routes":[` +
+			`{"backends":2,"host":"tone.example.com","path":"/","service":"tone","state":"ok"},` +
+			`{"backends":1,"host":"","path":"/predict","service":"web","state":"ok","strip_prefix":true},` +
+			`{"backends":0,"held_by":"web","host":"","path":"/predict","service":"rogue","state":"conflict"}]}`,
 		"/v1/replicas": `[{"addr":"127.0.0.2:8000","image":"predictor:1.0.0","index":0,"restarts":0,"state":"starting"}]`,
 	} {
 		code, body := get(t, s, path)
@@ -121,29 +135,36 @@ func TestKeyEndpoints(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, code)
 }
 
-// coordinator is a rollout coordinator that answers with what it is given.
+// coordinator is a rollout coordinator that answers with what it is given,
+// and records the service asked for.
 type coordinator struct {
 	started rollout.Options
+	service string
 	err     error
 	ro      rollout.Rollout
 	history []rollout.Rollout
 }
 
-func (c *coordinator) Start(_ context.Context, o rollout.Options) (rollout.Rollout, error) {
-	c.started = o
+func (c *coordinator) Start(_ context.Context, service string, o rollout.Options) (rollout.Rollout, error) {
+	c.started, c.service = o, service
 	return c.ro, c.err
 }
-func (c *coordinator) Rollback(ctx context.Context, o rollout.Options) (rollout.Rollout, error) {
-	return c.Start(ctx, o)
+func (c *coordinator) Rollback(ctx context.Context, service string, o rollout.Options) (rollout.Rollout, error) {
+	return c.Start(ctx, service, o)
 }
-func (c *coordinator) Get(id string) (rollout.Rollout, error) {
+func (c *coordinator) Get(service, id string) (rollout.Rollout, error) {
+	c.service = service
 	if id != c.ro.ID && id != "current" {
 		return rollout.Rollout{}, fmt.Errorf("%w: %s", rollout.ErrNotFound, id)
 	}
 	return c.ro, nil
 }
-func (c *coordinator) History() []rollout.Rollout { return c.history }
-func (c *coordinator) Abort() (rollout.Rollout, error) {
+func (c *coordinator) History(service string) ([]rollout.Rollout, error) {
+	c.service = service
+	return c.history, nil
+}
+func (c *coordinator) Abort(service string) (rollout.Rollout, error) {
+	c.service = service
 	if c.err != nil {
 		return rollout.Rollout{}, c.err
 	}
@@ -198,7 +219,23 @@ func TestRolloutEndpoints(t *testing.T) {
 	c.err = fmt.Errorf("%w: no agent has predictor:9", rollout.ErrRefused)
 	code, _ = post(t, s, "/v1/rollouts", `{"image":"predictor:9"}`)
 	assert.Equal(t, http.StatusBadRequest, code)
-	c.err = errors.New("no rollout is running")
+	c.err = rollout.ErrNotRunning
 	code, _ = post(t, s, "/v1/rollouts/abort", `{}`)
 	assert.Equal(t, http.StatusConflict, code)
+
+	// The service: in the body, or ?service=.
+	c.err = nil
+	code, _ = post(t, s, "/v1/rollouts", `{"service":"tone","image":"predictor:1.2.0"}`)
+	assert.Equal(t, http.StatusCreated, code)
+	assert.Equal(t, "tone", c.service)
+	_, _ = get(t, s, "/v1/rollouts/current?service=web")
+	assert.Equal(t, "web", c.service)
+	_, _ = get(t, s, "/v1/rollouts?service=api")
+	assert.Equal(t, "api", c.service)
+	code, _ = post(t, s, "/v1/rollouts/abort?service=tone", ``)
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "tone", c.service)
+	c.err = fmt.Errorf("%w: the cluster runs several services (a, b): name one (--service)", rollout.ErrRefused)
+	code, _ = post(t, s, "/v1/rollouts/abort", `{}`)
+	assert.Equal(t, http.StatusBadRequest, code)
 }

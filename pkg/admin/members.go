@@ -7,6 +7,7 @@ import (
 	"github.com/herd-cluster/herd/pkg/agent"
 	"github.com/herd-cluster/herd/pkg/api"
 	"github.com/herd-cluster/herd/pkg/balancer"
+	"github.com/herd-cluster/herd/pkg/gateway"
 	"github.com/herd-cluster/herd/pkg/membership"
 )
 
@@ -23,6 +24,14 @@ func (s *Server) HandleMembers(members func() []membership.Node) {
 func (s *Server) HandleBackends(backends func() []balancer.BackendStatus) {
 	s.handleJSON("/v1/backends", func(*http.Request) (any, error) {
 		return convertAll(backends(), backendOf), nil
+	})
+}
+
+// HandleRoutes serves GET /v1/routes: the gateway's routing, as
+// api.Routing.
+func (s *Server) HandleRoutes(routing func() gateway.RoutingStatus) {
+	s.handleJSON("/v1/routes", func(*http.Request) (any, error) {
+		return routingOf(routing()), nil
 	})
 }
 

@@ -90,6 +90,7 @@ func New(cfg Config, rt Runtime, mcfg *membership.Config) (*Agent, error) {
 		tags: membership.Tags{
 			Role: membership.RoleAgent, Service: cfg.Service, Image: want.String(), Want: want.String(),
 			HostIP: cfg.HostIP, State: membership.StateActive,
+			Routes: cfg.Routes, StripPrefix: cfg.StripPrefix,
 			// Wall-clock start keeps generations increasing across restarts.
 			Gen: uint64(time.Now().UnixMilli()),
 		},

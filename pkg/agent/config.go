@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/herd-cluster/herd/pkg/membership"
+	"github.com/herd-cluster/herd/pkg/route"
 	"github.com/herd-cluster/herd/pkg/runtime"
 )
 
@@ -21,6 +23,13 @@ type Config struct {
 	Node string
 	// Service is the name the replicas serve under. Default "predictor".
 	Service string
+	// Routes are the requests the service takes at the gateways
+	// ([host][/path-prefix]); none: the gateways send it what no other
+	// service's route takes when it is their only or default service.
+	// StripPrefix removes the matched prefix from the path the replicas
+	// get.
+	Routes      []route.Route
+	StripPrefix bool
 	// Image is what the replicas run.
 	Image runtime.Image
 	// Replicas is how many to run at first start, 1 to MaxReplicas. A scale
@@ -106,6 +115,12 @@ func (c *Config) Validate() error {
 	case c.MaxReplicas < 1 || c.MaxReplicas > MaxReplicas:
 		return &ConfigError{Field: "MaxReplicas", Value: strconv.Itoa(c.MaxReplicas),
 			Problem: fmt.Sprintf("must be between 1 and %d", MaxReplicas)}
+	case !membership.ValidServiceName(c.Service):
+		return &ConfigError{Field: "Service", Value: strconv.Quote(c.Service),
+			Problem: "want lower-case letters, digits, '.', '_' or '-', at most 63"}
+	case len(c.Routes) > route.MaxPerService:
+		return &ConfigError{Field: "Routes", Value: strconv.Itoa(len(c.Routes)),
+			Problem: fmt.Sprintf("at most %d routes per service", route.MaxPerService)}
 	case c.Replicas < 1 || c.Replicas > c.maxCount():
 		return &ConfigError{Field: "Replicas", Value: strconv.Itoa(c.Replicas),
 			Problem: fmt.Sprintf("must be between 1 and %d", c.maxCount())}
@@ -160,6 +175,10 @@ func settingName(field string) string {
 		return "base port"
 	case "HostIP":
 		return "host address"
+	case "Service":
+		return "service name"
+	case "Routes":
+		return "route count"
 	default:
 		return field
 	}

@@ -11,16 +11,24 @@ import (
 )
 
 // answer handles a query addressed to this agent: a deploy request from the
-// rollout coordinator, or a scale request (scale.go). Anything else is
-// ignored.
+// rollout coordinator, a scale request (scale.go), or a gateway's request
+// for the routes. Anything else is ignored.
 func (a *Agent) answer(ctx context.Context, q *membership.Query) {
-	if q.Name() == membership.QueryScale {
+	switch q.Name() {
+	case membership.QueryDeploy:
+		a.answerDeploy(ctx, q)
+	case membership.QueryScale:
 		a.answerScale(q)
-		return
+	case membership.QueryRoutes:
+		if err := membership.AnswerRoutes(q, a.cfg.Routes); err != nil {
+			a.logger.Warn("could not answer a routes request", "from", q.From(), "error", err)
+		}
 	}
-	if q.Name() != membership.QueryDeploy {
-		return
-	}
+}
+
+// answerDeploy answers a deploy request: whether the agent can run, or
+// took, the image.
+func (a *Agent) answerDeploy(ctx context.Context, q *membership.Query) {
 	var resp membership.DeployResponse
 	req, err := membership.DecodeDeployRequest(q.Payload())
 	if err != nil {

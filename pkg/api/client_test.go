@@ -44,7 +44,7 @@ func TestClientTimeouts(t *testing.T) {
 	assert.NoError(t, err)
 	_, err = c.Rollback(ctx, RolloutOptions{})
 	assert.NoError(t, err)
-	_, err = c.AbortRollout(ctx)
+	_, err = c.AbortRollout(ctx, "")
 	assert.NoError(t, err)
 }
 

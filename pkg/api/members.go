@@ -42,6 +42,8 @@ const (
 // Backend is one of the gateway's backends (a replica it routes to) as
 // GET /v1/backends shows it.
 type Backend struct {
+	// Service is the service it serves.
+	Service string `json:"service"`
 	// Addr is the replica's address, ip:port.
 	Addr string `json:"addr"`
 	// Node is the agent that announced it.

@@ -53,6 +53,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // POST /v1/rollouts and, without Image, of POST /v1/rollback. A zero field
 // takes the gateway's default.
 type RolloutOptions struct {
+	// Service is the service rolled out; empty: the only one the cluster
+	// runs (the gateway refuses it when there are several).
+	Service string `json:"service,omitempty"`
 	// Image is the image to roll out, name:tag. Empty for a rollback.
 	Image string `json:"image"`
 	// Batch is how many hosts are replaced at a time. Default 1.
@@ -139,21 +142,33 @@ func (c *Client) Rollback(ctx context.Context, o RolloutOptions) (Rollout, error
 	return out, c.doWithin(ctx, startTimeout, http.MethodPost, "/v1/rollback", o, &out)
 }
 
-// Rollout returns one rollout; id "current" is the running or last one.
-func (c *Client) Rollout(ctx context.Context, id string) (Rollout, error) {
+// Rollout returns one of service's rollouts; id "current" is the running
+// or last one. Service "": the only service there is.
+func (c *Client) Rollout(ctx context.Context, service, id string) (Rollout, error) {
 	var out Rollout
-	return out, c.do(ctx, http.MethodGet, "/v1/rollouts/"+url.PathEscape(id), nil, &out)
+	return out, c.do(ctx, http.MethodGet, "/v1/rollouts/"+url.PathEscape(id)+serviceQuery(service), nil, &out)
 }
 
-// Rollouts returns the history, newest first.
-func (c *Client) Rollouts(ctx context.Context) ([]Rollout, error) {
+// Rollouts returns service's rollouts, newest first; service "": every
+// service's.
+func (c *Client) Rollouts(ctx context.Context, service string) ([]Rollout, error) {
 	var out []Rollout
-	return out, c.do(ctx, http.MethodGet, "/v1/rollouts", nil, &out)
+	return out, c.do(ctx, http.MethodGet, "/v1/rollouts"+serviceQuery(service), nil, &out)
 }
 
-// AbortRollout stops the running rollout and answers once its batch in
-// progress is back on the previous image.
-func (c *Client) AbortRollout(ctx context.Context) (Rollout, error) {
+// AbortRollout stops service's running rollout and answers once its batch
+// in progress is back on the previous image.
+func (c *Client) AbortRollout(ctx context.Context, service string) (Rollout, error) {
 	var out Rollout
-	return out, c.doWithin(ctx, abortTimeout, http.MethodPost, "/v1/rollouts/abort", struct{}{}, &out)
+	body := struct {
+		Service string `json:"service,omitempty"`
+	}{service}
+	return out, c.doWithin(ctx, abortTimeout, http.MethodPost, "/v1/rollouts/abort", body, &out)
+}
+
+func serviceQuery(service string) string {
+	if service == "" {
+		return ""
+	}
+	return "?service=" + url.QueryEscape(service)
 }

@@ -25,18 +25,18 @@ func TestWireShapes(t *testing.T) {
 			`{"name":"host-a","addr":"10.0.0.2:7946","status":"alive","role":"agent","service":"predictor","image":"predictor:1.0.0","state":"active","backends":4}`},
 		{"rejected member", Member{Name: "x", Addr: "10.0.0.9:7946", Status: "alive", Problem: "bad tags"},
 			`{"name":"x","addr":"10.0.0.9:7946","status":"alive","backends":0,"problem":"bad tags"}`},
-		{"backend", Backend{Addr: "127.0.0.2:8000", Node: "host-a", State: BackendSlowStart, InFlight: 3, Requests: 10, Failures: 1},
-			`{"addr":"127.0.0.2:8000","node":"host-a","state":"slow_start","in_flight":3,"requests":10,"failures":1}`},
+		{"backend", Backend{Service: "predictor", Addr: "127.0.0.2:8000", Node: "host-a", State: BackendSlowStart, InFlight: 3, Requests: 10, Failures: 1},
+			`{"service":"predictor","addr":"127.0.0.2:8000","node":"host-a","state":"slow_start","in_flight":3,"requests":10,"failures":1}`},
 		{"replica", Replica{Index: 1, Addr: "127.0.0.2:8001", Image: "predictor:1.0.0", State: ReplicaHealthy, PID: 42, Restarts: 1},
 			`{"index":1,"addr":"127.0.0.2:8001","image":"predictor:1.0.0","state":"healthy","pid":42,"restarts":1}`},
 		{"rollout", Rollout{ID: "r1",
-			RolloutOptions: RolloutOptions{Image: "predictor:1.1.0", Batch: 2, MinHealthy: Duration(5 * time.Second), Deadline: Duration(2 * time.Minute)},
+			RolloutOptions: RolloutOptions{Service: "tone", Image: "predictor:1.1.0", Batch: 2, MinHealthy: Duration(5 * time.Second), Deadline: Duration(2 * time.Minute)},
 			Previous:       "predictor:1.0.0", State: RolloutRunning, Created: t0,
 			Hosts: []RolloutHost{
 				{Node: "host-a", State: HostHealthy, Batch: 1, Started: t0, HealthySince: t0.Add(time.Second), Finished: t0.Add(6 * time.Second)},
 				{Node: "host-b", State: HostPending, Batch: 2},
 			}},
-			`{"id":"r1","image":"predictor:1.1.0","batch":2,"min_healthy":"5s","deadline":"2m0s","previous":"predictor:1.0.0","state":"running","created":"2025-03-01T12:00:00Z",` +
+			`{"id":"r1","service":"tone","image":"predictor:1.1.0","batch":2,"min_healthy":"5s","deadline":"2m0s","previous":"predictor:1.0.0","state":"running","created":"2025-03-01T12:00:00Z",` +
 				`"hosts":[{"node":"host-a","state":"healthy","batch":1,"started":"2025-03-01T12:00:00Z","healthy_since":"2025-03-01T12:00:01Z","finished":"2025-03-01T12:00:06Z"},` +
 				`{"node":"host-b","state":"pending","batch":2}]}`},
 		{"ended rollout", Rollout{ID: "r0", RolloutOptions: RolloutOptions{Image: "x:1", NoAutoRevert: true}, State: RolloutFailed,
@@ -44,6 +44,12 @@ func TestWireShapes(t *testing.T) {
 			`{"id":"r0","image":"x:1","no_auto_revert":true,"previous":"","state":"failed","message":"m","reverted":true,"created":"2025-03-01T12:00:00Z","finished":"2025-03-01T12:00:00Z","hosts":null}`},
 		{"rollout options", RolloutOptions{Image: "predictor:1.1.0", MinHealthy: Duration(1500 * time.Millisecond)},
 			`{"image":"predictor:1.1.0","min_healthy":"1.5s"}`},
+		{"routes", Routing{AllServices: true, Default: "web", Routes: []Route{
+			{Host: "*.example.com", Path: "/", Service: "web", State: RouteOK, Backends: 2},
+			{Path: "/predict", Service: "tone", StripPrefix: true, State: RouteConflict, HeldBy: "web"}}},
+			`{"routes":[{"host":"*.example.com","path":"/","service":"web","state":"ok","backends":2},` +
+				`{"host":"","path":"/predict","service":"tone","strip_prefix":true,"state":"conflict","held_by":"web","backends":0}],` +
+				`"default":"web","all_services":true}`},
 		{"key request", KeyRequest{Key: "a2V5"}, `{"key":"a2V5"}`},
 		{"key list", KeyResult{Members: 3, Responses: 3, Keys: map[string]int{"k1": 3}, Primary: map[string]int{"k1": 3}},
 			`{"members":3,"responses":3,"keys":{"k1":3},"primary":{"k1":3}}`},

@@ -17,7 +17,11 @@
 package balancer
 
 import (
+	"maps"
 	"net/netip"
+	"slices"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,17 +36,20 @@ const (
 	StateSlowStart = "slow_start" // up, its share of traffic still ramping
 )
 
-// Balancer is an HTTP/1.1 reverse proxy (Serve) that sends each request to
-// a backend of its set, chosen by Config.Balance.
+// Balancer is an HTTP/1.1 reverse proxy (Serve) that sends each request
+// to a service by its routes (SetRoutes), or to the default service
+// (Config.Service), and there to a backend chosen by Config.Balance.
 type Balancer struct {
 	cfg    Config
 	logger hclog.Logger
-
-	reg    *registry
-	sel    selector
-	health *healthChecker // nil: active checks are off
 	m      *metrics
-	queue  waitQueue
+
+	svcMu    sync.Mutex // serialises changes to services and routes
+	services atomic.Pointer[map[string]*Service]
+	routes   atomic.Pointer[router]
+	// routed: SetRoutes was called; before, every request goes to the
+	// default service.
+	routed atomic.Bool
 
 	srv   *server
 	loops loopSet
@@ -51,10 +58,16 @@ type Balancer struct {
 	closing, shutting atomic.Bool
 	closingSince      atomic.Int64 // unix nanoseconds closing began
 	closed            atomic.Bool
+
+	// hsts is the Strict-Transport-Security field answers over TLS get
+	// (Config.HSTS; nil: none), its line ready to append.
+	hsts []byte
+	h2   h2Server // HTTP/2 clients (h2.go)
 }
 
-// New returns a Balancer with no backends: it answers 503 until SetNode.
-// It fails on a bad setting.
+// New returns a Balancer with no backends: it answers 503 until its
+// default service has some (SetNode), or 404 once routes say where
+// requests go and none matches. It fails on a bad setting.
 func New(cfg Config) (*Balancer, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.Default()
@@ -65,49 +78,103 @@ func New(cfg Config) (*Balancer, error) {
 	if cfg.ClientHeaderTimeout <= 0 {
 		cfg.ClientHeaderTimeout = 10 * time.Second
 	}
+	if cfg.TLSHandshakeTimeout <= 0 {
+		cfg.TLSHandshakeTimeout = 10 * time.Second
+	}
+	if cfg.HTTPSPort == 0 {
+		cfg.HTTPSPort = 443
+	}
+	if cfg.MaxConcurrentStreams == 0 {
+		cfg.MaxConcurrentStreams = 250
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	every, err := accessEvery(cfg.AccessLog, cfg.AccessLogSample)
-	if err != nil {
-		return nil, err
-	}
-	b := &Balancer{cfg: cfg, logger: cfg.Logger.Named("balancer"), reg: newRegistry(), srv: newServer()}
-	b.sel = newSelector(&b.cfg)
+	every, _ := accessEvery(cfg.AccessLog, cfg.AccessLogSample)
+	b := &Balancer{cfg: cfg, logger: cfg.Logger.Named("balancer"), srv: newServer()}
 	b.m = newMetrics(b, cfg.Registerer, cfg.Logger.Named("access"), every)
-	b.health = newHealthChecker(&b.cfg, b.logger, func() { b.m.ejections.Add(1) })
+	b.services.Store(&map[string]*Service{})
 	b.loops.b = b
+	if cfg.HSTS > 0 {
+		b.hsts = []byte("Strict-Transport-Security: max-age=" + strconv.FormatInt(int64(cfg.HSTS/time.Second), 10) + "\r\n")
+	}
+	b.h2.init(b)
 	return b, nil
 }
 
-// SetNode replaces the backends one member announces (none: the member is
-// gone) and swaps in the new set. Backends that stay keep their state and
-// connections; removed ones get no new requests, finish what they serve, and
-// have their idle connections closed. An address another member announced
-// first stays that member's. When nothing changed for the member it does
-// nothing. Safe from any goroutine.
+// Service returns the service called name, adding it if it is new.
+func (b *Balancer) Service(name string) *Service {
+	if s := (*b.services.Load())[name]; s != nil {
+		return s
+	}
+	b.svcMu.Lock()
+	defer b.svcMu.Unlock()
+	return b.serviceLocked(name)
+}
+
+func (b *Balancer) serviceLocked(name string) *Service {
+	cur := *b.services.Load()
+	if s := cur[name]; s != nil {
+		return s
+	}
+	s := newService(b, name)
+	next := make(map[string]*Service, len(cur)+1)
+	maps.Copy(next, cur)
+	next[name] = s
+	b.services.Store(&next)
+	return s
+}
+
+// RemoveService takes a service out: its routes must be gone already
+// (SetRoutes). Its health checks stop; requests in flight to its backends
+// finish.
+func (b *Balancer) RemoveService(name string) {
+	b.svcMu.Lock()
+	defer b.svcMu.Unlock()
+	cur := *b.services.Load()
+	s := cur[name]
+	if s == nil {
+		return
+	}
+	next := maps.Clone(cur)
+	delete(next, name)
+	b.services.Store(&next)
+	s.close()
+}
+
+// SetNode sets the backends a member announces for the default service
+// (Config.Service); see Service.SetNode.
 func (b *Balancer) SetNode(node string, addrs []netip.AddrPort) {
-	b.reg.setNode(node, addrs, func(addr netip.AddrPort) *host {
-		return newHost(addr, node, &b.cfg, &b.queue)
-	}, hostEvents{
-		added: func(h *host) {
-			b.m.added(h)
-			if b.health != nil && !b.closed.Load() {
-				b.health.watch(h)
-			}
-		},
-		removed: func(h *host) {
-			h.retire()
-			b.m.removed(h)
-		},
-		taken: func(addr netip.AddrPort, node, owner string) {
-			b.logger.Warn("address announced by two nodes; keeping the first", "addr", addr, "node", owner, "other", node)
-		},
-	})
+	b.Service(b.cfg.Service).SetNode(node, addrs)
+}
+
+// SetRoutes swaps in a routing table: routes (their conflicts resolved by
+// the caller: of two routes for the same host and prefix the first is
+// kept), and the service that takes the requests no route matches (""
+// none: they are answered 404). Services are added as routes name them.
+func (b *Balancer) SetRoutes(routes []Route, fallback string) {
+	b.svcMu.Lock()
+	defer b.svcMu.Unlock()
+	var fb *Service
+	if fallback != "" {
+		fb = b.serviceLocked(fallback)
+	}
+	b.routes.Store(newRouter(routes, fb, b.serviceLocked))
+	b.routed.Store(true)
+}
+
+// route returns the service, and the bytes of path to strip, for a
+// request.
+func (b *Balancer) route(host, path []byte) (target, bool) {
+	if !b.routed.Load() {
+		return target{svc: b.Service(b.cfg.Service)}, true
+	}
+	return b.routes.Load().lookup(host, path)
 }
 
 // BackendStatus is a backend's live state.
 type BackendStatus struct {
+	Service  string
 	Addr     netip.AddrPort
 	Node     string
 	State    string // StateUp, StateDown, StateEjected or StateSlowStart
@@ -116,42 +183,50 @@ type BackendStatus struct {
 	Failures uint64
 }
 
-// Backends returns the current backend set with each backend's state.
+// Backends returns every service's backends with their states, by service
+// name.
 func (b *Balancer) Backends() []BackendStatus {
 	now := time.Now().UnixNano()
-	set := b.reg.set.Load()
-	out := make([]BackendStatus, len(set.hosts))
-	for i, h := range set.hosts {
-		state := StateUp
-		switch {
-		case h.down.Load():
-			state = StateDown
-		case h.ejected(now):
-			state = StateEjected
-		case b.cfg.SlowStart > 0 && now-h.upSince.Load() < int64(b.cfg.SlowStart):
-			state = StateSlowStart
-		}
-		out[i] = BackendStatus{
-			Addr: h.addr, Node: h.node, State: state, InFlight: h.inflight.Load(),
-			Requests: h.requests.Load(), Failures: h.failures.Load(),
-		}
+	svcs := *b.services.Load()
+	var out []BackendStatus
+	for _, name := range slices.Sorted(maps.Keys(svcs)) {
+		out = svcs[name].backends(out, now)
 	}
 	return out
 }
 
-// Len is the number of backends in the current set.
-func (b *Balancer) Len() int { return len(b.reg.set.Load().hosts) }
+// Len is the number of backends of every service.
+func (b *Balancer) Len() int {
+	n := 0
+	for _, s := range *b.services.Load() {
+		n += s.Len()
+	}
+	return n
+}
 
-// Close stops what the Balancer runs besides serving: the health checks,
-// and closes the idle connections to every backend. Call it after
-// Shutdown. Safe to call more than once.
+// InFlight is the number of requests in flight to a service's backends.
+func (b *Balancer) InFlight(service string) int64 {
+	if s := (*b.services.Load())[service]; s != nil {
+		return s.inflight()
+	}
+	return 0
+}
+
+// Close stops what the Balancer runs besides serving: every service's
+// health checks; and closes the idle connections to every backend. Call it
+// after Shutdown. Safe to call more than once.
 func (b *Balancer) Close() {
 	b.closed.Store(true)
-	if b.health != nil {
-		b.health.stop()
+	for _, s := range *b.services.Load() {
+		s.closed.Store(true)
+		if s.health != nil {
+			s.health.stop()
+		}
 	}
 	b.loops.stop()
-	b.reg.each(func(h *host) { h.pool.closeAll() })
+	for _, s := range *b.services.Load() {
+		s.closeIdle()
+	}
 }
 
 // RestoreHealth takes out of rotation the backends a previous view had out,
@@ -162,12 +237,7 @@ func (b *Balancer) RestoreHealth(states map[string]string) {
 	if len(states) == 0 {
 		return
 	}
-	for _, h := range b.reg.set.Load().hosts {
-		switch states[h.hostPort] {
-		case StateDown:
-			h.eject(b.cfg.EjectFor, b.health != nil)
-		case StateEjected:
-			h.eject(b.cfg.EjectFor, false)
-		}
+	for _, s := range *b.services.Load() {
+		s.restoreHealth(states)
 	}
 }

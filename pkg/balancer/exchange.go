@@ -55,10 +55,12 @@ const (
 	outcomeBusy                         // every backend at its cap for the queue timeout: 503
 	outcomeTimedOut                     // the backend did not connect or answer in time: 504
 	outcomeBackendFailed                // refused, reset or garbled, with no retry left or allowed: 502
+	outcomeNoRoute                      // no route matches its host and path: 404
+	outcomeHTTP2Only                    // an HTTP/1 request for a service that speaks HTTP/2 only (h2c, gRPC): 505
 )
 
 var outcomeNames = [...]string{"none", "served", "upgraded", "client-gone", "bad-request", "cut-short",
-	"no-backend", "busy", "timed-out", "backend-failed"}
+	"no-backend", "busy", "timed-out", "backend-failed", "no-route", "http2-only"}
 
 func (o outcome) String() string {
 	if int(o) < len(outcomeNames) {
@@ -113,6 +115,8 @@ type exchange struct {
 	status  int // what the client was answered (statusClientGone when gone)
 	started time.Time
 
+	svc   *Service // where the request goes, by its route
+	strip int      // bytes of the path the route strips
 	// The attempt in progress: h has a request in flight counted for it
 	// (released with h.done) from the moment it is chosen until the attempt
 	// ends; bc is its connection.
@@ -192,6 +196,10 @@ func statusOf(o outcome) int {
 		return 504
 	case outcomeBackendFailed:
 		return 502
+	case outcomeNoRoute:
+		return 404
+	case outcomeHTTP2Only:
+		return 505
 	}
 	return 500
 }

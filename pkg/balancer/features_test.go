@@ -159,34 +159,34 @@ func TestMetricsAndAccessLog(t *testing.T) {
 		require.Eventually(t, func() bool { return strings.Count(logs.String(), `"@message":"request"`) == 7 },
 			5*time.Second, 5*time.Millisecond, "one access log line per request")
 
-		ok := testutil.ToFloat64(b.m.requests.WithLabelValues(backends[0].Addr.String(), "2xx")) +
-			testutil.ToFloat64(b.m.requests.WithLabelValues(backends[1].Addr.String(), "2xx"))
+		ok := testutil.ToFloat64(b.m.requests.WithLabelValues(b.cfg.Service, backends[0].Addr.String(), "2xx")) +
+			testutil.ToFloat64(b.m.requests.WithLabelValues(b.cfg.Service, backends[1].Addr.String(), "2xx"))
 		assert.Equal(t, 6.0, ok)
-		assert.Equal(t, 1.0, testutil.ToFloat64(b.m.requests.WithLabelValues(backends[0].Addr.String(), "4xx"))+
-			testutil.ToFloat64(b.m.requests.WithLabelValues(backends[1].Addr.String(), "4xx")))
+		assert.Equal(t, 1.0, testutil.ToFloat64(b.m.requests.WithLabelValues(b.cfg.Service, backends[0].Addr.String(), "4xx"))+
+			testutil.ToFloat64(b.m.requests.WithLabelValues(b.cfg.Service, backends[1].Addr.String(), "4xx")))
 		out, err := testutil.GatherAndCount(reg, "herd_gateway_request_duration_seconds")
 		require.NoError(t, err)
 		assert.Equal(t, 1, out)
 		require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
-# HELP herd_gateway_backends Backends in the current set, by state.
+# HELP herd_gateway_backends Backends in the current set, by service and state.
 # TYPE herd_gateway_backends gauge
-herd_gateway_backends{state="down"} 0
-herd_gateway_backends{state="ejected"} 1
-herd_gateway_backends{state="slow_start"} 0
-herd_gateway_backends{state="up"} 2
-# HELP herd_gateway_ejections_total Backends taken out of rotation after a refused or reset connection, or failed health checks.
+herd_gateway_backends{service="service",state="down"} 0
+herd_gateway_backends{service="service",state="ejected"} 1
+herd_gateway_backends{service="service",state="slow_start"} 0
+herd_gateway_backends{service="service",state="up"} 2
+# HELP herd_gateway_ejections_total Backends taken out of rotation after a refused or reset connection, or failed health checks, by service.
 # TYPE herd_gateway_ejections_total counter
-herd_gateway_ejections_total 1
-# HELP herd_gateway_retries_total Requests sent again to another backend after a failure.
+herd_gateway_ejections_total{service="service"} 1
+# HELP herd_gateway_retries_total Requests sent again to another backend after a failure, by service.
 # TYPE herd_gateway_retries_total counter
-herd_gateway_retries_total 1
+herd_gateway_retries_total{service="service"} 1
 `), "herd_gateway_backends", "herd_gateway_ejections_total", "herd_gateway_retries_total"))
 
 		// A removed backend's series go away.
 		setBackends(b, backends[:1])
 		n, err := testutil.GatherAndCount(reg, "herd_gateway_requests_total")
 		require.NoError(t, err)
-		assert.Equal(t, 12, n, "none + one backend, 6 classes each")
+		assert.Equal(t, 18, n, "no route, the service without a backend, one backend: 6 classes each")
 
 		// The access log lines carry the request and its id.
 		assert.Contains(t, logs.String(), `"path":"/missing"`)
@@ -326,7 +326,7 @@ func TestBackendMaxConns(t *testing.T) {
 		// Two more wait in the gateway until room frees up.
 		go hold()
 		go hold()
-		require.Eventually(t, func() bool { return b.queue.n.Load() == 2 }, 5*time.Second, 5*time.Millisecond)
+		require.Eventually(t, func() bool { return b.Service(b.cfg.Service).queue.n.Load() == 2 }, 5*time.Second, 5*time.Millisecond)
 		assert.Equal(t, 2.0, gathered(t, reg, "herd_gateway_queued_requests"))
 		close(release) // the queued 2 go as room frees, within their timeout
 		for range 6 {
@@ -351,7 +351,7 @@ func TestBackendMaxConns(t *testing.T) {
 		assert.Less(t, time.Duration(slowest.Load()), 2*time.Second, "no request waited for a turn that never came")
 		assert.Equal(t, int64(1), most[0].Load())
 		assert.Equal(t, int64(1), most[1].Load())
-		assert.Zero(t, b2.queue.n.Load())
+		assert.Zero(t, b2.Service(b2.cfg.Service).queue.n.Load())
 
 		// Bad settings are refused.
 		bad := DefaultConfig()
@@ -365,20 +365,47 @@ func TestBackendMaxConns(t *testing.T) {
 }
 
 // gathered is the value of an unlabelled gauge or counter in reg.
+// gathered is the value of the metric called name, or of the one series
+// name{label="value",...} names (labels in any order, all given), of a
+// counter, gauge or histogram (its count).
 func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
+	want := map[string]string{}
+	if i := strings.IndexByte(name, '{'); i >= 0 {
+		for _, kv := range strings.Split(strings.TrimSuffix(name[i+1:], "}"), ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			want[k] = strings.Trim(v, `"`)
+		}
+		name = name[:i]
+	}
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
 	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			m := mf.GetMetric()[0]
-			if m.GetGauge() != nil {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if len(want) == 0 && len(mf.GetMetric()) != 1 {
+				break
+			}
+			match := len(m.GetLabel()) == len(want)
+			for _, l := range m.GetLabel() {
+				match = match && want[l.GetName()] == l.GetValue()
+			}
+			match = match || len(want) == 0
+			if !match {
+				continue
+			}
+			switch {
+			case m.GetGauge() != nil:
 				return m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				return float64(m.GetHistogram().GetSampleCount())
 			}
 			return m.GetCounter().GetValue()
 		}
 	}
-	t.Fatalf("no metric %s", name)
+	t.Fatalf("no metric %s%v", name, want)
 	return 0
 }
 

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/herd-cluster/herd/internal/uri"
 	"io"
 	"strconv"
 )
@@ -184,6 +185,11 @@ func parseHead(b []byte, h *head, request bool) error {
 	return nil
 }
 
+// errH2Preface: the client began with HTTP/2's connection preface (h2c
+// prior knowledge). Served as HTTP/2 with Config.H2C; else answered as any
+// other version this relay does not speak.
+var errH2Preface = &httpError{status: 505, msg: "HTTP version not supported"}
+
 func parseFirstLine(line []byte, h *head, request bool) error {
 	a := bytes.IndexByte(line, ' ')
 	if a <= 0 {
@@ -193,6 +199,9 @@ func parseFirstLine(line []byte, h *head, request bool) error {
 	if request {
 		if b <= 0 {
 			return badRequest("malformed request line")
+		}
+		if string(line) == "PRI * HTTP/2.0" {
+			return errH2Preface
 		}
 		h.line = [3][]byte{line[:a], line[a+1 : a+1+b], line[a+2+b:]}
 		if !isToken(h.line[0]) {
@@ -252,7 +261,7 @@ func (h *head) addField(line []byte) error {
 				return badRequest("more than one Host header")
 			}
 			// Empty is valid (RFC 3986's reg-name may be); blanks alone are not.
-			if len(f.value) > 0 && !validHost(f.value) || len(f.value) == 0 && len(raw) > 0 {
+			if len(f.value) > 0 && !uri.ValidHost(f.value) || len(f.value) == 0 && len(raw) > 0 {
 				return badRequest("invalid Host header")
 			}
 			h.host = true
@@ -408,7 +417,7 @@ func (h *head) parseTarget() error {
 		h.path = t
 		return nil
 	case len(t) > 0 && t[0] == '/':
-		if !validURIPart(t, pathChar) {
+		if !uri.ValidPart(t, uri.PathChar) {
 			return badRequest("invalid request target")
 		}
 		h.path = t
@@ -434,91 +443,12 @@ func (h *head) parseTarget() error {
 			return badRequest("invalid request target") // origin-form needs a path: "/?q", not "?q"
 		}
 	}
-	if len(authority) == 0 || !validHost(authority) || !validURIPart(path, pathChar) {
+	if len(authority) == 0 || !uri.ValidHost(authority) || !uri.ValidPart(path, uri.PathChar) {
 		return badRequest("invalid request target")
 	}
 	h.absolute, h.hostValue, h.path = true, authority, path
 	return nil
 }
-
-// validURIPart reports whether b has only bytes allowed by ok, and every
-// '%' starts a percent-encoding (two hex digits).
-func validURIPart(b []byte, ok *[256]bool) bool {
-	for i := 0; i < len(b); i++ {
-		c := b[i]
-		if c == '%' {
-			if i+2 >= len(b) || !isHex(b[i+1]) || !isHex(b[i+2]) {
-				return false
-			}
-			i += 2
-			continue
-		}
-		if !ok[c] {
-			return false
-		}
-	}
-	return true
-}
-
-func isHex(c byte) bool { return isDigit(c) || c|0x20 >= 'a' && c|0x20 <= 'f' }
-
-// validHost reports whether b is a URI authority without userinfo, as Host
-// carries it: an IP-literal ("[::1]") or a reg-name / IPv4 address
-// (RFC 3986 §3.2.2), then optionally ':' and a port.
-func validHost(b []byte) bool {
-	host, port := b, []byte(nil)
-	if len(b) > 0 && b[0] == '[' {
-		end := bytes.IndexByte(b, ']')
-		if end < 2 || !validURIPart(b[1:end], ipLiteralChar) {
-			return false
-		}
-		host, port = b[:end+1], b[end+1:]
-		if len(port) > 0 {
-			if port[0] != ':' {
-				return false
-			}
-			port = port[1:]
-		}
-	} else {
-		if i := bytes.LastIndexByte(b, ':'); i >= 0 {
-			host, port = b[:i], b[i+1:]
-		}
-		if len(host) == 0 || !validURIPart(host, regNameChar) {
-			return false
-		}
-	}
-	if len(port) > 5 {
-		return false
-	}
-	for _, c := range port {
-		if !isDigit(c) {
-			return false
-		}
-	}
-	return len(host) > 0
-}
-
-// The bytes RFC 3986 allows, unencoded: in a reg-name (unreserved and
-// sub-delims), in a path and query (pchar, '/' and '?'; also '[' and ']',
-// which some clients leave unencoded in queries), and in an IP-literal.
-var regNameChar, pathChar, ipLiteralChar = func() (reg, path, ip *[256]bool) {
-	reg, path, ip = new([256]bool), new([256]bool), new([256]bool)
-	for c := byte('0'); c <= '9'; c++ {
-		reg[c] = true
-	}
-	for c := byte('a'); c <= 'z'; c++ {
-		reg[c], reg[c-32] = true, true
-	}
-	for _, c := range []byte("-._~!$&'()*+,;=") {
-		reg[c] = true
-	}
-	*path, *ip = *reg, *reg
-	for _, c := range []byte(":@/?[]") {
-		path[c] = true
-	}
-	ip[':'] = true
-	return reg, path, ip
-}()
 
 func isToken(b []byte) bool {
 	if len(b) == 0 {

@@ -55,7 +55,7 @@ func TestStalePooledConnections(t *testing.T) {
 		}
 		assert.Equal(t, int32(6), served.Load())
 		assert.Zero(t, b.Backends()[0].Failures, "a stale pooled connection is not the backend's failure")
-		assert.Zero(t, b.m.retries.Load(), "nor a retry")
+		assert.Zero(t, b.Service(b.cfg.Service).retries.Load(), "nor a retry")
 	})
 }
 

@@ -534,7 +534,7 @@ func TestConnectTimeout(t *testing.T) {
 		assert.Equal(t, http.StatusGatewayTimeout, resp.StatusCode)
 		assert.GreaterOrEqual(t, took, cfg.DialTimeout)
 		assert.Less(t, took, DefaultConfig().DialTimeout, "the configured timeout, not the default")
-		assert.Equal(t, uint64(1), b.m.ejections.Load())
+		assert.Equal(t, uint64(1), b.Service(b.cfg.Service).ejections.Load())
 	})
 }
 

@@ -7,6 +7,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,12 +19,19 @@ import (
 
 	"github.com/herd-cluster/herd/pkg/balancer"
 	"github.com/herd-cluster/herd/pkg/membership"
+	"github.com/herd-cluster/herd/pkg/route"
 )
 
 // Config configures a Gateway.
 type Config struct {
-	// Service is the service whose backends are routed. Default "predictor".
+	// Service, if set, is the only service routed: every request goes to
+	// its backends, whatever the routes. Empty (the default): every
+	// service the agents announce, by its routes (routes.go).
 	Service string
+	// DefaultService takes the requests no route matches, when routing
+	// every service. Empty: the only service announced, if there is
+	// exactly one; else such requests are answered 404.
+	DefaultService string
 	// Balancer configures the proxy; its Service is set from Service.
 	Balancer balancer.Config
 	// EventBuffer is the length of the membership event queue. Default 1024.
@@ -45,7 +53,7 @@ type Config struct {
 
 // DefaultConfig returns a Config with the defaults documented on each field.
 func DefaultConfig() Config {
-	return Config{Service: "predictor", Balancer: balancer.DefaultConfig(), EventBuffer: 1024,
+	return Config{Balancer: balancer.DefaultConfig(), EventBuffer: 1024,
 		ViewSaveDelay: time.Second, FollowTimeout: 2 * time.Second, Logger: hclog.Default()}
 }
 
@@ -72,19 +80,37 @@ type Gateway struct {
 
 	mu sync.Mutex
 	// nodes is the latest view of each member; written only by Run's
-	// goroutine (or before Run), under mu.
-	nodes    map[string]membership.Node
-	applied  map[string]uint64 // node → tag generation the balancer reflects
-	present  map[string]bool   // nodes in the view
-	changed  chan struct{}     // closed and replaced on every swap
-	follower Follower
+	// goroutine (or before Run), under mu. So are the routing's state
+	// (routes.go): each node's service and claims, the routes' claims in
+	// order, the nodes whose routes are being fetched.
+	nodes     map[string]membership.Node
+	serviceOf map[string]string
+	holds     map[string]holding
+	claims    map[route.Route][]claimant
+	pending   map[string]string // node → hash of the routes to fetch
+	conflicts map[conflictKey]bool
+	fallback  string
+	applied   map[string]uint64 // node → tag generation the balancer reflects
+	present   map[string]bool   // nodes in the view
+	changed   chan struct{}     // closed and replaced on every swap
+	follower  Follower
 
-	// Owned by Run's goroutine: the view file's pending write.
-	dirty     bool
-	saveTimer *time.Timer
+	// Owned by Run's goroutine: the view file's pending write; the route
+	// fetches under way; the table last given to the balancer.
+	dirty         bool
+	saveTimer     *time.Timer
+	runCtx        context.Context
+	wg            sync.WaitGroup
+	fetcher       RouteFetcher
+	fetching      map[string]string
+	table         []balancer.Route
+	tableFallback string
+	knownServices map[string]bool
 
-	eventsTotal *prometheus.CounterVec
-	eventToSwap prometheus.Histogram
+	eventsTotal    *prometheus.CounterVec
+	eventToSwap    prometheus.Histogram
+	routeConflicts prometheus.Gauge
+	routesGauge    prometheus.Gauge
 }
 
 // New returns a Gateway. Pass EventCh and QueryCh into the membership
@@ -103,7 +129,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.FollowTimeout <= 0 {
 		cfg.FollowTimeout = 2 * time.Second
 	}
-	cfg.Balancer.Service = cfg.Service
+	cfg.Balancer.Service = cmp.Or(cfg.Service, cfg.DefaultService)
 	if cfg.Balancer.Logger == nil {
 		cfg.Balancer.Logger = cfg.Logger
 	}
@@ -113,16 +139,19 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g := &Gateway{
-		cfg:      cfg,
-		logger:   cfg.Logger.Named("gateway"),
-		bal:      bal,
-		events:   make(chan membership.Event, cfg.EventBuffer),
-		queries:  make(chan *membership.Query, 64),
-		requests: make(chan func()),
-		nodes:    make(map[string]membership.Node),
-		applied:  make(map[string]uint64),
-		present:  make(map[string]bool),
-		changed:  make(chan struct{}),
+		cfg:       cfg,
+		logger:    cfg.Logger.Named("gateway"),
+		bal:       bal,
+		events:    make(chan membership.Event, cfg.EventBuffer),
+		queries:   make(chan *membership.Query, 64),
+		requests:  make(chan func()),
+		nodes:     make(map[string]membership.Node),
+		applied:   make(map[string]uint64),
+		present:   make(map[string]bool),
+		changed:   make(chan struct{}),
+		serviceOf: make(map[string]string), holds: make(map[string]holding),
+		claims: make(map[route.Route][]claimant), pending: make(map[string]string),
+		conflicts: make(map[conflictKey]bool), fetching: make(map[string]string),
 		eventsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_gateway_membership_events_total", Help: "Membership events applied, by type.",
 		}, []string{"type"}),
@@ -131,10 +160,18 @@ func New(cfg Config) (*Gateway, error) {
 			Help:    "Time from Serf delivering a membership event to the new backend set being in use.",
 			Buckets: prometheus.ExponentialBuckets(0.00001, 4, 10), // 10 µs .. 2.6 s
 		}),
+		routeConflicts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herd_gateway_route_conflicts",
+			Help: "Route claims refused because another service claimed the route first.",
+		}),
+		routesGauge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herd_gateway_routes", Help: "Routes in the routing table.",
+		}),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(g.eventsTotal, g.eventToSwap)
+		cfg.Registerer.MustRegister(g.eventsTotal, g.eventToSwap, g.routeConflicts, g.routesGauge)
 	}
+	g.reroute()
 	return g, nil
 }
 
@@ -160,8 +197,8 @@ func (g *Gateway) Balancer() *balancer.Balancer { return g.bal }
 // Run applies membership events and answers queries until ctx ends; then
 // it saves the view and closes the balancer.
 func (g *Gateway) Run(ctx context.Context) {
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	g.runCtx = ctx
+	defer g.wg.Wait()
 	g.saveTimer = time.NewTimer(time.Hour)
 	g.saveTimer.Stop()
 	defer g.saveTimer.Stop()
@@ -176,7 +213,7 @@ func (g *Gateway) Run(ctx context.Context) {
 		case f := <-g.requests:
 			f()
 		case q := <-g.queries:
-			wg.Go(func() { g.answer(ctx, q) })
+			g.wg.Go(func() { g.answer(ctx, q) })
 		case <-g.saveTimer.C:
 			g.saveView()
 		}
@@ -226,6 +263,11 @@ func (g *Gateway) sync(nodes []membership.Node) {
 			gone = append(gone, n)
 		}
 	}
+	for name := range g.serviceOf { // failed members, kept for their claims
+		if _, ok := g.nodes[name]; !ok && !seen[name] {
+			gone = append(gone, membership.Node{Name: name, Status: membership.StatusLeft})
+		}
+	}
 	g.mu.Unlock()
 	if len(gone) > 0 {
 		g.apply(membership.Event{Type: membership.EventReap, Nodes: gone})
@@ -262,6 +304,7 @@ func (g *Gateway) apply(e membership.Event) {
 		if up && n.Err == nil && g.present[n.Name] && n.Tags.Gen < g.applied[n.Name] {
 			continue // stale
 		}
+		g.knownRoutes(&n)
 		nodes = append(nodes, n)
 		if up {
 			g.nodes[n.Name] = n
@@ -276,8 +319,9 @@ func (g *Gateway) apply(e membership.Event) {
 	}
 	e.Nodes = nodes
 	for _, n := range nodes {
-		g.bal.SetNode(n.Name, n.Backends(g.cfg.Service))
+		g.setNode(e.Type, n)
 	}
+	g.reroute()
 	if follower != nil {
 		if err := follower.Apply(e); err != nil {
 			g.logger.Warn("dropping the follower: it did not apply an event", "error", err)
@@ -309,8 +353,9 @@ func (g *Gateway) apply(e membership.Event) {
 	g.mu.Unlock()
 	g.viewChanged()
 	for _, n := range nodes {
-		g.logger.Info(e.Type.String(), "node", n.Name, "status", n.Status, "backends", len(n.Backends(g.cfg.Service)),
-			"total", total, "took", time.Since(began))
+		svc := cmp.Or(g.cfg.Service, n.Tags.Service)
+		g.logger.Info(e.Type.String(), "node", n.Name, "status", n.Status, "service", svc,
+			"backends", len(n.Backends(svc)), "total", total, "took", time.Since(began))
 	}
 }
 
@@ -336,7 +381,9 @@ func (g *Gateway) answer(ctx context.Context, q *membership.Query) {
 	}
 	for {
 		g.mu.Lock()
-		done := g.applied[req.Node] >= req.Gen || !g.present[req.Node]
+		// Acknowledged once in effect: its routes too, when they had to
+		// be fetched.
+		done := g.applied[req.Node] >= req.Gen && g.pending[req.Node] == "" || !g.present[req.Node]
 		changed := g.changed
 		g.mu.Unlock()
 		if done {

@@ -7,11 +7,13 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/herd-cluster/herd/internal/atomicfile"
 	"github.com/herd-cluster/herd/pkg/balancer"
 	"github.com/herd-cluster/herd/pkg/membership"
+	"github.com/herd-cluster/herd/pkg/route"
 )
 
 // View is what a gateway routes by: each member as it last applied it, and
@@ -22,6 +24,26 @@ type View struct {
 	Saved    time.Time                `json:"saved"`
 	Nodes    []membership.EncodedNode `json:"nodes"`
 	Backends []BackendHealth          `json:"backends,omitempty"`
+	// Claims are the services claiming each route, the first claim first
+	// (routes.go); Held, the claims of members that failed, which keep
+	// them until they leave.
+	Claims []RouteClaims `json:"claims,omitempty"`
+	Held   []HeldRoutes  `json:"held,omitempty"`
+}
+
+// RouteClaims is a route and the services claiming it, in order.
+type RouteClaims struct {
+	Route    string   `json:"route"`
+	Services []string `json:"services"`
+}
+
+// HeldRoutes are the routes a failed member claims.
+type HeldRoutes struct {
+	Node        string `json:"node"`
+	Service     string `json:"service"`
+	Routes      string `json:"routes"`
+	StripPrefix bool   `json:"strip_prefix,omitempty"`
+	Gen         uint64 `json:"gen"`
 }
 
 // BackendHealth is a backend the view's balancer had out of rotation.
@@ -39,16 +61,23 @@ func (g *Gateway) view() View {
 			v.Nodes = append(v.Nodes, e)
 		}
 	}
-	g.mu.Unlock()
-	slices.SortFunc(v.Nodes, func(a, b membership.EncodedNode) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
+	for r, cs := range g.claims {
+		c := RouteClaims{Route: r.String()}
+		for _, cl := range cs {
+			c.Services = append(c.Services, cl.service)
 		}
-		return 0
-	})
+		v.Claims = append(v.Claims, c)
+	}
+	for name, h := range g.holds {
+		if _, ok := g.nodes[name]; !ok {
+			v.Held = append(v.Held, HeldRoutes{Node: name, Service: h.service, Routes: route.Encode(h.routes),
+				StripPrefix: h.strip, Gen: h.gen})
+		}
+	}
+	g.mu.Unlock()
+	slices.SortFunc(v.Nodes, func(a, b membership.EncodedNode) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(v.Claims, func(a, b RouteClaims) int { return strings.Compare(a.Route, b.Route) })
+	slices.SortFunc(v.Held, func(a, b HeldRoutes) int { return strings.Compare(a.Node, b.Node) })
 	for _, st := range g.bal.Backends() {
 		if st.State == balancer.StateDown || st.State == balancer.StateEjected {
 			v.Backends = append(v.Backends, BackendHealth{Addr: st.Addr.String(), State: st.State})
@@ -57,11 +86,13 @@ func (g *Gateway) view() View {
 	return v
 }
 
-// Restore makes v the gateway's view: its members are applied, and the
-// backends it had out of rotation are out again until their health checks
-// pass. Call it before Run. It returns how many members it applied; a
-// malformed member is skipped and logged.
+// Restore makes v the gateway's view: its members are applied, in the
+// order of their route claims, and the backends it had out of rotation are
+// out again until their health checks pass. Call it before Run. It returns
+// how many members it applied; a malformed member or claim is skipped and
+// logged.
 func (g *Gateway) Restore(v View) int {
+	g.restoreClaims(v)
 	var nodes []membership.Node
 	for _, e := range v.Nodes {
 		n := membership.DecodeNode(e)
@@ -73,6 +104,8 @@ func (g *Gateway) Restore(v View) int {
 	}
 	if len(nodes) > 0 {
 		g.apply(membership.Event{Type: membership.EventJoin, Nodes: nodes})
+	} else {
+		g.reroute()
 	}
 	out := make(map[string]string, len(v.Backends))
 	for _, b := range v.Backends {
@@ -119,5 +152,35 @@ func (g *Gateway) saveView() {
 	}
 	if err != nil {
 		g.logger.Error("could not save the view", "path", g.cfg.ViewPath, "error", err)
+	}
+}
+
+// restoreClaims takes the claims' order and the failed members' claims
+// from v.
+func (g *Gateway) restoreClaims(v View) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, c := range v.Claims {
+		r, err := route.Parse(c.Route)
+		if err != nil {
+			g.logger.Warn("skipping a route claim of the saved view", "route", c.Route, "error", err)
+			continue
+		}
+		var cs []claimant
+		for _, svc := range c.Services {
+			if membership.ValidServiceName(svc) {
+				cs = append(cs, claimant{service: svc})
+			}
+		}
+		g.claims[r] = cs
+	}
+	for _, h := range v.Held {
+		routes, err := route.Decode(h.Routes)
+		if err != nil || h.Node == "" || !membership.ValidServiceName(h.Service) {
+			g.logger.Warn("skipping a failed member's claims in the saved view", "node", h.Node, "error", err)
+			continue
+		}
+		g.serviceOf[h.Node] = h.Service
+		g.holds[h.Node] = holding{service: h.Service, routes: routes, strip: h.StripPrefix, gen: h.Gen}
 	}
 }

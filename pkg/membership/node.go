@@ -6,6 +6,8 @@ import (
 	"net/netip"
 
 	"github.com/hashicorp/serf/serf"
+
+	"github.com/herd-cluster/herd/pkg/route"
 )
 
 // Status is a member's liveness as the failure detector sees it.
@@ -76,6 +78,9 @@ type EncodedNode struct {
 	Addr   string            `json:"addr"`
 	Status Status            `json:"status"`
 	Tags   map[string]string `json:"tags"`
+	// Routes are the node's routes, encoded as in the tags, when the tags
+	// carry only their hash (Tags.RoutesHash) and they were fetched.
+	Routes string `json:"routes,omitempty"`
 }
 
 // Encode returns n's encoded form. A node with malformed tags has none to
@@ -88,7 +93,11 @@ func (n Node) Encode() (EncodedNode, error) {
 	if err != nil {
 		return EncodedNode{}, err
 	}
-	return EncodedNode{Name: n.Name, Addr: n.Addr.String(), Status: n.Status, Tags: tags}, nil
+	e := EncodedNode{Name: n.Name, Addr: n.Addr.String(), Status: n.Status, Tags: tags}
+	if _, inline := tags[tagRoutes]; !inline && len(n.Tags.Routes) > 0 {
+		e.Routes = route.Encode(n.Tags.Routes)
+	}
+	return e, nil
 }
 
 // DecodeNode validates an encoded node, as DecodeTags does a member's tags:
@@ -111,6 +120,17 @@ func DecodeNode(e EncodedNode) Node {
 	default:
 		n.Status = StatusUnknown
 	}
-	n.Tags, n.Err = DecodeTags(e.Tags)
+	if n.Tags, n.Err = DecodeTags(e.Tags); n.Err != nil || e.Routes == "" {
+		return n
+	}
+	routes, err := route.Decode(e.Routes)
+	switch {
+	case err != nil:
+		n.Err = fmt.Errorf("node %s: routes: %w", e.Name, err)
+	case n.Tags.RoutesHash == "" || route.Hash(routes) != n.Tags.RoutesHash:
+		n.Err = fmt.Errorf("node %s: routes that do not match its tags' hash", e.Name)
+	default:
+		n.Tags.Routes = routes
+	}
 	return n
 }

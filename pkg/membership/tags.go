@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/herd-cluster/herd/pkg/route"
 	"github.com/herd-cluster/herd/pkg/runtime"
 )
 
@@ -24,6 +25,9 @@ const (
 	tagWant    = "want"
 	tagCount   = "n"
 	tagFail    = "fail"
+	tagRoutes  = "rt"  // the routes, inline
+	tagRouteH  = "rth" // "hash:count" of routes too many for the tags
+	tagStrip   = "sp"  // "1": the routes' prefixes are stripped
 )
 
 // MaxFailLen bounds Tags.Fail.
@@ -63,6 +67,11 @@ var ErrNotHerd = errors.New("not a herd node: no role tag")
 
 var serviceRe = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
 
+// ValidServiceName reports whether name can name a service: lower-case
+// letters, digits, '.', '_', '-', at most 63, starting with a letter or
+// digit.
+func ValidServiceName(name string) bool { return serviceRe.MatchString(name) }
+
 // Tags is the typed form of the Serf tags a Herd node announces.
 type Tags struct {
 	Role    Role
@@ -87,6 +96,17 @@ type Tags struct {
 	// step fails at once and reverts, saying so. Printable ASCII, at most
 	// MaxFailLen bytes.
 	Fail string
+	// Routes are the requests the agent's service takes. In gossip they
+	// travel inline when they fit the tags' budget; otherwise only their
+	// hash and count do (RoutesHash, RouteCount), and a gateway fetches the
+	// list from the agent (FetchRoutes). After DecodeTags, Routes is nil
+	// when only the hash came.
+	Routes     []route.Route
+	RoutesHash string
+	RouteCount int
+	// StripPrefix: the matched route's prefix is removed from the path the
+	// replicas get.
+	StripPrefix bool
 }
 
 // Converged reports whether an agent fully runs image: every replica on it,
@@ -116,6 +136,19 @@ func (t Tags) Encode() (map[string]string, error) {
 		m[tagCount] = strconv.Itoa(t.Count)
 		if t.Fail != "" {
 			m[tagFail] = t.Fail
+		}
+		if t.StripPrefix {
+			m[tagStrip] = "1"
+		}
+		switch {
+		case len(t.Routes) > 0:
+			m[tagRoutes] = route.Encode(t.Routes)
+			if encodedSize(m) > MaxTagBytes { // too many to carry: their hash, and the list on demand
+				delete(m, tagRoutes)
+				m[tagRouteH] = route.Hash(t.Routes) + ":" + strconv.Itoa(len(t.Routes))
+			}
+		case t.RoutesHash != "":
+			m[tagRouteH] = t.RoutesHash + ":" + strconv.Itoa(t.RouteCount)
 		}
 	}
 	if n := encodedSize(m); n > MaxTagBytes {
@@ -174,6 +207,9 @@ func (t Tags) Validate() error {
 	if len(t.Fail) > MaxFailLen || strings.ContainsFunc(t.Fail, func(r rune) bool { return r < ' ' || r > '~' }) {
 		return fmt.Errorf("failure reason %q: want at most %d printable ASCII bytes", truncate(t.Fail, 40), MaxFailLen)
 	}
+	if len(t.Routes) > route.MaxPerService {
+		return fmt.Errorf("%d routes: at most %d per service", len(t.Routes), route.MaxPerService)
+	}
 	if len(t.Ports) > MaxPorts {
 		return fmt.Errorf("%d ports announced, more than %d", len(t.Ports), MaxPorts)
 	}
@@ -220,6 +256,21 @@ func DecodeTags(m map[string]string) (Tags, error) {
 			t.Want = w
 		}
 		t.Fail = m[tagFail]
+		if t.Routes, err = route.Decode(m[tagRoutes]); err != nil {
+			return Tags{}, fmt.Errorf("tag %s: %w", tagRoutes, err)
+		}
+		if h, ok := m[tagRouteH]; ok {
+			if t.RoutesHash, t.RouteCount, err = decodeRouteHash(h); err != nil {
+				return Tags{}, fmt.Errorf("tag %s=%q: %w", tagRouteH, truncate(h, 40), err)
+			}
+		}
+		switch s := m[tagStrip]; s {
+		case "", "0":
+		case "1":
+			t.StripPrefix = true
+		default:
+			return Tags{}, fmt.Errorf("tag %s=%q: want 1 or nothing", tagStrip, truncate(s, 10))
+		}
 		if c, ok := m[tagCount]; ok {
 			if t.Count, err = strconv.Atoi(c); err != nil || t.Count < len(t.Ports) {
 				return Tags{}, fmt.Errorf("tag %s=%q: not a replica count", tagCount, truncate(c, 20))
@@ -230,6 +281,16 @@ func DecodeTags(m map[string]string) (Tags, error) {
 		return Tags{}, err
 	}
 	return t, nil
+}
+
+// decodeRouteHash reads a route table's "hash:count".
+func decodeRouteHash(s string) (string, int, error) {
+	h, c, ok := strings.Cut(s, ":")
+	n, err := strconv.Atoi(c)
+	if !ok || len(h) != 24 || strings.Trim(h, "0123456789abcdef") != "" || err != nil || n < 1 || n > route.MaxPerService {
+		return "", 0, errors.New("want the routes' hash and their count (1-100)")
+	}
+	return h, n, nil
 }
 
 func truncate(s string, n int) string {

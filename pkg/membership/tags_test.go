@@ -191,22 +191,30 @@ func TestPortsCodec(t *testing.T) {
 }
 
 func FuzzDecodeTags(f *testing.F) {
-	f.Add("agent", "predictor", "predictor:1.0.0", "127.0.0.2", "8000-8011", "3", "active")
-	f.Add("gateway", "", "", "", "", "1", "")
-	f.Add("agent", "x", "a:b", "::1", "1-1000", "18446744073709551615", "draining")
-	f.Add("agent", "predictor", "registry:5000/team/predictor:1.1.0", "10.0.0.1", "8000", "2", "active")
+	f.Add("agent", "predictor", "predictor:1.0.0", "127.0.0.2", "8000-8011", "3", "active", "", "", "")
+	f.Add("gateway", "", "", "", "", "1", "", "", "", "")
+	f.Add("agent", "x", "a:b", "::1", "1-1000", "18446744073709551615", "draining", "", "", "")
+	f.Add("agent", "predictor", "registry:5000/team/predictor:1.1.0", "10.0.0.1", "8000", "2", "active", "", "", "")
 	f.Add("agent", "predictor", "predictor:1.1.0@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-		"10.0.0.1", "8000", "2", "active")
-	f.Add("agent", "predictor", "a/../b:1", "10.0.0.1", "8000", "2", "active")
-	f.Fuzz(func(t *testing.T, role, svc, img, ip, ports, gen, state string) {
+		"10.0.0.1", "8000", "2", "active", "", "", "")
+	f.Add("agent", "predictor", "a/../b:1", "10.0.0.1", "8000", "2", "active", "", "", "")
+	f.Add("agent", "web", "web:1", "127.0.0.2", "8000", "2", "active", "api.example.com/v1 /static *.example.org", "", "1")
+	f.Add("agent", "web", "web:1", "127.0.0.2", "8000", "2", "active", "", "0123456789abcdef01234567:40", "")
+	f.Add("agent", "web", "web:1", "127.0.0.2", "8000", "2", "active", "/a /a", "0123456789abcdef01234567:0", "2")
+	f.Fuzz(func(t *testing.T, role, svc, img, ip, ports, gen, state, rt, rth, sp string) {
 		m := map[string]string{"role": role, "svc": svc, "img": img, "ip": ip, "ports": ports, "gen": gen, "state": state}
+		for k, v := range map[string]string{"rt": rt, "rth": rth, "sp": sp} {
+			if v != "" {
+				m[k] = v
+			}
+		}
 		tags, err := DecodeTags(m)
 		if err != nil {
 			return
 		}
 		// Whatever decodes must be valid and encode back to the same meaning.
 		require.NoError(t, tags.Validate())
-		if len(EncodePorts(tags.Ports))+len(strings.Join([]string{role, svc, img, ip, gen, state}, "")) > MaxTagBytes-64 {
+		if len(EncodePorts(tags.Ports))+len(strings.Join([]string{role, svc, img, ip, gen, state, rt, rth}, "")) > MaxTagBytes-64 {
 			return
 		}
 		m2, err := tags.Encode()

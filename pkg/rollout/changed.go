@@ -32,3 +32,35 @@ func (c *notifier) notify() {
 		c.ch = nil
 	}
 }
+
+// Running returns service's rollout if one is running. It starts no
+// coordinator: a service the Set has none for runs no rollout.
+func (s *Set) Running(service string) (Rollout, bool) {
+	s.mu.Lock()
+	c := s.coords[service]
+	s.mu.Unlock()
+	if c == nil {
+		return Rollout{}, false
+	}
+	r := c.view.Load().current
+	if r == nil || r.Done() {
+		return Rollout{}, false
+	}
+	return clone(r), true
+}
+
+// Changed returns a channel closed once service's rollouts change after
+// the call, like Coordinator.Changed: get the channel, then read Running.
+// For a service the Set has no coordinator for yet, the channel is closed
+// already: look again (one may have started since).
+func (s *Set) Changed(service string) <-chan struct{} {
+	s.mu.Lock()
+	c := s.coords[service]
+	s.mu.Unlock()
+	if c == nil {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	return c.Changed()
+}

@@ -39,3 +39,44 @@ func TestChangedClosesUntilTheEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestSetRunningAndChangedPerService: a Set reports a service's running
+// rollout, and wakes what waits on that service when it ends; a service
+// it has no coordinator for runs nothing, starts none by being asked, and
+// its channel is closed at once (look again).
+func TestSetRunningAndChangedPerService(t *testing.T) {
+	tc := startCluster(t, 1, 50*time.Millisecond)
+	s := tc.set(t, t.TempDir(), "")
+	_, running := s.Running("predictor")
+	require.False(t, running)
+	select {
+	case <-s.Changed("tone"):
+	default:
+		t.Fatal("the channel of a service without a coordinator is not closed")
+	}
+	require.Empty(t, s.coords, "asking started no coordinator")
+
+	r, err := s.Start(context.Background(), "predictor", opts("predictor:1.1.0", 1, 100*time.Millisecond, 10*time.Second))
+	require.NoError(t, err)
+	got, running := s.Running("predictor")
+	require.True(t, running)
+	require.Equal(t, r.ID, got.ID)
+	_, running = s.Running("tone")
+	require.False(t, running, "another service runs no rollout")
+
+	deadline := time.After(20 * time.Second)
+	for {
+		ch := s.Changed("predictor")
+		if _, running := s.Running("predictor"); !running {
+			break
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatal("the rollout did not end, or its end closed no channel")
+		}
+	}
+	last, err := s.Get("predictor", r.ID)
+	require.NoError(t, err)
+	require.True(t, last.Succeeded(), last.Message)
+}

@@ -108,6 +108,11 @@ func New(cfg Config) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, r := range append([]*Rollout{cur}, pointers(history)...) {
+		if r != nil && r.Service == "" {
+			r.Service = cfg.Service
+		}
+	}
 	c.view.Store(&view{current: cur, history: history})
 	if cur != nil && !cur.Done() {
 		c.logger.Info("resuming rollout after restart", "id", cur.ID, "image", cur.Image)
@@ -175,7 +180,7 @@ func (c *Coordinator) start(ctx context.Context, o Options, rollback bool) (Roll
 		return Rollout{}, err
 	}
 
-	r := &Rollout{ID: newID(), Options: o, Previous: previous, State: StateRunning, Created: time.Now().UTC()}
+	r := &Rollout{ID: newID(), Service: c.cfg.Service, Options: o, Previous: previous, State: StateRunning, Created: time.Now().UTC()}
 	for i, n := range agents {
 		r.Hosts = append(r.Hosts, Host{Node: n, State: HostPending, Batch: i/o.Batch + 1})
 	}
@@ -209,7 +214,8 @@ func (c *Coordinator) start(ctx context.Context, o Options, rollback bool) (Roll
 // busy returns ErrBusy, naming the running rollout, if there is one.
 func busy(v *view) error {
 	if r := v.current; r != nil && !r.Done() {
-		return fmt.Errorf("%w: %s to %s (started %s)", ErrBusy, r.ID, r.Image, r.Created.Format(time.RFC3339))
+		return fmt.Errorf("%w: service %q is being rolled out to %s (%s, started %s); abort it or wait",
+			ErrBusy, r.Service, r.Image, r.ID, r.Created.Format(time.RFC3339))
 	}
 	return nil
 }
@@ -337,6 +343,14 @@ func (c *Coordinator) agents() (names, failed []string, previous string) {
 		}
 	}
 	return names, failed, previous
+}
+
+func pointers(rs []Rollout) []*Rollout {
+	out := make([]*Rollout, len(rs))
+	for i := range rs {
+		out[i] = &rs[i]
+	}
+	return out
 }
 
 func clone(r *Rollout) Rollout {

@@ -107,6 +107,9 @@ type Host struct {
 // Rollout is one rollout, as the API shows and the state file keeps it.
 type Rollout struct {
 	ID string `json:"id"`
+	// Service is the service rolled out (absent in the state files of
+	// earlier versions: the coordinator's).
+	Service string `json:"service,omitempty"`
 	Options
 	Previous string    `json:"previous"`
 	State    State     `json:"state"`

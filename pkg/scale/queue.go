@@ -44,7 +44,7 @@ func (s *Scaler) enqueue(req Request, rollout string) {
 
 func (s *Scaler) runQueued(ctx context.Context, q *queued) {
 	for {
-		changed := s.cfg.RolloutChanged()
+		changed := s.cfg.RolloutChanged(q.req.Service)
 		if s.cfg.Rollout(q.req.Service) == "" {
 			break
 		}

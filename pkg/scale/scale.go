@@ -48,12 +48,12 @@ type Config struct {
 	Members Members
 	// Rollout describes the running rollout of service ("20261201-120000.000
 	// to predictor:1.1.0"), or is empty when none runs. Required; the
-	// gateway answers it from its rollout coordinator.
+	// gateway answers it from its rollouts (pkg/rollout's Set.Running).
 	Rollout func(service string) string
-	// RolloutChanged returns a channel closed once rollouts change after
-	// the call (pkg/rollout's Coordinator.Changed): a queued scale waits on
-	// it. Required.
-	RolloutChanged func() <-chan struct{}
+	// RolloutChanged returns a channel closed once service's rollouts
+	// change after the call (pkg/rollout's Set.Changed): a scale queued
+	// behind its rollout waits on it. Required.
+	RolloutChanged func(service string) <-chan struct{}
 	// Routed returns how many backends of service this gateway routes to,
 	// in rotation, by agent; ok is false when it does not route the service
 	// at all. Nil: Status reports nothing routed.

@@ -114,12 +114,12 @@ func (a *simAgent) reasons() []string {
 	return out
 }
 
-// rollouts stands for the rollout coordinator: a running rollout by
-// service, and a channel closed when that changes.
+// rollouts stands for the gateway's rollouts: a running rollout by
+// service, and a channel by service closed when that service's changes.
 type rollouts struct {
 	mu      sync.Mutex
 	running map[string]string
-	ch      chan struct{}
+	ch      map[string]chan struct{}
 }
 
 func (r *rollouts) Rollout(service string) string {
@@ -128,18 +128,23 @@ func (r *rollouts) Rollout(service string) string {
 	return r.running[service]
 }
 
-func (r *rollouts) Changed() <-chan struct{} {
+func (r *rollouts) Changed(service string) <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.ch
+	if r.ch[service] == nil {
+		r.ch[service] = make(chan struct{})
+	}
+	return r.ch[service]
 }
 
 func (r *rollouts) set(service, desc string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.running[service] = desc
-	close(r.ch)
-	r.ch = make(chan struct{})
+	if ch := r.ch[service]; ch != nil {
+		close(ch)
+		delete(r.ch, service)
+	}
 }
 
 type testCluster struct {
@@ -160,7 +165,7 @@ func startCluster(t *testing.T, n int) *testCluster {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = gw.Shutdown() })
 	tc := &testCluster{gw: gw, agents: map[string]*simAgent{},
-		rollouts: &rollouts{running: map[string]string{}, ch: make(chan struct{})}}
+		rollouts: &rollouts{running: map[string]string{}, ch: map[string]chan struct{}{}}}
 	for i := range n {
 		name := "host-" + string(rune('1'+i))
 		tc.agents[name] = startSimAgent(t, name, "predictor", gw.LocalNode().Addr.String(), 4, 10)
@@ -313,6 +318,30 @@ func TestScaleQueuedBehindRollout(t *testing.T) {
 	for _, a := range tc.agents {
 		assert.Equal(t, []int{6}, a.asked(), "%s asked once, for the latest", a.name)
 		assert.Equal(t, []string{"later (queued behind rollout r1 to predictor:1.1.0) via gw"}, a.reasons())
+	}
+}
+
+// TestScaleNotHeldByAnotherServicesRollout: rollouts are per service: one
+// of tone holds no scale of predictor back, nor does its end run one.
+func TestScaleNotHeldByAnotherServicesRollout(t *testing.T) {
+	tc := startCluster(t, 2)
+	ctx := context.Background()
+	tc.rollouts.set("tone", "r2 to tone:2.0.0")
+	res, err := tc.scaler.Scale(ctx, Request{Service: "predictor", Replicas: 6})
+	require.NoError(t, err)
+	assert.False(t, res.Queued)
+	assert.Empty(t, res.Failed())
+	assert.Empty(t, tc.scaler.Status("predictor").Rollout)
+
+	tc.rollouts.set("predictor", "r3 to predictor:1.1.0")
+	res, err = tc.scaler.Scale(ctx, Request{Service: "predictor", Replicas: 8, AfterRollout: true})
+	require.NoError(t, err)
+	require.True(t, res.Queued)
+	tc.rollouts.set("tone", "")
+	st := tc.scaler.Status("predictor")
+	require.NotNil(t, st.Queued, "still queued: tone's rollout ending is not predictor's")
+	for _, a := range tc.agents {
+		assert.Equal(t, []int{3}, a.asked(), "%s asked once, by the first scale", a.name)
 	}
 }
 

@@ -43,6 +43,8 @@ type options struct {
 	maxConns         int
 	idleConns        int
 	idleOnly         bool
+	routes           bool
+	routesOnly       bool
 }
 
 func main() {
@@ -60,6 +62,8 @@ func main() {
 	flag.BoolVar(&o.leastRequest, "least-request", true, "also compare the gateway's least-request with HAProxy's leastconn (4 replicas)")
 	flag.IntVar(&o.maxConns, "max-conns", 0, "also compare the gateway's --backend-max-conns N with HAProxy's server maxconn N (4 replicas; 0: skip)")
 	flag.BoolVar(&o.idleOnly, "idle-only", false, "run only the idle-connection memory comparison")
+	flag.BoolVar(&o.routesOnly, "routes-only", false, "run only the routing comparison")
+	flag.BoolVar(&o.routes, "routes", true, "also compare routing 50 services by 200 routes with HAProxy's use_backend ACLs")
 	flag.IntVar(&o.idleConns, "idle-conns", 10000, "also compare the memory per idle keep-alive connection with this many connections (0: skip)")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -116,6 +120,7 @@ func freePort(ip string) (int, error) {
 
 type cluster struct {
 	o        options
+	script   string // wrk's Lua script, if the requests are not all c.o.path
 	dir      string
 	procs    procs
 	gwURL    string
@@ -130,6 +135,9 @@ type cluster struct {
 type pair struct {
 	haBalance, haServer, gwURL string
 	gwPid                      int
+	// haRouting, if set, replaces HAProxy's default backend: its frontend
+	// rules and backends (routes.go).
+	haRouting string
 }
 
 // target is one proxy a comparison drives.
@@ -178,7 +186,10 @@ func run(o options) (err error) {
 	if o.idleOnly {
 		return nil
 	}
-	if err := c.compare("4 replicas on 1 agent", pair{"roundrobin", "", c.gwURL, c.gwPid}, c.o.fixedLoad); err != nil {
+	if o.routesOnly {
+		return c.routing()
+	}
+	if err := c.compare("4 replicas on 1 agent", pair{haBalance: "roundrobin", gwURL: c.gwURL, gwPid: c.gwPid}, c.o.fixedLoad); err != nil {
 		return err
 	}
 	if o.leastRequest {
@@ -205,9 +216,12 @@ func run(o options) (err error) {
 				return err
 			}
 		}
-		if err := c.compare("12 replicas on 3 agents", pair{"roundrobin", "", c.gwURL, c.gwPid}, c.o.fixedLoad); err != nil {
+		if err := c.compare("12 replicas on 3 agents", pair{haBalance: "roundrobin", gwURL: c.gwURL, gwPid: c.gwPid}, c.o.fixedLoad); err != nil {
 			return err
 		}
+	}
+	if o.routes {
+		return c.routing()
 	}
 	return nil
 }
@@ -272,18 +286,8 @@ func (c *cluster) stop(cmd *exec.Cmd) {
 // until the gateway routes to them.
 func (c *cluster) addAgent(i, n int) error {
 	ip := fmt.Sprintf("127.0.0.%d", 2+i)
-	gossip, err := freePort(ip)
-	if err != nil {
-		return err
-	}
-	admin, _ := freePort(ip)
 	base := 18000 + 100*i
-	_, err = c.procs.start(c.dir, "agent-"+strconv.Itoa(i), filepath.Join(c.o.bin, "agent"), "join",
-		"--node", "bench-host-"+strconv.Itoa(i), "--join", c.gossip, "--bind", fmt.Sprintf("%s:%d", ip, gossip),
-		"--admin", fmt.Sprintf("%s:%d", ip, admin), "--runtime", "process", "--images-dir", filepath.Join(c.o.bin, "images"),
-		"--image", "predictor:1.0.0", "--replicas", strconv.Itoa(n), "--base-port", strconv.Itoa(base),
-		"--data-dir", filepath.Join(c.dir, "agent-"+strconv.Itoa(i)), "--gossip-profile", "local", "--log-level", "warn")
-	if err != nil {
+	if err := c.startAgent("host-"+strconv.Itoa(i), ip, base, n); err != nil {
 		return err
 	}
 	for k := range n {
@@ -313,6 +317,17 @@ func (c *cluster) waitRouted(admin string) error {
 // the balance algorithm and server options given, keep-alive to clients
 // and to backends.
 func (c *cluster) startHAProxy(balance, server string) (string, *exec.Cmd, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "  default_backend be\nbackend be\n  balance %s\n", balance)
+	for i, addr := range c.backends {
+		fmt.Fprintf(&b, "  server s%d %s%s\n", i, addr, server)
+	}
+	return c.startHAProxyWith(b.String())
+}
+
+// startHAProxyWith starts HAProxy with routing: the end of its frontend
+// section and its backends.
+func (c *cluster) startHAProxyWith(routing string) (string, *exec.Cmd, error) {
 	port, err := freePort("127.0.0.1")
 	if err != nil {
 		return "", nil, err
@@ -334,13 +349,8 @@ defaults
 frontend fe
   bind 127.0.0.1:%d
   option forwardfor
-  default_backend be
-backend be
-  balance %s
-`, port, balance)
-	for i, addr := range c.backends {
-		fmt.Fprintf(&b, "  server s%d %s%s\n", i, addr, server)
-	}
+`, port)
+	b.WriteString(routing)
 	cfg := filepath.Join(c.dir, "haproxy.cfg")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
 		return "", nil, err
@@ -386,8 +396,11 @@ var (
 )
 
 func (c *cluster) wrk(url string) (result, error) {
-	out, err := exec.Command("wrk", "-t"+strconv.Itoa(c.o.threads), "-c"+strconv.Itoa(c.o.conns),
-		"-d"+c.o.duration.String(), "--latency", url+c.o.path).CombinedOutput()
+	args := []string{"-t" + strconv.Itoa(c.o.threads), "-c" + strconv.Itoa(c.o.conns), "-d" + c.o.duration.String(), "--latency"}
+	if c.script != "" {
+		args = append(args, "-s", c.script)
+	}
+	out, err := exec.Command("wrk", append(args, url+c.o.path)...).CombinedOutput()
 	if err != nil {
 		return result{}, fmt.Errorf("wrk: %v: %s", err, out)
 	}
@@ -424,7 +437,14 @@ func parseWrk(out string) (result, error) {
 // prints the medians; then, unless fixedLoad is 0, their latencies at one
 // fixed load.
 func (c *cluster) compare(title string, p pair, fixedLoad float64) error {
-	haURL, ha, err := c.startHAProxy(p.haBalance, p.haServer)
+	var haURL string
+	var ha *exec.Cmd
+	var err error
+	if p.haRouting != "" {
+		haURL, ha, err = c.startHAProxyWith(p.haRouting)
+	} else {
+		haURL, ha, err = c.startHAProxy(p.haBalance, p.haServer)
+	}
 	if err != nil {
 		return err
 	}
@@ -513,7 +533,11 @@ func (c *cluster) compareFixedLoad(title string, targets []target, rate int) err
 func (c *cluster) rounds(targets []target, measure func(url string) (result, error)) (map[string][]result, error) {
 	results := map[string][]result{}
 	for round := range c.o.rounds {
-		for _, t := range targets {
+		order := slices.Clone(targets)
+		if round%2 == 1 { // each goes first every other round: the machine drifts
+			slices.Reverse(order)
+		}
+		for _, t := range order {
 			backends, err := pidsOf(filepath.Join(c.o.bin, "images"))
 			if err != nil {
 				return nil, err

@@ -76,6 +76,13 @@ func TestAgentBadInput(t *testing.T) {
 			fmt.Sprintf("port %d on 127.0.0.5: port already in use", busyPort)},
 		{"bad gossip key", []string{"--encrypt", "c2hvcnQ="}, "gossip key is 5 bytes"},
 		{"bad log level", []string{"--log-level", "loud"}, "--log-level"},
+		{"route with a scheme", []string{"--route", "http://api.example.com/x"},
+			`--route: route "http://api.example.com/x": no scheme: a route is a host and a path prefix`},
+		{"route with a query", []string{"--route", "/predict?x=1"}, `route "/predict?x=1": no query or fragment`},
+		{"route with a port", []string{"--route", "api.example.com:8080/x"}, `host "api.example.com:8080": want a name such as`},
+		{"route with a bad path", []string{"--route", "/a b"}, `route "/a b": path "/a b": not a valid path prefix`},
+		{"empty service", []string{"--service", ""}, `--service "": want lower-case letters`},
+		{"too many routes", []string{"--route", strings.Repeat("/r,", 100) + "/r"}, "101 routes: at most 100 per service"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -114,12 +121,18 @@ func TestGatewayBadInput(t *testing.T) {
 		"--access-log=sometimes": `access log "sometimes": want off, on or sampled`,
 		"--balance=leastconn":    `balance "leastconn": want round-robin or least-request`,
 		"--backend-max-conns=-1": "backend max conns -1: must not be negative",
+		"--service=Tone":         `--service "Tone": want lower-case letters, digits, '.', '_' or '-', at most 63`,
+		"--default-service=a b":  `--default-service "a b": want lower-case letters, digits, '.', '_' or '-', at most 63`,
 	} {
 		code, last = runBinary(t, "gateway", "run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--bind", "127.0.0.1:0",
 			"--data-dir", t.TempDir(), flag)
 		assert.Equal(t, 2, code, flag)
 		assert.Equal(t, "gateway: "+want, last, flag)
 	}
+	code, last = runBinary(t, "gateway", "run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--bind", "127.0.0.1:0",
+		"--service", "tone", "--default-service", "predictor")
+	assert.Equal(t, 2, code)
+	assert.Equal(t, "gateway: --default-service: only with every service routed (no --service)", last)
 }
 
 // TestGatewayBalancingFlagsAndMetrics: the gateway started with every
@@ -145,12 +158,12 @@ func TestGatewayBalancingFlagsAndMetrics(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	for _, b := range g.backends(t) {
-		assert.Contains(t, string(body), fmt.Sprintf(`herd_gateway_requests_total{backend="%s",code="2xx"}`, b.Addr))
+		assert.Contains(t, string(body), fmt.Sprintf(`herd_gateway_requests_total{backend="%s",code="2xx",service="predictor"}`, b.Addr))
 		assert.Equal(t, "up", b.State)
 	}
 	assert.Contains(t, string(body), `herd_gateway_membership_events_total{type="member-join"}`)
 	assert.Contains(t, string(body), "herd_gateway_event_to_swap_seconds_count")
-	assert.Contains(t, string(body), "herd_gateway_queued_requests 0")
+	assert.Contains(t, string(body), `herd_gateway_queued_requests{service="predictor"} 0`)
 	require.Eventually(t, func() bool { return strings.Count(g.output(), `"@message":"request"`) >= 20 },
 		5*time.Second, 20*time.Millisecond, "one access log line per request")
 }

@@ -103,9 +103,21 @@ func TestDashboard(t *testing.T) {
 		for _, b := range bs {
 			wantBackends[b.Addr] = b.Node + " " + b.State
 		}
-		backendsShown = tableRows(t, ctx, "#backends", "data-addr", 1, 2)
+		backendsShown = tableRows(t, ctx, "#backends", "data-addr", 2, 3)
 		return len(wantBackends) == 4 && assert.ObjectsAreEqual(wantBackends, backendsShown)
 	}, 10*time.Second, 100*time.Millisecond, "backends shown %v, want %v", backendsShown, wantBackends)
+	// Backends are grouped by service, and the routing is shown: one
+	// service without routes takes every request.
+	var grouping []string
+	require.Eventually(t, func() bool {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		err := chromedp.Run(tctx, chromedp.Evaluate(`[
+			Array.from(document.querySelectorAll("#backends tr.group")).map(tr => tr.textContent.trim()).join("|"),
+			document.getElementById("routes-default").textContent]`, &grouping))
+		return err == nil && len(grouping) == 2 && grouping[0] == "predictor · 4 / 4 up"
+	}, 10*time.Second, 100*time.Millisecond, "backends grouped by service: %v", grouping)
+	assert.Equal(t, "Requests no route matches go to service predictor.", grouping[1])
 	// The request rate the page computes is the load's (100 req/s).
 	var rate float64
 	require.Eventually(t, func() bool {
@@ -137,10 +149,11 @@ func TestDashboard(t *testing.T) {
 		}
 		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := chromedp.Run(tctx, chromedp.Evaluate(`(() => {
-			const s = document.getElementById("rollout-state");
+			const block = document.querySelector('.rollout-block[data-service="predictor"]');
+			const s = block && block.querySelector(".rollout-state");
 			if (!s) return null;
 			const hosts = {};
-			for (const tr of document.querySelectorAll("#rollout-hosts tbody tr")) hosts[tr.dataset.node] = tr.cells[2].textContent.trim();
+			for (const tr of block.querySelectorAll(".rollout-hosts tbody tr")) hosts[tr.dataset.node] = tr.cells[2].textContent.trim();
 			return {state: s.textContent.trim(), hosts};
 		})()`, &view))
 		cancel()
@@ -195,6 +208,9 @@ func tableRows(t *testing.T, ctx context.Context, table, keyAttr string, cells .
 	}
 	out := map[string]string{}
 	for _, r := range rows {
+		if r[0] == "" { // a group's heading
+			continue
+		}
 		var vals []string
 		for _, c := range cells {
 			if c+1 < len(r) {

@@ -325,6 +325,7 @@ type load struct {
 	stop         chan struct{}
 	done         sync.WaitGroup
 	mixed        bool
+	host         string // the requests' Host, if set
 
 	mu   sync.Mutex
 	took []sample // every request's outcome, when it ended
@@ -349,9 +350,20 @@ func startMixedLoad(t *testing.T, url string, rate int) *load {
 	return startLoadOf(t, url, rate, true, true)
 }
 
+// startHostLoad is startLoad (keep-alive) of requests for host.
+func startHostLoad(t *testing.T, url, host string, rate int) *load {
+	t.Helper()
+	return startLoadFor(t, url, host, rate, true, false)
+}
+
 func startLoadOf(t *testing.T, url string, rate int, keepAlive, mixed bool) *load {
 	t.Helper()
-	l := &load{stop: make(chan struct{}), mixed: mixed}
+	return startLoadFor(t, url, "", rate, keepAlive, mixed)
+}
+
+func startLoadFor(t *testing.T, url, host string, rate int, keepAlive, mixed bool) *load {
+	t.Helper()
+	l := &load{stop: make(chan struct{}), mixed: mixed, host: host}
 	client := &http.Client{
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{DisableKeepAlives: !keepAlive, MaxIdleConnsPerHost: 64},
@@ -384,7 +396,9 @@ func (l *load) one(client *http.Client, url string) {
 	if l.mixed && n%2 == 0 {
 		resp, err = client.Post(url+"/predict", "application/json", strings.NewReader(`{"text":"I love this, it is wonderful"}`))
 	} else {
-		resp, err = client.Get(url + "/version")
+		req, _ := http.NewRequest(http.MethodGet, url+"/version", nil)
+		req.Host = l.host
+		resp, err = client.Do(req)
 	}
 	why := ""
 	if err != nil {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -128,7 +129,7 @@ func TestScaleDuringRollout(t *testing.T) {
 	out, code = g.clusterctl(t, "scale", "predictor", "3", "--after-rollout", "--wait", "--timeout", "60s")
 	require.Equal(t, 0, code, out)
 	assert.Contains(t, out, "queued: it runs once the rollout of predictor has ended")
-	r, err := g.client().Rollout(context.Background(), "current")
+	r, err := g.client().Rollout(context.Background(), "predictor", "current")
 	require.NoError(t, err)
 	require.True(t, r.Succeeded(), "the rollout went its way: %+v", r)
 	rs := a.replicas(t)
@@ -165,4 +166,53 @@ func TestScaleAgentFlags(t *testing.T) {
 	code, last := runBinaryEnv(t, []string{"HERD_MAX_REPLICAS=0"}, base...)
 	assert.Equal(t, 2, code)
 	assert.Contains(t, last, "--max-replicas 0: must be between 1 and 1000")
+}
+
+// TestScaleServices: behind one gateway routing two services by host, a
+// scale of one service changes only its agents, under load on both, while
+// a rollout of the other runs; a scale of the service being rolled out is
+// refused, naming its rollout.
+func TestScaleServices(t *testing.T) {
+	g := startGateway(t)
+	pred := startScalableAgent(t, g, "svc-pred", "127.0.0.2", 2, 6, "--service", "predictor", "--route", "api.example.com")
+	tones := []*agentProc{
+		startScalableAgent(t, g, "svc-tone-a", "127.0.0.3", 2, 6, "--service", "tone", "--route", "tone.example.com"),
+		startScalableAgent(t, g, "svc-tone-b", "127.0.0.4", 2, 6, "--service", "tone", "--route", "tone.example.com"),
+	}
+	g.waitBackends(t, 6, 30*time.Second)
+	lp := startHostLoad(t, g.url, "api.example.com", 50)
+	lt := startHostLoad(t, g.url, "tone.example.com", 50)
+
+	out, code := g.clusterctl(t, "rollout", "--service", "predictor", "--min-healthy", "2s", "--detach", "--json", "predictor:1.1.0")
+	require.Zero(t, code, out)
+	var r api.Rollout
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+	out, code = g.clusterctl(t, "scale", "predictor", "4")
+	assert.Equal(t, 2, code, out)
+	assert.Contains(t, out, "a rollout of the service is running: predictor (rollout "+r.ID)
+
+	began := time.Now()
+	out, code = g.clusterctl(t, "scale", "tone", "8", "--wait", "--timeout", "60s")
+	require.Zero(t, code, "another service's rollout does not hold a scale back: %s", out)
+	t.Logf("MEASURE clusterctl scale tone 8 --wait during a rollout of predictor: %s", time.Since(began).Round(time.Millisecond))
+	assert.Contains(t, out, "done: tone: 8 replicas, 8 healthy, 8 routed")
+	for _, a := range tones {
+		assert.Len(t, a.replicas(t), 4, a.node)
+	}
+	waitRollout(t, g, "predictor", r.ID)
+	assert.Len(t, pred.replicas(t), 2, "predictor's count untouched")
+	assert.Len(t, backendsOf(t, g, "tone"), 8)
+	assert.Len(t, backendsOf(t, g, "predictor"), 2)
+
+	out, code = g.clusterctl(t, "scale", "tone", "2", "--wait", "--timeout", "60s")
+	require.Zero(t, code, out)
+	out, code = g.clusterctl(t, "scale", "status", "predictor")
+	require.Zero(t, code, out)
+	assert.Contains(t, out, "predictor: 2 replicas, 2 healthy, 2 routed")
+	lp.finish()
+	lt.finish()
+	t.Logf("MEASURE scale of tone 4 → 8 → 2 during a rollout of predictor: predictor sent=%d failed=%d, tone sent=%d failed=%d",
+		lp.sent.Load(), lp.failed.Load(), lt.sent.Load(), lt.failed.Load())
+	assert.Zero(t, lp.failed.Load(), "predictor: %s", lp.failures())
+	assert.Zero(t, lt.failed.Load(), "tone: %s", lt.failures())
 }
