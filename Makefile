@@ -135,6 +135,7 @@ FUZZ_TARGETS = \
   membership:FuzzDecodeDeployRequest:40000 \
   balancer:FuzzReadHead:50000 \
   balancer:FuzzRelayChunked:40000 \
+  balancer:FuzzH2Request:3000 \
   admin:FuzzDecodeRolloutBody:15000 \
   rollout:FuzzStateFile:4000 \
   agent:FuzzLoadDesired:4000 \
