@@ -135,6 +135,9 @@ type Decision struct {
 	// in flight, every gateway summed); Panicking says the panic mode holds.
 	Stable, Panic float64
 	Panicking     bool
+	// Held names the rule that kept the count from changing ("cooldown",
+	// "flap budget"), if one did.
+	Held string
 	// Reason says why, in a sentence an operator reads in a log or a table.
 	Reason string
 }
@@ -190,9 +193,11 @@ func Decide(s Settings, st *State, samples []Sample, current int, now time.Time)
 		d.Reason = "steady: " + why
 		return d
 	case want > current && now.Sub(st.LastUp) < s.UpCooldown && !st.LastUp.IsZero():
+		d.Held = "cooldown"
 		d.Reason = fmt.Sprintf("up to %d held: cooldown after the scale-up at %s; %s", want, st.LastUp.Format(time.TimeOnly), why)
 		return d
 	case want < current && now.Sub(st.LastDown) < s.DownCooldown && !st.LastDown.IsZero():
+		d.Held = "cooldown"
 		d.Reason = fmt.Sprintf("down to %d held: cooldown after the scale-down at %s; %s", want, st.LastDown.Format(time.TimeOnly), why)
 		return d
 	}
@@ -202,6 +207,7 @@ func Decide(s Settings, st *State, samples []Sample, current int, now time.Time)
 	}
 	st.forgetTurns(now, s.FlapWindow)
 	if s.FlapBudget > 0 && st.LastDirection != 0 && dir != st.LastDirection && len(st.Turns) >= s.FlapBudget && !d.Panicking {
+		d.Held = "flap budget"
 		d.Reason = fmt.Sprintf("%d → %d held: flap budget spent (%d changes of direction within %s); %s",
 			current, want, len(st.Turns), s.FlapWindow, why)
 		return d
