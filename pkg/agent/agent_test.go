@@ -73,6 +73,21 @@ func startGateway(t *testing.T) *testGateway {
 	return &testGateway{gw: gw, cluster: cluster, gossip: cluster.LocalNode().Addr.String(), url: "http://" + ln.Addr().String()}
 }
 
+// startSilentGateway joins a live gateway member to g's cluster that
+// answers no query: it never acknowledges a withdrawal.
+func startSilentGateway(t *testing.T, g *testGateway) *membership.Cluster {
+	t.Helper()
+	mc := memberConfig()
+	mc.NodeName, mc.Tags = "silent-gw", membership.Tags{Role: membership.RoleGateway, Gen: 1}
+	mc.QueryCh = make(chan *membership.Query) // nobody reads it: queries are dropped
+	silent, err := membership.New(mc)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = silent.Shutdown() })
+	_, err = silent.Join([]string{g.gossip})
+	require.NoError(t, err)
+	return silent
+}
+
 func (g *testGateway) waitBackends(t *testing.T, n int) {
 	t.Helper()
 	require.Eventually(t, func() bool { return g.gw.Balancer().Len() == n }, 20*time.Second, 5*time.Millisecond,
@@ -340,14 +355,7 @@ func TestBackoff(t *testing.T) {
 func TestUnacknowledgedWithdrawalKeepsTheReplica(t *testing.T) {
 	testutil.BuildPredictorImages(t, imagesDir, "1.0.0", "1.1.0")
 	g := startGateway(t)
-	mc := memberConfig()
-	mc.NodeName, mc.Tags = "silent-gw", membership.Tags{Role: membership.RoleGateway, Gen: 1}
-	mc.QueryCh = make(chan *membership.Query) // nobody reads it: queries are dropped
-	silent, err := membership.New(mc)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = silent.Shutdown() })
-	_, err = silent.Join([]string{g.gossip})
-	require.NoError(t, err)
+	silent := startSilentGateway(t, g)
 
 	cfg := agentConfig(t, g, 2)
 	cfg.SyncTimeout = 1500 * time.Millisecond

@@ -3,9 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -49,24 +47,11 @@ func closedLoad(t *testing.T, url string) func() (sent int64, failures []string)
 					return
 				default:
 				}
-				var resp *http.Response
-				var err error
-				if sent.Add(1)%2 == 0 {
-					resp, err = client.Post(url+"/predict", "application/json", strings.NewReader(`{"text":"fine"}`))
-				} else {
-					resp, err = client.Get(url + "/version")
+				req := testutil.PredictRequest(url, "fine")
+				if sent.Add(1)%2 != 0 {
+					req, _ = http.NewRequest(http.MethodGet, url+"/version", nil)
 				}
-				why := ""
-				if err != nil {
-					why = err.Error()
-				} else {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						why = resp.Status
-					}
-				}
-				if why != "" {
+				if why := testutil.Failure(client, req); why != "" {
 					mu.Lock()
 					failures = append(failures, why)
 					mu.Unlock()
@@ -189,14 +174,7 @@ func TestScaleUpAndDown(t *testing.T) {
 func TestScaleDownUnacknowledged(t *testing.T) {
 	testutil.BuildPredictorImages(t, imagesDir, "1.0.0")
 	g := startGateway(t)
-	mc := memberConfig()
-	mc.NodeName, mc.Tags = "silent-gw", membership.Tags{Role: membership.RoleGateway, Gen: 1}
-	mc.QueryCh = make(chan *membership.Query) // nobody reads it: queries are dropped
-	silent, err := membership.New(mc)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = silent.Shutdown() })
-	_, err = silent.Join([]string{g.gossip})
-	require.NoError(t, err)
+	startSilentGateway(t, g)
 
 	cfg := agentConfig(t, g, 3)
 	cfg.SyncTimeout = 1500 * time.Millisecond

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"time"
 )
@@ -27,11 +25,6 @@ const MaxScaleReason = 160
 
 // scaleAttempts: how many times Scale asks an agent that does not answer.
 const scaleAttempts = 2
-
-// scaleFilterBudget bounds the node names one scale query is addressed to,
-// in bytes: Serf refuses a query larger than 1 KiB, filters and payload
-// included. Scale splits a longer list into several queries.
-const scaleFilterBudget = 480
 
 // ErrNoAnswer is wrapped by the error Scale reports for an agent that did
 // not answer, even when asked again.
@@ -181,15 +174,7 @@ func (c *Cluster) Scale(ctx context.Context, nodes []string, req ScaleRequest, t
 		}
 		return out
 	}
-	answers := make(map[string][]byte, len(nodes))
-	pending := nodes
-	for range scaleAttempts {
-		maps.Copy(answers, c.queryChunks(ctx, QueryScale, payload, pending, timeout))
-		pending = slices.DeleteFunc(slices.Clone(pending), func(n string) bool { _, ok := answers[n]; return ok })
-		if len(pending) == 0 || ctx.Err() != nil {
-			break
-		}
-	}
+	answers := c.askAgents(ctx, QueryScale, payload, nodes, timeout, scaleAttempts)
 	for _, n := range nodes {
 		b, ok := answers[n]
 		if !ok {
@@ -205,41 +190,6 @@ func (c *Cluster) Scale(ctx context.Context, nodes []string, req ScaleRequest, t
 		default:
 			out[n] = ScaleAnswer{Response: resp}
 		}
-	}
-	return out
-}
-
-// queryChunks asks nodes, split into queries whose node filters fit
-// scaleFilterBudget, one after the other (Serf numbers a member's queries by
-// a clock that two at once may read alike, and then one loses its answers),
-// and merges their answers.
-func (c *Cluster) queryChunks(ctx context.Context, name string, payload []byte, nodes []string, timeout time.Duration) map[string][]byte {
-	out := make(map[string][]byte, len(nodes))
-	for _, chunk := range chunkNames(nodes, scaleFilterBudget) {
-		qctx, cancel := context.WithTimeout(ctx, timeout)
-		got, _ := c.Query(qctx, name, payload, QueryParams{Role: RoleAgent, Nodes: chunk, Timeout: timeout})
-		cancel()
-		maps.Copy(out, got)
-	}
-	return out
-}
-
-// chunkNames splits names into runs whose lengths (with 3 bytes of encoding
-// each) add up to at most budget; a name longer than that is a run alone.
-func chunkNames(names []string, budget int) [][]string {
-	var out [][]string
-	var cur []string
-	size := 0
-	for _, n := range names {
-		if len(cur) > 0 && size+len(n)+3 > budget {
-			out = append(out, cur)
-			cur, size = nil, 0
-		}
-		cur = append(cur, n)
-		size += len(n) + 3
-	}
-	if len(cur) > 0 {
-		out = append(out, cur)
 	}
 	return out
 }

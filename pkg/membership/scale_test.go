@@ -87,14 +87,14 @@ func TestChunkNames(t *testing.T) {
 	for i := range 300 {
 		names = append(names, fmt.Sprintf("host-%03d", i))
 	}
-	chunks := chunkNames(names, scaleFilterBudget)
+	chunks := chunkNames(names, agentFilterBudget)
 	n := 0
 	for _, c := range chunks {
 		size := 0
 		for _, name := range c {
 			size += len(name) + 3
 		}
-		assert.LessOrEqual(t, size, scaleFilterBudget)
+		assert.LessOrEqual(t, size, agentFilterBudget)
 		n += len(c)
 	}
 	assert.Equal(t, 300, n)
@@ -153,7 +153,7 @@ func TestScaleAsksEveryAgent(t *testing.T) {
 	require.Eventually(t, func() bool { return len(gw.Members()) == len(members)+1 }, 20*time.Second, 10*time.Millisecond)
 
 	nodes := append([]string{"ok", "late", "mute", "refuses", "garbage"}, many...)
-	require.Greater(t, len(chunkNames(nodes, scaleFilterBudget)), 2, "several queries")
+	require.Greater(t, len(chunkNames(nodes, agentFilterBudget)), 2, "several queries")
 	got := gw.Scale(context.Background(), nodes, ScaleRequest{Service: "predictor", Replicas: 7}, 500*time.Millisecond)
 	require.Len(t, got, len(nodes))
 	assert.Equal(t, ScaleAnswer{Response: ScaleResponse{Replicas: 7, Room: 10}}, got["ok"])

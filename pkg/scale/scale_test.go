@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herd-cluster/herd/pkg/membership"
+	"github.com/herd-cluster/herd/pkg/membership/membershiptest"
 )
 
 // These tests drive the Scaler through a real Serf cluster on loopback. The
@@ -40,30 +41,13 @@ func quiet(name string) hclog.Logger {
 
 func startSimAgent(t *testing.T, name, service, join string, count, room int) *simAgent {
 	t.Helper()
-	queries := make(chan *membership.Query, 16)
 	a := &simAgent{name: name, count: count, room: room}
 	cfg := membership.DefaultConfig()
 	cfg.NodeName, cfg.BindAddr, cfg.Profile = name, "127.0.0.1:0", membership.ProfileLocal
 	cfg.Tags = membership.Tags{Role: membership.RoleAgent, Service: service, Image: "predictor:1.0.0",
 		HostIP: netip.MustParseAddr("127.0.0.2"), Count: count, Gen: 1, State: membership.StateActive}
-	cfg.QueryCh, cfg.Logger = queries, quiet(name)
-	c, err := membership.New(cfg)
-	require.NoError(t, err)
-	a.Cluster = c
-	stop := make(chan struct{})
-	t.Cleanup(func() { close(stop); _ = c.Shutdown() })
-	_, err = c.Join([]string{join})
-	require.NoError(t, err)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			case q := <-queries:
-				a.answer(q)
-			}
-		}
-	}()
+	cfg.Logger = quiet(name)
+	a.Cluster = membershiptest.Start(t, cfg, join, a.answer)
 	return a
 }
 
