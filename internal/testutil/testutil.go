@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -73,31 +72,47 @@ func BuildPredictorImages(t testing.TB, dir string, versions ...string) {
 	}
 }
 
-// FreePort returns a TCP port free on ip at the time of the call.
+// FreePort returns a TCP port free on ip at the time of the call. It is
+// drawn below the kernel's ephemeral range, like FreePortRange: a port the
+// kernel handed out for a listen on :0 and took back is the next source port
+// of some outgoing connection, and a gateway started on it a moment later
+// finds it in use.
 func FreePort(t testing.TB, ip string) uint16 {
 	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatalf("free port on %s: %v", ip, err)
-	}
-	defer l.Close()
-	return netip.MustParseAddrPort(l.Addr().String()).Port()
+	return FreePortRange(t, 1, ip)
 }
 
 // FreePortRange returns a base port such that base … base+n-1 are free on
-// every ip, for both TCP and UDP (gossip needs both).
+// every ip, for both TCP and UDP (gossip needs both). The ports lie between
+// 10000 and the start of the ephemeral range (net.ipv4.ip_local_port_range),
+// where no outgoing connection takes them meanwhile.
 func FreePortRange(t testing.TB, n int, ips ...string) uint16 {
 	t.Helper()
+	lo, hi := 10000, ephemeralLow()
 	for try := 0; try < 200; try++ {
 		// Successive calls walk forward so that two ranges handed out before
-		// either is bound never overlap.
-		base := 20000 + int((int64(os.Getpid())*97+nextPort.Add(int64(n)+1)-int64(n)-1)%30000)
-		if base+n <= 50000 && rangeFree(base, n, ips) {
+		// either is bound never overlap; the pid spreads test binaries apart.
+		base := lo + int((int64(os.Getpid())*97+nextPort.Add(int64(n)+1)-int64(n)-1)%int64(hi-lo))
+		if base+n <= hi && rangeFree(base, n, ips) {
 			return uint16(base)
 		}
 	}
 	t.Fatalf("no %d free consecutive ports", n)
 	return 0
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range, 32768
+// when it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	var low, high int
+	if _, err := fmt.Sscan(string(b), &low, &high); err != nil || low <= 10000+1000 {
+		return 32768
+	}
+	return low
 }
 
 func rangeFree(base, n int, ips []string) bool {

@@ -20,6 +20,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,11 @@ type Balancer struct {
 	closing, shutting atomic.Bool
 	closingSince      atomic.Int64 // unix nanoseconds closing began
 	closed            atomic.Bool
+
+	// hsts is the Strict-Transport-Security field answers over TLS get
+	// (Config.HSTS; nil: none), its line ready to append.
+	hsts []byte
+	h2   h2Server // HTTP/2 clients (h2.go)
 }
 
 // New returns a Balancer with no backends: it answers 503 until its
@@ -72,6 +78,15 @@ func New(cfg Config) (*Balancer, error) {
 	if cfg.ClientHeaderTimeout <= 0 {
 		cfg.ClientHeaderTimeout = 10 * time.Second
 	}
+	if cfg.TLSHandshakeTimeout <= 0 {
+		cfg.TLSHandshakeTimeout = 10 * time.Second
+	}
+	if cfg.HTTPSPort == 0 {
+		cfg.HTTPSPort = 443
+	}
+	if cfg.MaxConcurrentStreams == 0 {
+		cfg.MaxConcurrentStreams = 250
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -80,6 +95,10 @@ func New(cfg Config) (*Balancer, error) {
 	b.m = newMetrics(b, cfg.Registerer, cfg.Logger.Named("access"), every)
 	b.services.Store(&map[string]*Service{})
 	b.loops.b = b
+	if cfg.HSTS > 0 {
+		b.hsts = []byte("Strict-Transport-Security: max-age=" + strconv.FormatInt(int64(cfg.HSTS/time.Second), 10) + "\r\n")
+	}
+	b.h2.init(b)
 	return b, nil
 }
 

@@ -91,6 +91,22 @@ type Config struct {
 	// connections (each its own thread); 0: one per two CPUs
 	// (GOMAXPROCS), at least one.
 	EventLoopThreads int
+	// TLS to clients (ServeTLS): a handshake must end within
+	// TLSHandshakeTimeout (default 10 s), as net/http's. HSTS, if positive,
+	// is the max-age of the Strict-Transport-Security field added to
+	// answers over TLS that have none. RedirectHTTPS answers requests on a
+	// plain listener with 308 to the same URL over https (HTTPSPort, 443:
+	// no port in the URL), but for HealthPath, which is served.
+	TLSHandshakeTimeout time.Duration
+	HSTS                time.Duration
+	RedirectHTTPS       bool
+	HTTPSPort           int
+	// HTTP/2 to clients: negotiated by ALPN over TLS, and with H2C also on
+	// plain listeners for clients that start with the HTTP/2 preface (h2c
+	// prior knowledge). MaxConcurrentStreams bounds the streams of one
+	// client connection (default 250).
+	H2C                  bool
+	MaxConcurrentStreams uint32
 	// Registerer, if set, receives the balancer's Prometheus metrics.
 	Registerer prometheus.Registerer
 	// Logger receives the balancer's logs. Default: hclog's default logger.
@@ -120,6 +136,9 @@ func DefaultConfig() Config {
 		Fall:                   3,
 		AccessLog:              "off",
 		AccessLogSample:        0.01,
+		TLSHandshakeTimeout:    10 * time.Second,
+		HTTPSPort:              443,
+		MaxConcurrentStreams:   250,
 	}
 }
 
@@ -174,6 +193,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("drain idle delay %s: must not be negative", c.DrainIdleDelay)
 	case c.SlowStart < 0:
 		return fmt.Errorf("slow start %s: must not be negative", c.SlowStart)
+	case c.HSTS < 0:
+		return fmt.Errorf("hsts %s: must not be negative", c.HSTS)
+	case c.HTTPSPort < 0 || c.HTTPSPort > 65535:
+		return fmt.Errorf("https port %d: want 1 to 65535", c.HTTPSPort)
 	}
 	for _, p := range c.TrustedProxies {
 		if !p.IsValid() {

@@ -2,13 +2,16 @@ package balancer
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -25,6 +28,10 @@ type clientConn struct {
 	br       *bufio.Reader
 	remoteIP []byte
 	trusted  bool // the client is a trusted proxy: its X-Forwarded-For is kept
+	// proto is how the client speaks (plain HTTP/1.x, or over TLS);
+	// tlsSummary the TLS version and ALPN, for the access log.
+	proto      proto
+	tlsSummary string
 	// idleSince is when it began waiting for a request with nothing of it
 	// received (unix nanoseconds; 0: busy): Shutdown may close it.
 	idleSince atomic.Int64
@@ -171,6 +178,11 @@ func (cc *clientConn) prepare() {
 	}
 	x.replayable = x.bodyInOut && (isIdempotent(req.line[0]) || req.idempotent)
 	x.closeAfter = req.close
+	if b.cfg.RedirectHTTPS && cc.proto == protoHTTP && !isPath(req.path, b.cfg.HealthPath) {
+		x.closeAfter = x.closeAfter || !x.bodyInOut // the body, if it was not all read, cannot be skipped
+		cc.redirectHTTPS()
+		return
+	}
 	if x.svc == nil { // no route: the body, if it was not all read, cannot be skipped
 		x.closeAfter = x.closeAfter || !x.bodyInOut
 		if b.routes.Load().empty() { // nothing to route to yet
@@ -178,6 +190,11 @@ func (cc *clientConn) prepare() {
 			return
 		}
 		cc.answerError(outcomeNoRoute, nil)
+		return
+	}
+	if x.svc.protocol() == H2C { // its backends speak HTTP/2 only
+		x.closeAfter = x.closeAfter || !x.bodyInOut
+		cc.answerError(outcomeHTTP2Only, nil)
 	}
 }
 
@@ -219,7 +236,7 @@ func (cc *clientConn) settle() {
 // the attempt on it; when there is none, it answers the error. It reports
 // whether the attempt began.
 func (cc *clientConn) choose() bool {
-	h, err := cc.pick()
+	h, err := cc.x.pick()
 	if err != nil {
 		cc.noBackend(err)
 		return false
@@ -231,8 +248,7 @@ func (cc *clientConn) choose() bool {
 // pick returns a backend for the next attempt with its request in flight
 // counted, without waiting: errNoBackends, or errFull when those that would
 // do are at their cap.
-func (cc *clientConn) pick() (*host, error) {
-	x := &cc.x
+func (x *exchange) pick() (*host, error) {
 	s := x.svc
 	for {
 		h, full := s.sel.Select(s.reg.set.Load(), x.tried[:x.nTried], time.Now().UnixNano())
@@ -292,7 +308,7 @@ func (cc *clientConn) backendFailed(bc *bconn, err error, r reach) {
 func (cc *clientConn) answerError(o outcome, err error) {
 	b, x := cc.b, &cc.x
 	status := statusOf(o)
-	if o != outcomeNoBackend && o != outcomeNoRoute {
+	if o != outcomeNoBackend && o != outcomeNoRoute && o != outcomeHTTP2Only {
 		backend := "none"
 		if x.last != nil {
 			backend = x.last.hostPort
@@ -300,18 +316,20 @@ func (cc *clientConn) answerError(o outcome, err error) {
 		b.logger.Warn("request failed", "status", status, "outcome", o.String(), "service", x.svc.name,
 			"backend", backend, "attempts", x.nTried, "request_id", string(cc.reqID), "error", err)
 	}
-	cc.writeError(status, cc.errorText(o), true)
+	cc.writeError(status, errorText(o, x.svc), true)
 	cc.finish(o, status)
 }
 
-func (cc *clientConn) errorText(o outcome) string {
+// errorText is the short text the client gets with the gateway's own
+// answer for outcome o, on a request for svc (nil: no route took it).
+func errorText(o outcome, svc *Service) string {
 	switch {
 	case o == outcomeNoRoute:
 		return "herd gateway: no route for this host and path"
-	case cc.x.svc == nil:
+	case svc == nil:
 		return "herd gateway: no backend available: no service is announced"
 	}
-	service := strconv.Quote(cc.x.svc.name)
+	service := strconv.Quote(svc.name)
 	switch o {
 	case outcomeNoBackend:
 		return "herd gateway: no backend available for service " + service
@@ -319,6 +337,8 @@ func (cc *clientConn) errorText(o outcome) string {
 		return "herd gateway: every backend of service " + service + " is busy"
 	case outcomeTimedOut:
 		return "herd gateway: the backend of service " + service + " timed out"
+	case outcomeHTTP2Only:
+		return "herd gateway: service " + service + " speaks HTTP/2 only (h2c, gRPC): send the request over HTTP/2"
 	}
 	return "herd gateway: the backend of service " + service + " failed"
 }
@@ -362,6 +382,49 @@ func (cc *clientConn) writeError(code int, msg string, inExchange bool) {
 	_, _ = cc.c.Write(out)
 }
 
+// redirectHTTPS answers the request with 308 to the same URL over https
+// (Config.RedirectHTTPS).
+func (cc *clientConn) redirectHTTPS() {
+	closing := cc.x.closeAfter || cc.b.closing.Load()
+	cc.x.closeAfter = closing
+	out := append(cc.out[:0], "HTTP/1.1 308 Permanent Redirect\r\nLocation: "...)
+	out = append(out, httpsURL(string(cc.req.hostValue), string(cc.req.path), cc.b.cfg.HTTPSPort)...)
+	out = append(out, "\r\nContent-Length: 0\r\n"...)
+	if closing {
+		out = append(out, "Connection: close\r\n"...)
+	}
+	out = append(out, crlf...)
+	cc.out = out
+	_, _ = cc.c.Write(out)
+	cc.finish(outcomeServed, http.StatusPermanentRedirect)
+}
+
+// httpsURL is the https URL of a request for host (perhaps with a port) and
+// target: the host without its port, and port unless it is 443.
+func httpsURL(host, target string, port int) string {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+		if strings.Contains(h, ":") {
+			host = "[" + h + "]"
+		}
+	}
+	if port != 443 {
+		host += ":" + strconv.Itoa(port)
+	}
+	if target == "" || target[0] != '/' {
+		target = "/"
+	}
+	return "https://" + host + target
+}
+
+// isPath reports whether target (a path, perhaps with a query) is path.
+func isPath(target []byte, path string) bool {
+	if i := bytes.IndexByte(target, '?'); i >= 0 {
+		target = target[:i]
+	}
+	return string(target) == path
+}
+
 // badHead answers a request head that failed to parse, or did not come in
 // time. Nothing is answered to a read error, or to a keep-alive connection
 // that timed out before the first byte of its next request (partial).
@@ -385,6 +448,9 @@ func (cc *clientConn) requestID() {
 	cc.reqID = append(cc.reqID[:0], idPrefix...)
 	cc.reqID = strconv.AppendUint(cc.reqID, idCounter.Add(1), 36)
 }
+
+// newRequestID is a new request id, as a string.
+func newRequestID() string { return idPrefix + strconv.FormatUint(idCounter.Add(1), 36) }
 
 // Request ids are a random prefix for the process and a counter: unique
 // across gateways and restarts, and cheap.

@@ -56,10 +56,11 @@ const (
 	outcomeTimedOut                     // the backend did not connect or answer in time: 504
 	outcomeBackendFailed                // refused, reset or garbled, with no retry left or allowed: 502
 	outcomeNoRoute                      // no route matches its host and path: 404
+	outcomeHTTP2Only                    // an HTTP/1 request for a service that speaks HTTP/2 only (h2c, gRPC): 505
 )
 
 var outcomeNames = [...]string{"none", "served", "upgraded", "client-gone", "bad-request", "cut-short",
-	"no-backend", "busy", "timed-out", "backend-failed", "no-route"}
+	"no-backend", "busy", "timed-out", "backend-failed", "no-route", "http2-only"}
 
 func (o outcome) String() string {
 	if int(o) < len(outcomeNames) {
@@ -197,6 +198,8 @@ func statusOf(o outcome) int {
 		return 502
 	case outcomeNoRoute:
 		return 404
+	case outcomeHTTP2Only:
+		return 505
 	}
 	return 500
 }

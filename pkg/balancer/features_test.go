@@ -365,20 +365,47 @@ func TestBackendMaxConns(t *testing.T) {
 }
 
 // gathered is the value of an unlabelled gauge or counter in reg.
+// gathered is the value of the metric called name, or of the one series
+// name{label="value",...} names (labels in any order, all given), of a
+// counter, gauge or histogram (its count).
 func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
+	want := map[string]string{}
+	if i := strings.IndexByte(name, '{'); i >= 0 {
+		for _, kv := range strings.Split(strings.TrimSuffix(name[i+1:], "}"), ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			want[k] = strings.Trim(v, `"`)
+		}
+		name = name[:i]
+	}
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
 	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			m := mf.GetMetric()[0]
-			if m.GetGauge() != nil {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if len(want) == 0 && len(mf.GetMetric()) != 1 {
+				break
+			}
+			match := len(m.GetLabel()) == len(want)
+			for _, l := range m.GetLabel() {
+				match = match && want[l.GetName()] == l.GetValue()
+			}
+			match = match || len(want) == 0
+			if !match {
+				continue
+			}
+			switch {
+			case m.GetGauge() != nil:
 				return m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				return float64(m.GetHistogram().GetSampleCount())
 			}
 			return m.GetCounter().GetValue()
 		}
 	}
-	t.Fatalf("no metric %s", name)
+	t.Fatalf("no metric %s%v", name, want)
 	return 0
 }
 

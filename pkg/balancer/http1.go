@@ -185,6 +185,11 @@ func parseHead(b []byte, h *head, request bool) error {
 	return nil
 }
 
+// errH2Preface: the client began with HTTP/2's connection preface (h2c
+// prior knowledge). Served as HTTP/2 with Config.H2C; else answered as any
+// other version this relay does not speak.
+var errH2Preface = &httpError{status: 505, msg: "HTTP version not supported"}
+
 func parseFirstLine(line []byte, h *head, request bool) error {
 	a := bytes.IndexByte(line, ' ')
 	if a <= 0 {
@@ -194,6 +199,9 @@ func parseFirstLine(line []byte, h *head, request bool) error {
 	if request {
 		if b <= 0 {
 			return badRequest("malformed request line")
+		}
+		if string(line) == "PRI * HTTP/2.0" {
+			return errH2Preface
 		}
 		h.line = [3][]byte{line[:a], line[a+1 : a+1+b], line[a+2+b:]}
 		if !isToken(h.line[0]) {

@@ -370,6 +370,10 @@ func (l *loop) readRequest(cc *clientConn) {
 		}
 		cc.idleSince.Store(0)
 		if err != nil {
+			if err == errH2Preface && l.b.cfg.H2C {
+				l.handOverH2C(cc)
+				return
+			}
 			l.refuse(cc, err)
 			return
 		}
@@ -626,6 +630,24 @@ func (l *loop) handOver(cc *clientConn) {
 		if cc.keepAlive() && l.post(func() { l.adopt(cc) }) {
 			return
 		}
+		l.b.srv.forget(cc)
+	}()
+}
+
+// handOverH2C gives a client that began with the HTTP/2 preface to a
+// goroutine, which serves it as HTTP/2.
+func (l *loop) handOverH2C(cc *clientConn) {
+	lc := cc.c.(*lconn)
+	delete(l.clients, cc)
+	lc.wait = waitAway
+	if err := l.release(lc); err != nil {
+		l.closeClient(cc)
+		return
+	}
+	cc.deadline.at = time.Time{}
+	cc.looped.Store(false)
+	go func() {
+		cc.serveH2C()
 		l.b.srv.forget(cc)
 	}()
 }

@@ -15,6 +15,11 @@ import (
 type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// connections counts client connections by protocol; handshakeErrors
+	// the TLS handshakes that failed.
+	connections     *prometheus.CounterVec
+	conns           [nProtos]prometheus.Counter
+	handshakeErrors *prometheus.CounterVec
 	// noRoute counts the answers to requests no route took, by class.
 	noRoute [6]prometheus.Counter
 
@@ -40,16 +45,27 @@ func newMetrics(b *Balancer, reg prometheus.Registerer, access hclog.Logger, acc
 		}, []string{"service", "backend", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "herd_gateway_request_duration_seconds",
-			Help:    "Time from a request's head being read to its answer being written, retries included, by service.",
+			Help:    "Time from a request's head being read to its answer being written, retries included, by service and client protocol (http, https, h2, h2c).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}, []string{"service"}),
+		}, []string{"service", "proto"}),
+		connections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_gateway_connections_total",
+			Help: "Client connections accepted, by protocol (http, https, h2, h2c; a TLS connection is counted once its handshake is done).",
+		}, []string{"proto"}),
+		handshakeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_gateway_tls_handshake_errors_total",
+			Help: "TLS handshakes that failed, by reason (timeout, protocol: a version, cipher or certificate the client refused or offered wrong).",
+		}, []string{"reason"}),
 		access: access, accessEvery: accessEvery,
 	}
 	for i, c := range codeClasses {
 		m.noRoute[i] = m.requests.WithLabelValues("none", "none", c)
 	}
+	for p := range nProtos {
+		m.conns[p] = m.connections.WithLabelValues(p.String())
+	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, &serviceCollector{b: b})
+		reg.MustRegister(m.requests, m.duration, m.connections, m.handshakeErrors, &serviceCollector{b: b})
 	}
 	return m
 }
@@ -120,33 +136,77 @@ func (m *metrics) removed(service string, h *host) {
 	}
 }
 
-// record accounts for one ended exchange: counters, latency, access log.
+// Client protocols, as the metrics' proto label and the access log say
+// them.
+type proto uint8
+
+const (
+	protoHTTP  proto = iota // HTTP/1.x in clear
+	protoHTTPS              // HTTP/1.x over TLS
+	protoH2                 // HTTP/2 over TLS
+	protoH2C                // HTTP/2 in clear (prior knowledge)
+	nProtos
+)
+
+var protoNames = [nProtos]string{"http", "https", "h2", "h2c"}
+
+func (p proto) String() string { return protoNames[p] }
+
+// ended is one ended request, as the metrics and the access log take it.
+type ended struct {
+	svc      *Service // nil: no route took it
+	h        *host    // the last backend tried; nil: none
+	proto    proto
+	status   int
+	outcome  outcome
+	took     time.Duration
+	attempts int
+	// For the access log only.
+	method, path, reqID, client []byte
+	tls                         string // "TLS 1.3 h2", or ""
+}
+
+// record accounts for one ended exchange of the HTTP/1 relays.
 func (m *metrics) record(cc *clientConn) {
 	x := &cc.x
-	h, status := x.last, x.status
-	class := classOf(status)
+	e := ended{svc: x.svc, h: x.last, proto: cc.proto, status: x.status, outcome: x.outcome, took: time.Since(x.started),
+		attempts: x.nTried}
+	if m.accessEvery > 0 {
+		e.method, e.path, e.reqID, e.client, e.tls = cc.method, cc.path, cc.reqID, cc.remoteIP, cc.tlsSummary
+	}
+	m.observe(&e)
+}
+
+// observe counts an ended request, observes its latency, and logs it when
+// the access log takes it.
+func (m *metrics) observe(e *ended) {
+	class := classOf(e.status)
 	service := "none"
 	switch {
-	case h != nil && h.codes[class] != nil:
-		h.codes[class].Inc()
-		service = x.svc.name
-	case x.svc != nil:
-		x.svc.none[class].Inc()
-		service = x.svc.name
+	case e.h != nil && e.h.codes[class] != nil:
+		e.h.codes[class].Inc()
+		service = e.svc.name
+	case e.svc != nil:
+		e.svc.none[class].Inc()
+		service = e.svc.name
 	default:
 		m.noRoute[class].Inc()
 	}
-	took := time.Since(x.started)
-	if x.svc != nil {
-		x.svc.duration.Observe(took.Seconds())
+	if e.svc != nil {
+		e.svc.observer(e.proto).Observe(e.took.Seconds())
 	}
 	if m.accessEvery > 0 && m.accessN.Add(1)%m.accessEvery == 0 {
 		backend := "none"
-		if h != nil {
-			backend = h.hostPort
+		if e.h != nil {
+			backend = e.h.hostPort
 		}
-		m.access.Info("request", "method", string(cc.method), "path", string(cc.path),
-			"status", strconv.Itoa(status), "outcome", x.outcome.String(), "service", service, "backend", backend,
-			"duration", took, "attempts", x.nTried, "request_id", string(cc.reqID), "client", string(cc.remoteIP))
+		fields := []any{"method", string(e.method), "path", string(e.path),
+			"status", strconv.Itoa(e.status), "outcome", e.outcome.String(), "service", service, "backend", backend,
+			"duration", e.took, "attempts", e.attempts, "proto", e.proto.String(), "request_id", string(e.reqID),
+			"client", string(e.client)}
+		if e.tls != "" {
+			fields = append(fields, "tls", e.tls)
+		}
+		m.access.Info("request", fields...)
 	}
 }

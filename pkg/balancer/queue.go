@@ -85,40 +85,46 @@ type queueWait struct {
 // Config.BackendMaxConns, backends at their cap are skipped and, when all
 // are, the request waits in the queue for one that has room.
 func (cc *clientConn) chooseWaiting() bool {
-	b, x := cc.b, &cc.x
+	h, err := cc.x.pickWaiting(cc.b, &cc.wait)
+	if err != nil {
+		cc.noBackend(err)
+		return false
+	}
+	cc.x.begin(h)
+	return true
+}
+
+// pickWaiting is pick, waiting in the service's queue when every backend
+// that would do is at its cap (Config.BackendMaxConns); w keeps what the
+// waiting needs, from one wait to the next.
+func (x *exchange) pickWaiting(b *Balancer, w **queueWait) (*host, error) {
 	if b.cfg.BackendMaxConns <= 0 {
-		return cc.choose()
+		return x.pick()
 	}
 	front := false // once its turn has come, a request stays first in line
 	if x.nTried == 0 && x.svc.queue.n.Load() > 0 {
 		// Others are waiting: a new request does not overtake them.
-		if err := cc.waitTurn(false); err != nil {
-			cc.noBackend(err)
-			return false
+		if err := x.waitTurn(b, w, false); err != nil {
+			return nil, err
 		}
 		front = true
 	}
 	for {
-		h, err := cc.pick()
-		if err == nil {
-			x.begin(h)
-			return true
-		}
+		h, err := x.pick()
 		if err == errFull {
-			err = cc.waitTurn(front)
+			err = x.waitTurn(b, w, front)
+			front = true
+			if err == nil {
+				continue
+			}
 		}
-		if err != nil {
-			cc.noBackend(err)
-			return false
-		}
-		front = true
+		return h, err
 	}
 }
 
 // waitTurn queues the request until a backend finishes a request (its turn
 // comes) or until Config.QueueTimeout has passed since it first queued.
-func (cc *clientConn) waitTurn(front bool) error {
-	b, x := cc.b, &cc.x
+func (x *exchange) waitTurn(b *Balancer, wp **queueWait, front bool) error {
 	s := x.svc
 	if x.queuedAt.IsZero() {
 		x.queuedAt = time.Now()
@@ -128,10 +134,10 @@ func (cc *clientConn) waitTurn(front bool) error {
 		s.queueTimeouts.Add(1)
 		return errQueueTimeout
 	}
-	w := cc.wait
+	w := *wp
 	if w == nil {
 		w = &queueWait{wake: make(chan struct{}, 1)}
-		cc.wait = w
+		*wp = w
 	}
 	if s.queue.push(w.wake, front) {
 		// First in line: a backend may have finished between the pick that

@@ -24,6 +24,10 @@ func (cc *clientConn) serve() {
 			err = readHead(cc.br, &cc.req, true)
 		}
 		cc.idleSince.Store(0)
+		if err == errH2Preface && cc.b.cfg.H2C && cc.proto == protoHTTP {
+			cc.serveH2C()
+			return
+		}
 		if err != nil {
 			cc.badHead(err, partial || cc.br != nil && cc.br.Buffered() > 0)
 			return
@@ -281,7 +285,8 @@ func (cc *clientConn) respond() {
 
 	cc.out = cc.out[:0]
 	raw, _ := bc.br.Peek(resp.size)
-	if resp.rewrite || x.closeAfter || dechunk || upgrade {
+	hsts := cc.proto == protoHTTPS && b.hsts != nil
+	if resp.rewrite || x.closeAfter || dechunk || upgrade || hsts {
 		cc.out = cc.appendResponseHead(cc.out, x.closeAfter, dechunk, upgrade)
 	} else {
 		cc.out = append(cc.out, raw...)

@@ -31,6 +31,18 @@ func newServer() *server {
 // Shutdown, or until ln fails. Each new connection goes to an event loop,
 // in turn, or to a goroutine of its own.
 func (b *Balancer) Serve(ln net.Listener) error {
+	return b.serve(ln, func(cc *clientConn, c net.Conn) {
+		b.m.conns[protoHTTP].Inc()
+		if l := b.loops.next(); l != nil && l.accept(cc, c) {
+			return
+		}
+		cc.c = netpoll.Wrap(c)
+		go cc.serve()
+	})
+}
+
+// serve accepts connections on ln, registers each, and hands it to start.
+func (b *Balancer) serve(ln net.Listener, start func(*clientConn, net.Conn)) error {
 	s := b.srv
 	s.mu.Lock()
 	if b.closing.Load() {
@@ -66,11 +78,7 @@ func (b *Balancer) Serve(ln net.Listener) error {
 			c.Close()
 			return ErrServerClosed
 		}
-		if l := b.loops.next(); l != nil && l.accept(cc, c) {
-			continue
-		}
-		cc.c = netpoll.Wrap(c)
-		go cc.serve()
+		start(cc, c)
 	}
 }
 
@@ -113,6 +121,7 @@ func (b *Balancer) StopAccepting() {
 	for ln := range s.listeners {
 		ln.Close()
 	}
+	b.h2.goAway()
 }
 
 // Shutdown stops accepting, and waits until the requests in flight have

@@ -2,9 +2,11 @@ package balancer
 
 import (
 	"net/netip"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/http2"
 )
 
 // Service is one service's backends behind the balancer: its set, the
@@ -21,8 +23,17 @@ type Service struct {
 
 	retries, ejections, queueTimeouts atomic.Uint64
 	none                              [6]prometheus.Counter // answers without a backend, by class
-	duration                          prometheus.Observer
-	closed                            atomic.Bool
+	// The request duration series by client protocol: plain HTTP's made
+	// with the service, the others on first use, so a gateway without TLS
+	// or HTTP/2 exports none of theirs.
+	duration [nProtos]atomic.Pointer[prometheus.Observer]
+	closed   atomic.Bool
+
+	// How its backends are spoken to (SetProtocol; nil: HTTP1), and the
+	// HTTP/2 client for H2C ones, made on first use (transport.go).
+	proto   atomic.Pointer[Protocol]
+	h2c     *http2.Transport
+	h2cOnce sync.Once
 }
 
 func newService(b *Balancer, name string) *Service {
@@ -32,8 +43,18 @@ func newService(b *Balancer, name string) *Service {
 	for i, c := range codeClasses {
 		s.none[i] = b.m.requests.WithLabelValues(name, "none", c)
 	}
-	s.duration = b.m.duration.WithLabelValues(name)
+	s.observer(protoHTTP)
 	return s
+}
+
+// observer is the request duration series for client protocol p.
+func (s *Service) observer(p proto) prometheus.Observer {
+	if o := s.duration[p].Load(); o != nil {
+		return *o
+	}
+	o := s.b.m.duration.WithLabelValues(s.name, p.String()) // the same series, should two make it at once
+	s.duration[p].Store(&o)
+	return o
 }
 
 // Name is the service's name.
@@ -110,7 +131,9 @@ func (s *Service) close() {
 	for _, c := range codeClasses {
 		s.b.m.requests.DeleteLabelValues(s.name, "none", c)
 	}
-	s.b.m.duration.DeleteLabelValues(s.name)
+	for p := range nProtos {
+		s.b.m.duration.DeleteLabelValues(s.name, p.String())
+	}
 	if s.health != nil {
 		s.health.stop()
 	}
@@ -122,6 +145,10 @@ func (s *Service) close() {
 // closeIdle closes the idle connections to every backend.
 func (s *Service) closeIdle() {
 	s.reg.each(func(h *host) { h.pool.closeAll() })
+	s.h2cOnce.Do(func() {}) // none made from now on
+	if s.h2c != nil {
+		s.h2c.CloseIdleConnections()
+	}
 }
 
 // inflight sums the requests in flight to the service's backends.

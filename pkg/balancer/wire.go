@@ -32,7 +32,11 @@ func (cc *clientConn) appendRequestHead(out []byte) []byte {
 		out = append(out, ", "...)
 	}
 	out = append(out, cc.remoteIP...)
-	out = append(out, "\r\nX-Forwarded-Proto: http\r\n"...)
+	if cc.proto == protoHTTPS {
+		out = append(out, "\r\nX-Forwarded-Proto: https\r\n"...)
+	} else {
+		out = append(out, "\r\nX-Forwarded-Proto: http\r\n"...)
+	}
 	switch {
 	case req.absolute:
 		out = appendField(out, []byte("Host"), req.hostValue)
@@ -62,11 +66,18 @@ func (cc *clientConn) appendResponseHead(out []byte, closing, dechunk, upgrade b
 	out = append(out, ' ')
 	out = append(out, resp.line[2]...)
 	out = append(out, crlf...)
+	hsts := cc.proto == protoHTTPS && cc.b.hsts != nil
 	for _, f := range resp.fields {
 		if f.drop || dechunk && equalFold(f.name, "Transfer-Encoding") {
 			continue
 		}
+		if hsts && equalFold(f.name, "Strict-Transport-Security") {
+			hsts = false // the backend's own
+		}
 		out = appendField(out, f.name, f.value)
+	}
+	if hsts {
+		out = append(out, cc.b.hsts...)
 	}
 	switch {
 	case upgrade:
