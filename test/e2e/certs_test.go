@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -111,8 +112,9 @@ func startWrk(t *testing.T, url string, d time.Duration) <-chan wrkResult {
 // served its own certificate (curl, HTTP/2 and HTTP/1.1); plain HTTP
 // redirected, over HTTP/1.1 and HTTP/2 in clear (--h2c); a certificate
 // replaced under wrk load, served within 2 s with no request failed; a bad replacement kept out and shown (clusterctl
-// certs, the dashboard); an upgrade on SIGHUP hands the TLS listener over
-// under load and reads the certificates afresh.
+// certs, the dashboard); an upgrade on SIGHUP is given up while a bad pair
+// is on disk, then hands the TLS listener over under load and reads the
+// certificates afresh.
 func TestTLS(t *testing.T) {
 	ca := testutil.NewCA(t)
 	dir := t.TempDir()
@@ -208,6 +210,22 @@ func TestTLS(t *testing.T) {
 	})
 
 	t.Run("upgrade hands the listener over", func(t *testing.T) {
+		// A bad pair on disk: the new process refuses to start, the old
+		// one keeps serving.
+		old, err := g.pid()
+		require.NoError(t, err)
+		testutil.WriteFile(t, filepath.Join(dir, "b.crt"), ca.Issue(t, testutil.Leaf{Names: []string{"b.test"}}).Cert)
+		require.NoError(t, syscall.Kill(old, syscall.SIGHUP))
+		require.Eventually(t, func() bool { return strings.Contains(g.output(), "upgrade failed") }, 20*time.Second,
+			20*time.Millisecond, "the upgrade is given up")
+		assert.Contains(t, g.output(), "gateway: --tls-cert-dir: "+filepath.Join(dir, "b.key")+": private key does not match")
+		pid, err := g.pid()
+		require.NoError(t, err)
+		assert.Equal(t, old, pid, "the old process serves on")
+		_, err = g.served(t, "b.test")
+		require.NoError(t, err)
+		b.Write(t, dir, "b")
+
 		res := startWrk(t, tlsURL+"/version", 4*time.Second)
 		time.Sleep(time.Second)
 		began := time.Now()
