@@ -1,38 +1,34 @@
 package certs
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/herd-cluster/herd/internal/testutil"
 )
 
-// gauge is the value of the gauge name{name=label} in reg; ok is false if
-// it has none.
-func gauge(t *testing.T, reg *prometheus.Registry, name, label string) (v float64, ok bool) {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == "name" && lp.GetValue() == label {
-					return m.GetGauge().GetValue(), true
-				}
-			}
-			if label == "" && len(m.GetLabel()) == 0 {
-				return m.GetGauge().GetValue(), true
-			}
-		}
+// expiryMetrics is the exposition of the store's gauges for these
+// seconds left, by NAME.
+func expiryMetrics(left map[string]string) string {
+	out := "# HELP herd_gateway_tls_cert_expiry_seconds Seconds until each certificate served expires (negative once it has), by NAME.\n" +
+		"# TYPE herd_gateway_tls_cert_expiry_seconds gauge\n"
+	for _, name := range sortedKeys(left) {
+		out += fmt.Sprintf("herd_gateway_tls_cert_expiry_seconds{name=%q} %s\n", name, left[name])
 	}
-	return 0, false
+	return out + fmt.Sprintf("# HELP herd_gateway_tls_certs Certificates served.\n# TYPE herd_gateway_tls_certs gauge\nherd_gateway_tls_certs %d\n", len(left))
+}
+
+func assertExpiryMetrics(t *testing.T, reg *prometheus.Registry, left map[string]string) {
+	t.Helper()
+	assert.NoError(t, promtest.GatherAndCompare(reg, strings.NewReader(expiryMetrics(left)),
+		"herd_gateway_tls_cert_expiry_seconds", "herd_gateway_tls_certs"))
 }
 
 // TestExpiryWarning: a certificate within WarnWithin of its expiry is
@@ -58,14 +54,7 @@ func TestExpiryWarning(t *testing.T) {
 	assert.Equal(t, 1, e.logs.count("certificate expires soon"), "only the one close to expiry")
 	assert.Contains(t, e.logs.String(), "days_left=10")
 
-	v, ok := gauge(t, e.reg, "herd_gateway_tls_cert_expiry_seconds", "soon")
-	require.True(t, ok)
-	assert.InDelta(t, (10*24*time.Hour + time.Hour).Seconds(), v, 1)
-	v, ok = gauge(t, e.reg, "herd_gateway_tls_cert_expiry_seconds", "later")
-	require.True(t, ok)
-	assert.InDelta(t, (60 * 24 * time.Hour).Seconds(), v, 1)
-	v, _ = gauge(t, e.reg, "herd_gateway_tls_certs", "")
-	assert.Equal(t, 2.0, v)
+	assertExpiryMetrics(t, e.reg, map[string]string{"soon": "867600", "later": "5.184e+06"}) // 10 d 1 h, 60 d
 
 	clk.Add(time.Hour)
 	require.NoError(t, s.Reload())
@@ -80,6 +69,5 @@ func TestExpiryWarning(t *testing.T) {
 	require.NoError(t, s.Reload())
 	assert.Equal(t, 1, e.logs.count("certificate expired; still serving it"))
 	assert.Equal(t, -1, s.Certs()[1].DaysLeft)
-	v, _ = gauge(t, e.reg, "herd_gateway_tls_cert_expiry_seconds", "soon")
-	assert.Less(t, v, 0.0)
+	assertExpiryMetrics(t, e.reg, map[string]string{"soon": "-86400", "later": "4.23e+06"}) // -1 d; 49 d less 1 h
 }
