@@ -136,6 +136,7 @@ FUZZ_TARGETS = \
   balancer:FuzzReadHead:50000 \
   balancer:FuzzRelayChunked:40000 \
   balancer:FuzzH2Request:3000 \
+  autoscale:FuzzDecodeLoad:40000 \
   admin:FuzzDecodeRolloutBody:15000 \
   rollout:FuzzStateFile:4000 \
   agent:FuzzLoadDesired:4000 \
