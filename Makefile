@@ -111,7 +111,7 @@ test-deps:
 	@command -v gcc >/dev/null || { $(APT_INSTALL) gcc libc6-dev; }
 	@command -v serf >/dev/null || { $(APT_INSTALL) serf; }
 	@command -v chromium >/dev/null || { $(APT_INSTALL) chromium; }
-	@missing=; for t in ruby:ruby shellcheck:shellcheck zsh:zsh systemd-analyze:systemd make:make curl:curl; do \
+	@missing=; for t in ruby:ruby shellcheck:shellcheck zsh:zsh systemd-analyze:systemd make:make curl:curl wrk:wrk; do \
 	  command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
 	  [ -z "$$missing" ] || { $(APT_INSTALL) $$missing; }
 	$(GO) mod download

@@ -29,8 +29,8 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "ca-cert", EnvVars: []string{"HERD_CA_CERT"},
 				Usage: "PEM certificate(s) to trust for an https --addr (the admin API's --admin-tls-cert)"},
 		},
-		Commands: []*cli.Command{membersCommand(), backendsCommand(), routesCommand(), forceLeaveCommand(), rolloutCommand(),
-			rollbackCommand(), scaleCommand(), keygenCommand(), keysCommand()},
+		Commands: []*cli.Command{membersCommand(), backendsCommand(), routesCommand(), certsCommand(), forceLeaveCommand(),
+			rolloutCommand(), rollbackCommand(), scaleCommand(), keygenCommand(), keysCommand()},
 	}
 	couldNotBeDone(app.Commands)
 	return app
