@@ -92,7 +92,7 @@ bench: bench-deps build
 	$(GO) test -count=1 -run TestConvergenceAtScale -v ./pkg/gateway/ | grep -E 'MEASURE|^(ok|FAIL|---)'
 
 bench-deps:
-	@command -v wrk >/dev/null && command -v haproxy >/dev/null || { $(APT_INSTALL) wrk haproxy; }
+	@command -v wrk >/dev/null && command -v haproxy >/dev/null && command -v h2load >/dev/null || { $(APT_INSTALL) wrk haproxy nghttp2-client; }
 
 ## test: install what the tests need, then vet, format check and every test with -race
 # The tests' own Docker engine (scripts/test-dockerd.sh); the Docker tests use it
@@ -137,6 +137,8 @@ FUZZ_TARGETS = \
   membership:FuzzDecodeScaleResponse:20000 \
   balancer:FuzzReadHead:50000 \
   balancer:FuzzRelayChunked:40000 \
+  balancer:FuzzH2Request:3000 \
+  autoscale:FuzzDecodeLoad:40000 \
   admin:FuzzDecodeRolloutBody:15000 \
   admin:FuzzDecodeScaleBody:15000 \
   rollout:FuzzStateFile:4000 \
