@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -56,8 +57,18 @@ type Controller struct {
 	logger  hclog.Logger
 
 	mu       sync.Mutex
-	settings map[string]Settings
+	entries  map[string]Entry
 	services map[string]*tracked
+}
+
+// Entry is a service's settings as the gateways share them: each change
+// has a version (the Unix nanosecond it was made at), and a gateway keeps
+// the newest it has seen; turning autoscaling off is an entry too, so a
+// gateway that missed it does not bring the old settings back.
+type Entry struct {
+	Settings Settings
+	Off      bool  `json:",omitempty"`
+	Version  int64 // Unix nanoseconds of the change
 }
 
 // tracked is a service's decisions, kept while this gateway decides.
@@ -113,7 +124,7 @@ func NewController(cfg ControllerConfig, cluster Cluster) (*Controller, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	c := &Controller{cfg: cfg, cluster: cluster, logger: cfg.Logger, settings: map[string]Settings{}, services: map[string]*tracked{}}
+	c := &Controller{cfg: cfg, cluster: cluster, logger: cfg.Logger, entries: map[string]Entry{}, services: map[string]*tracked{}}
 	if cfg.Dir == "" {
 		return c, nil
 	}
@@ -124,61 +135,91 @@ func NewController(cfg ControllerConfig, cluster Cluster) (*Controller, error) {
 	case err != nil:
 		return nil, err
 	}
-	if err := json.Unmarshal(data, &c.settings); err != nil {
+	if err := json.Unmarshal(data, &c.entries); err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(cfg.Dir, settingsFile), err)
 	}
-	for svc, s := range c.settings {
-		if err := s.Validate(); err != nil {
+	for svc, e := range c.entries {
+		if err := e.validate(); err != nil {
 			return nil, fmt.Errorf("%s: service %s: %w", filepath.Join(cfg.Dir, settingsFile), svc, err)
 		}
 	}
 	return c, nil
 }
 
-// Set turns autoscaling of service on with s, or changes its settings.
-func (c *Controller) Set(service string, s Settings) error {
-	if err := s.Validate(); err != nil {
-		return err
+func (e Entry) validate() error {
+	if e.Off {
+		return nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	old, had := c.settings[service]
-	c.settings[service] = s
-	if err := c.saveLocked(); err != nil {
-		if had {
-			c.settings[service] = old
-		} else {
-			delete(c.settings, service)
-		}
-		return err
-	}
-	return nil
+	return e.Settings.Validate()
 }
 
-// Off turns autoscaling of service off; the count stays where it is.
-func (c *Controller) Off(service string) error {
+// Set turns autoscaling of service on with s, or changes its settings:
+// a change made here now. It returns the entry to share with the other
+// gateways (Apply).
+func (c *Controller) Set(service string, s Settings) (Entry, error) {
+	e := Entry{Settings: s, Version: time.Now().UnixNano()}
+	_, err := c.Apply(service, e)
+	return e, err
+}
+
+// Off turns autoscaling of service off; the count stays where it is. It
+// returns the entry to share.
+func (c *Controller) Off(service string) (Entry, error) {
+	c.mu.Lock()
+	cur, ok := c.entries[service]
+	c.mu.Unlock()
+	if !ok || cur.Off {
+		return Entry{}, ErrUnknownService
+	}
+	e := Entry{Off: true, Version: max(time.Now().UnixNano(), cur.Version+1)}
+	_, err := c.Apply(service, e)
+	return e, err
+}
+
+// Apply takes e for service if it is newer than the entry held (another
+// gateway's change, or a gateway's entries learned at start), and saves
+// it. applied is false for an entry not newer, which changes nothing.
+func (c *Controller) Apply(service string, e Entry) (applied bool, err error) {
+	if err := e.validate(); err != nil {
+		return false, err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	old, had := c.settings[service]
-	if !had {
-		return ErrUnknownService
+	old, had := c.entries[service]
+	if had && e.Version <= old.Version {
+		return false, nil
 	}
-	delete(c.settings, service)
-	delete(c.services, service)
+	c.entries[service] = e
 	if err := c.saveLocked(); err != nil {
-		c.settings[service] = old
-		return err
+		if had {
+			c.entries[service] = old
+		} else {
+			delete(c.entries, service)
+		}
+		return false, err
 	}
-	return nil
+	if e.Off {
+		delete(c.services, service)
+	}
+	return true, nil
+}
+
+// Entries are every service's entry, turned off ones too, to share.
+func (c *Controller) Entries() map[string]Entry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.entries)
 }
 
 // Settings are the settings of every autoscaled service.
 func (c *Controller) Settings() map[string]Settings {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make(map[string]Settings, len(c.settings))
-	for k, v := range c.settings {
-		out[k] = v
+	out := make(map[string]Settings, len(c.entries))
+	for k, e := range c.entries {
+		if !e.Off {
+			out[k] = e.Settings
+		}
 	}
 	return out
 }
@@ -187,7 +228,7 @@ func (c *Controller) saveLocked() error {
 	if c.cfg.Dir == "" {
 		return nil
 	}
-	data, err := json.MarshalIndent(c.settings, "", "  ")
+	data, err := json.MarshalIndent(c.entries, "", "  ")
 	if err != nil {
 		return err
 	}
@@ -309,8 +350,12 @@ func (c *Controller) Status() []Status {
 	deciding := c.cluster.Deciding()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]Status, 0, len(c.settings))
-	for svc, s := range c.settings {
+	out := make([]Status, 0, len(c.entries))
+	for svc, e := range c.entries {
+		if e.Off {
+			continue
+		}
+		s := e.Settings
 		st := Status{Service: svc, Settings: s, Deciding: deciding}
 		if tr := c.services[svc]; tr != nil && deciding {
 			st.Current, st.Desired = tr.current, tr.last.Desired
