@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -67,6 +68,8 @@ type Parts struct {
 	Cluster  *membership.Cluster
 	Rollouts *rollout.Set
 	Scaler   *scale.Scaler
+	// Autoscaler sets, shares and reports the services' autoscaling.
+	Autoscaler Autoscaler
 }
 
 // handoffFile names the socket the old process passes to the new one.
@@ -87,6 +90,7 @@ type process struct {
 	cluster  *membership.Cluster
 	rollouts *rollout.Set
 	scaler   *scale.Scaler
+	auto     atomic.Pointer[autoscaler] // once it runs
 	traffic  net.Listener
 	adminLn  net.Listener
 	adminSrv *http.Server
@@ -112,6 +116,7 @@ func Run(cfg Config) error {
 	default:
 		p.upg = upg
 	}
+	cfg.Gateway.Queries = autoscaleQueries(&p.auto)
 	if p.gw, err = gateway.New(cfg.Gateway); err != nil {
 		return err
 	}
@@ -301,8 +306,12 @@ func (p *process) startCoordinatorAndAdmin() error {
 		set.Close()
 		return err
 	}
+	if err := p.startAutoscaler(); err != nil {
+		set.Close()
+		return err
+	}
 	p.adminSrv = &http.Server{
-		Handler:           p.cfg.Admin(&Parts{Gateway: p.gw, Cluster: p.cluster, Rollouts: set, Scaler: p.scaler}),
+		Handler:           p.cfg.Admin(&Parts{Gateway: p.gw, Cluster: p.cluster, Rollouts: set, Scaler: p.scaler, Autoscaler: p.auto.Load()}),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          p.logger.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),

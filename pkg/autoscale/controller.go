@@ -114,6 +114,12 @@ type Status struct {
 	Events []Event
 }
 
+// resample is how far back each decision reads the load again.
+const resample = 3 * time.Second
+
+// ErrNoSuchService: the cluster runs no such service.
+var ErrNoSuchService = errors.New("no such service")
+
 // ErrUnknownService: no settings for the service.
 var ErrUnknownService = errors.New("no autoscaling for the service")
 
@@ -281,12 +287,16 @@ func (c *Controller) decide(ctx context.Context, svc string, s Settings, now tim
 	c.mu.Lock()
 	tr := c.services[svc]
 	if tr == nil {
-		tr = &tracked{}
+		tr = &tracked{state: State{Started: now}}
 		c.services[svc] = tr
 	}
 	since := now.Add(-s.StableWindow)
 	if n := len(tr.samples); n > 0 {
-		since = tr.samples[n-1].At
+		// The last seconds again: a gateway closes a second's bucket a
+		// reading after the others, so a sum read at once may lack it.
+		if again := tr.samples[n-1].At.Add(-resample); again.After(since) {
+			since = again
+		}
 	}
 	c.mu.Unlock()
 
@@ -302,7 +312,10 @@ func (c *Controller) decide(ctx context.Context, svc string, s Settings, now tim
 	if c.services[svc] != tr { // turned off meanwhile
 		return
 	}
-	tr.samples = append(tr.samples, fresh...)
+	if err == nil || len(fresh) > 0 {
+		tr.samples = slices.DeleteFunc(tr.samples, func(smp Sample) bool { return smp.At.After(since) })
+		tr.samples = append(tr.samples, fresh...)
+	}
 	i := 0
 	for i < len(tr.samples) && now.Sub(tr.samples[i].At) > s.StableWindow {
 		i++
