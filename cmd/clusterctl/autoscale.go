@@ -24,8 +24,8 @@ The deciding gateway (the alive one with the lowest name) reads the requests in 
 every gateway, averaged over a stable window (60s) and a panic window (6s: a load that
 doubles scales up at once), and scales the service between min and max; down only after a
 stabilization (5m), within a tolerance band (10%), with a flap budget. Frozen while a rollout
-of the service runs. The settings are kept by every gateway. Exit 2: bad settings, an unknown
-service, or --off when autoscaling is not on.`,
+of the service runs. The settings are kept by every gateway. Flags may come before or after
+the service. Exit 2: bad settings, an unknown service, or --off when autoscaling is not on.`,
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "min", Usage: "fewest replicas (0 allowed)"},
 			&cli.IntFlag{Name: "max", Usage: "most replicas"},
@@ -33,6 +33,7 @@ service, or --off when autoscaling is not on.`,
 			&cli.BoolFlag{Name: "off", Usage: "turn autoscaling off (the count stays)"},
 			&cli.DurationFlag{Name: "stable-window", Usage: "window of the load's average (default 60s)"},
 			&cli.DurationFlag{Name: "panic-window", Usage: "short window that scales up at once (default 6s)"},
+			&cli.Float64Flag{Name: "panic-threshold", Usage: "the panic window's desire over the count that scales up at once (default 2)"},
 			&cli.DurationFlag{Name: "scale-down-stabilization", Usage: "down only to the highest count asked within it (default 5m)"},
 			&cli.DurationFlag{Name: "up-cooldown", Usage: "after a scale-up, no other before it passes (default 0)"},
 			&cli.DurationFlag{Name: "down-cooldown", Usage: "after a scale-down, no other before it passes (default 0)"},
@@ -41,7 +42,13 @@ service, or --off when autoscaling is not on.`,
 			&cli.DurationFlag{Name: "flap-window", Usage: "(default 10m)"},
 			jsonFlag,
 		},
-		Action: autoscale,
+		Action: func(c *cli.Context) error {
+			c, args, err := interspersed(c)
+			if err != nil {
+				return cli.Exit(err.Error()+" (see clusterctl autoscale --help)", exitError)
+			}
+			return autoscale(c, args)
+		},
 		Subcommands: []*cli.Command{{
 			Name: "status", Usage: "every autoscaled service: settings, current and desired count, signal, last decisions",
 			Flags: []cli.Flag{jsonFlag},
@@ -59,8 +66,8 @@ service, or --off when autoscaling is not on.`,
 	}
 }
 
-func autoscale(c *cli.Context) error {
-	if c.NArg() != 1 {
+func autoscale(c *cli.Context, args []string) error {
+	if len(args) != 1 {
 		return cli.Exit("usage: clusterctl autoscale SERVICE --min N --max N --target-inflight X, or SERVICE --off", exitError)
 	}
 	req := api.AutoscaleRequest{Off: c.Bool("off")}
@@ -81,10 +88,10 @@ func autoscale(c *cli.Context) error {
 			StableWindow: dur("stable-window"), PanicWindow: dur("panic-window"),
 			ScaleDownStabilization: dur("scale-down-stabilization"), UpCooldown: dur("up-cooldown"),
 			DownCooldown: dur("down-cooldown"), FlapWindow: dur("flap-window"),
-			Tolerance: c.Float64("tolerance"), FlapBudget: c.Int("flap-budget"),
+			Tolerance: c.Float64("tolerance"), FlapBudget: c.Int("flap-budget"), PanicThreshold: c.Float64("panic-threshold"),
 		}
 	}
-	res, err := client(c).Autoscale(c.Context, c.Args().First(), req)
+	res, err := client(c).Autoscale(c.Context, args[0], req)
 	if err != nil {
 		return cli.Exit("autoscale refused: "+describe(err), exitError)
 	}
