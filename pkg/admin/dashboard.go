@@ -23,7 +23,8 @@ type Dashboard struct {
 
 // HandleDashboard serves the dashboard at / and its login at /login and
 // /logout. The page is self-contained (no CDN, no fonts from elsewhere) and
-// reads /v1/members, /v1/backends and /v1/rollouts/current every second.
+// reads /v1/members, /v1/backends, /v1/rollouts, /v1/routes and
+// /v1/autoscale every second.
 //
 // With a token configured, the browser gives it once, as ?token= or in the
 // login form; it is then kept in a cookie, which authorizes reads only.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -167,7 +168,18 @@ func TestAutoscale(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	_, s := autoscaleStatus(t, ga)
 	before, count := len(s.Events), replicasOf(t, ga)
-	time.Sleep(2 * time.Minute)
+	steadyFrom := time.Now()
+	// Meanwhile the dashboard shows it: the count, the state, the last
+	// decision.
+	ctx, _ := chrome(t)
+	require.NoError(t, chromedp.Run(ctx, chromedp.Navigate("http://"+ga.admin+"/")))
+	var shown map[string]string
+	require.Eventually(t, func() bool {
+		shown = tableRows(t, ctx, "#autoscale", "data-service", 0, 4, 7)
+		return shown["predictor"] == "predictor "+strconv.Itoa(count)+" steady"
+	}, 15*time.Second, 200*time.Millisecond, "the dashboard's autoscaling row: %v", shown)
+	assert.Contains(t, tableRows(t, ctx, "#autoscale", "data-service", 8)["predictor"], " → ", "the last decision, with its reason")
+	time.Sleep(2*time.Minute - time.Since(steadyFrom))
 	_, s = autoscaleStatus(t, ga)
 	changes := 0
 	for _, e := range s.Events[min(before, len(s.Events)):] {
