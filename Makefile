@@ -82,14 +82,19 @@ chaos: test-deps
 	  -run '^($(CHAOS_TESTS))$$' -v ./test/e2e/ | grep -E 'MEASURE|^(--- |ok|FAIL|panic)'; \
 	  rc=$${PIPESTATUS[0]}; ./scripts/test-dockerd.sh stop $(DOCKERD_DIR); exit $$rc
 
-## bench: the gateway against HAProxy with wrk (4 and 12 replicas, streaming), the
-## balancer's Go benchmarks, and membership convergence with 200 members
+## bench: the gateway against HAProxy with wrk (4 and 12 replicas, streaming, routing, TLS
+## and HTTP/2), the balancer's Go benchmarks, membership convergence with 200 members, and
+## scaling (process runtime; 12 Docker replicas added on one host)
 BENCH_ROUNDS ?= 5
 BENCH_DURATION ?= 10s
 bench: bench-deps build
 	$(GO) run ./test/bench -bin $(BIN) -rounds $(BENCH_ROUNDS) -duration $(BENCH_DURATION)
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/balancer/
 	$(GO) test -count=1 -run TestConvergenceAtScale -v ./pkg/gateway/ | grep -E 'MEASURE|^(ok|FAIL|---)'
+	@# scaling: the process runtime (scale to all routed) and 12 new Docker replicas on one host
+	@./scripts/test-dockerd.sh start $(DOCKERD_DIR); \
+	  DOCKER_HOST=unix://$(DOCKERD_DIR)/docker.sock $(GO) test -count=1 -timeout 10m -run '^(TestScaleUnderLoad|TestDockerAgentStartup)$$' \
+	  -v ./test/e2e/ | grep -E 'MEASURE|^(ok|FAIL|---)'; rc=$${PIPESTATUS[0]}; ./scripts/test-dockerd.sh stop $(DOCKERD_DIR); exit $$rc
 
 bench-deps:
 	@command -v wrk >/dev/null && command -v haproxy >/dev/null && command -v h2load >/dev/null || { $(APT_INSTALL) wrk haproxy nghttp2-client; }

@@ -30,7 +30,7 @@ func newApp() *cli.App {
 				Usage: "PEM certificate(s) to trust for an https --addr (the admin API's --admin-tls-cert)"},
 		},
 		Commands: []*cli.Command{membersCommand(), backendsCommand(), routesCommand(), certsCommand(), forceLeaveCommand(),
-			rolloutCommand(), rollbackCommand(), scaleCommand(), keygenCommand(), keysCommand()},
+			rolloutCommand(), rollbackCommand(), scaleCommand(), autoscaleCommand(), keygenCommand(), keysCommand()},
 	}
 	couldNotBeDone(app.Commands)
 	return app

@@ -163,6 +163,7 @@ func run(c *cli.Context) error {
 		srv.HandleRoutes(p.Gateway.Routing)
 		srv.HandleRollouts(p.Rollouts)
 		srv.HandleScale(p.Scaler)
+		srv.HandleAutoscale(p.Autoscaler, p.Cluster.LocalNode().Name)
 		srv.HandleKeys(p.Cluster)
 		srv.HandleForceLeave(p.Cluster.ForceLeave)
 		if p.Certs != nil {

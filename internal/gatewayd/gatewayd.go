@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -78,6 +79,8 @@ type Parts struct {
 	Scaler   *scale.Scaler
 	// Certs are the TLS listener's certificates; nil without TLSListen.
 	Certs *certs.Store
+	// Autoscaler sets, shares and reports the services' autoscaling.
+	Autoscaler Autoscaler
 }
 
 // handoffFile names the socket the old process passes to the new one.
@@ -98,6 +101,7 @@ type process struct {
 	cluster  *membership.Cluster
 	rollouts *rollout.Set
 	scaler   *scale.Scaler
+	auto     atomic.Pointer[autoscaler] // once it runs
 	traffic  net.Listener
 	tlsLn    net.Listener
 	certs    *certs.Store
@@ -130,6 +134,7 @@ func Run(cfg Config) error {
 			return prefixed(cfg.CertsName, "certificates", err)
 		}
 	}
+	cfg.Gateway.Queries = autoscaleQueries(&p.auto)
 	if p.gw, err = gateway.New(cfg.Gateway); err != nil {
 		return err
 	}
@@ -371,9 +376,13 @@ func (p *process) startCoordinatorAndAdmin() error {
 		set.Close()
 		return err
 	}
+	if err := p.startAutoscaler(); err != nil {
+		set.Close()
+		return err
+	}
 	p.adminSrv = &http.Server{
 		Handler: p.cfg.Admin(&Parts{Gateway: p.gw, Cluster: p.cluster, Rollouts: set, Scaler: p.scaler,
-			Certs: p.certs}),
+			Certs: p.certs, Autoscaler: p.auto.Load()}),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          p.logger.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),

@@ -31,8 +31,9 @@ type Cluster interface {
 	// Load is the service's one-second buckets that ended after since,
 	// summed over every live gateway (see Meter and Sum).
 	Load(ctx context.Context, service string, since time.Time) ([]Sample, error)
-	// Scale asks for the service's total count.
-	Scale(ctx context.Context, service string, n int) error
+	// Scale asks for the service's total count, for reason (the
+	// decision's, for the logs).
+	Scale(ctx context.Context, service string, n int, reason string) error
 }
 
 // ControllerConfig configures a Controller.
@@ -45,6 +46,9 @@ type ControllerConfig struct {
 	// Events is how many decisions that changed something, or could not,
 	// each service keeps for Status (20).
 	Events int
+	// OnEvent, if set, is told each event as it is recorded (the gateway
+	// shares them with the other gateways: Record).
+	OnEvent func(service string, e Event)
 }
 
 // Controller decides every Interval, for each service with settings,
@@ -59,6 +63,10 @@ type Controller struct {
 	mu       sync.Mutex
 	entries  map[string]Entry
 	services map[string]*tracked
+	// events are each service's last decisions, this gateway's own and
+	// those the deciding gateway shared (Record): they outlive a change
+	// of decider.
+	events map[string][]Event
 }
 
 // Entry is a service's settings as the gateways share them: each change
@@ -78,7 +86,6 @@ type tracked struct {
 	last    Decision
 	current int
 	frozen  string
-	events  []Event
 }
 
 // Event is one decision that changed the count, was held for a reason an
@@ -107,6 +114,12 @@ type Status struct {
 	Events []Event
 }
 
+// resample is how far back each decision reads the load again.
+const resample = 3 * time.Second
+
+// ErrNoSuchService: the cluster runs no such service.
+var ErrNoSuchService = errors.New("no such service")
+
 // ErrUnknownService: no settings for the service.
 var ErrUnknownService = errors.New("no autoscaling for the service")
 
@@ -124,7 +137,8 @@ func NewController(cfg ControllerConfig, cluster Cluster) (*Controller, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	c := &Controller{cfg: cfg, cluster: cluster, logger: cfg.Logger, entries: map[string]Entry{}, services: map[string]*tracked{}}
+	c := &Controller{cfg: cfg, cluster: cluster, logger: cfg.Logger, entries: map[string]Entry{}, services: map[string]*tracked{},
+		events: map[string][]Event{}}
 	if cfg.Dir == "" {
 		return c, nil
 	}
@@ -273,12 +287,16 @@ func (c *Controller) decide(ctx context.Context, svc string, s Settings, now tim
 	c.mu.Lock()
 	tr := c.services[svc]
 	if tr == nil {
-		tr = &tracked{}
+		tr = &tracked{state: State{Started: now}}
 		c.services[svc] = tr
 	}
 	since := now.Add(-s.StableWindow)
 	if n := len(tr.samples); n > 0 {
-		since = tr.samples[n-1].At
+		// The last seconds again: a gateway closes a second's bucket a
+		// reading after the others, so a sum read at once may lack it.
+		if again := tr.samples[n-1].At.Add(-resample); again.After(since) {
+			since = again
+		}
 	}
 	c.mu.Unlock()
 
@@ -294,7 +312,10 @@ func (c *Controller) decide(ctx context.Context, svc string, s Settings, now tim
 	if c.services[svc] != tr { // turned off meanwhile
 		return
 	}
-	tr.samples = append(tr.samples, fresh...)
+	if err == nil || len(fresh) > 0 {
+		tr.samples = slices.DeleteFunc(tr.samples, func(smp Sample) bool { return smp.At.After(since) })
+		tr.samples = append(tr.samples, fresh...)
+	}
 	i := 0
 	for i < len(tr.samples) && now.Sub(tr.samples[i].At) > s.StableWindow {
 		i++
@@ -306,7 +327,7 @@ func (c *Controller) decide(ctx context.Context, svc string, s Settings, now tim
 		return
 	case rolling:
 		if tr.frozen == "" {
-			tr.event(now, current, current, "frozen: a rollout of the service runs", "", c.cfg.Events)
+			c.recordLocked(svc, Event{At: now, From: current, To: current, Reason: "frozen: a rollout of the service runs"}, true)
 			c.logger.Info("autoscale frozen: a rollout runs", "service", svc)
 		}
 		tr.frozen, tr.current = "a rollout of the service runs", current
@@ -317,31 +338,53 @@ func (c *Controller) decide(ctx context.Context, svc string, s Settings, now tim
 	tr.last = d
 	if d.Desired == current {
 		if d.Held != "" {
-			tr.event(now, current, current, d.Reason, "", c.cfg.Events)
+			c.recordLocked(svc, Event{At: now, From: current, To: current, Reason: d.Reason}, true)
 		}
 		return
 	}
 	c.logger.Info("autoscale", "service", svc, "from", current, "to", d.Desired, "reason", d.Reason)
 	c.mu.Unlock()
-	err = c.cluster.Scale(ctx, svc, d.Desired)
+	err = c.cluster.Scale(ctx, svc, d.Desired, "autoscaler: "+d.Reason)
 	c.mu.Lock()
 	msg := ""
 	if err != nil {
 		msg = err.Error()
 		c.logger.Warn("autoscale: the scale failed", "service", svc, "to", d.Desired, "error", err)
 	}
-	tr.event(now, current, d.Desired, d.Reason, msg, c.cfg.Events)
+	c.recordLocked(svc, Event{At: now, From: current, To: d.Desired, Reason: d.Reason, Error: msg}, true)
 }
 
-// event records e, keeping the last n; the same held reason twice in a row
-// is recorded once.
-func (tr *tracked) event(at time.Time, from, to int, reason, err string, n int) {
-	if k := len(tr.events); k > 0 && from == to && tr.events[k-1].Reason == reason {
+// Record keeps an event the deciding gateway shared.
+func (c *Controller) Record(service string, e Event) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.recordLocked(service, e, false)
+}
+
+// recordLocked keeps e among service's last events, in time order; the
+// same hold twice in a row, or an event already kept, is kept once. Our
+// own are shared (OnEvent).
+func (c *Controller) recordLocked(service string, e Event, own bool) {
+	evs := c.events[service]
+	for i := len(evs) - 1; i >= 0; i-- {
+		if evs[i].At.Equal(e.At) && evs[i].Reason == e.Reason {
+			return
+		}
+	}
+	if k := len(evs); k > 0 && e.From == e.To && evs[k-1].From == evs[k-1].To && evs[k-1].Reason == e.Reason {
 		return
 	}
-	tr.events = append(tr.events, Event{At: at, From: from, To: to, Reason: reason, Error: err})
-	if len(tr.events) > n {
-		tr.events = tr.events[len(tr.events)-n:]
+	i := len(evs)
+	for i > 0 && evs[i-1].At.After(e.At) {
+		i--
+	}
+	evs = slices.Insert(evs, i, e)
+	if len(evs) > c.cfg.Events {
+		evs = evs[len(evs)-c.cfg.Events:]
+	}
+	c.events[service] = evs
+	if own && c.cfg.OnEvent != nil {
+		go c.cfg.OnEvent(service, e)
 	}
 }
 
@@ -364,8 +407,8 @@ func (c *Controller) Status() []Status {
 				st.PerReplica = tr.last.Stable / float64(tr.current)
 			}
 			st.Frozen, st.Reason = tr.frozen, tr.last.Reason
-			st.Events = slices.Clone(tr.events)
 		}
+		st.Events = slices.Clone(c.events[svc])
 		out = append(out, st)
 	}
 	slices.SortFunc(out, func(a, b Status) int { return strings.Compare(a.Service, b.Service) })

@@ -34,7 +34,7 @@ func (c *cluster) Replicas(string) (int, error) {
 	defer c.mu.Unlock()
 	return c.replicas, nil
 }
-func (c *cluster) Scale(_ context.Context, _ string, n int) error {
+func (c *cluster) Scale(_ context.Context, _ string, n int, _ string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.replicas = n
@@ -88,9 +88,10 @@ func TestControllerFollowsTheLoad(t *testing.T) {
 		a := &cluster{replicas: 2, load: step}
 		a.deciding.Store(true)
 		b := &cluster{replicas: 2, load: step}
-		ca, err := NewController(ControllerConfig{}, a)
+		var cb *Controller
+		ca, err := NewController(ControllerConfig{OnEvent: func(svc string, e Event) { cb.Record(svc, e) }}, a)
 		require.NoError(t, err)
-		cb, err := NewController(ControllerConfig{}, b)
+		cb, err = NewController(ControllerConfig{}, b)
 		require.NoError(t, err)
 		_, err = ca.Set("predictor", testSettings())
 		require.NoError(t, err)
@@ -125,6 +126,7 @@ func TestControllerFollowsTheLoad(t *testing.T) {
 		last := st[0].Events[len(st[0].Events)-1]
 		assert.Equal(t, 2, last.To, "the last event is the way down")
 		assert.False(t, cb.Status()[0].Deciding)
+		assert.Equal(t, st[0].Events, cb.Status()[0].Events, "the decider's events are shared with the other gateways")
 	})
 }
 

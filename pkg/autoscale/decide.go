@@ -119,6 +119,10 @@ type State struct {
 	Turns []time.Time
 	// LastDirection is +1 after a scale-up, -1 after a scale-down, 0 before any.
 	LastDirection int
+	// Started, if set, is when this decider began: until a stabilization
+	// has passed since, its recommendations do not cover the window, so it
+	// does not scale down (a gateway taking over from a failed decider).
+	Started time.Time
 }
 
 // Recommendation is a count recommended at a time.
@@ -187,6 +191,12 @@ func Decide(s Settings, st *State, samples []Sample, current int, now time.Time)
 		want = st.highest()
 	}
 	want = clamp(want, s)
+	if want < current && !st.Started.IsZero() && now.Sub(st.Started) < s.ScaleDownStabilization {
+		d.Held = "stabilization"
+		d.Reason = fmt.Sprintf("down to %d held: deciding since %s only, less than the scale-down stabilization %s; %s",
+			want, st.Started.Format(time.TimeOnly), s.ScaleDownStabilization, why)
+		return d
+	}
 
 	switch {
 	case want == current:

@@ -118,6 +118,19 @@ func TestDecidePanicTiming(t *testing.T) {
 	assert.Equal(t, 12, m.current, m.last.Reason)
 }
 
+// TestDecideNewDeciderWaitsToScaleDown: a decider that took over has no
+// recommendations of the stabilization window before it: it scales up at
+// once, but down only once a stabilization has passed since it began.
+func TestDecideNewDeciderWaitsToScaleDown(t *testing.T) {
+	m := newSim(settings(), 12)
+	m.st.Started = t0
+	m.run(2*time.Minute, constant(16))
+	assert.Equal(t, 12, m.current, m.last.Reason)
+	assert.Equal(t, "stabilization", m.last.Held)
+	m.run(3*time.Minute+time.Second, constant(16))
+	assert.Equal(t, 2, m.current, m.last.Reason)
+}
+
 func TestDecideCooldowns(t *testing.T) {
 	s := settings()
 	s.UpCooldown = 30 * time.Second
