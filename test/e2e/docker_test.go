@@ -178,29 +178,36 @@ func TestDockerCluster(t *testing.T) {
 }
 
 // TestDockerAgentStartup measures `agent join --replicas 12` on the Docker
-// runtime until all 12 are announced, and checks the bad-input errors.
+// runtime until all 12 are routed, then 12 more on the same host added
+// live with `clusterctl scale --node`, with the bridge network (published
+// ports) and with the host's network.
 func TestDockerAgentStartup(t *testing.T) {
 	dockerCluster(t, "1.0.0")
 	g := startGateway(t)
-	node := uniqueNode("dock-12")
-	began := time.Now()
-	a := startDockerAgent(t, g, node, "127.0.0.4", 12, "--base-port", strconv.Itoa(int(testutil.FreePortRange(t, 24, "127.0.0.4"))),
-		"--max-replicas", "24")
-	g.waitBackends(t, 12, 2*time.Minute)
-	t.Logf("MEASURE agent join --replicas 12 (docker) to 12 backends at the gateway: %s", time.Since(began).Round(time.Millisecond))
-	assert.Len(t, containers(t, node, false), 12)
+	for i, network := range []string{"bridge", "host"} {
+		ip := fmt.Sprintf("127.0.0.%d", 4+i)
+		node := uniqueNode("dock-12-" + network)
+		began := time.Now()
+		a := startDockerAgent(t, g, node, ip, 12, "--base-port", strconv.Itoa(int(testutil.FreePortRange(t, 24, ip))),
+			"--max-replicas", "24", "--docker-network", network)
+		g.waitBackends(t, 12, 2*time.Minute)
+		t.Logf("MEASURE agent join --replicas 12 (docker, %s network) to 12 backends at the gateway: %s", network,
+			time.Since(began).Round(time.Millisecond))
+		assert.Len(t, containers(t, node, false), 12)
 
-	// 12 more on the same host, live: started together, each routed once
-	// healthy.
-	began = time.Now()
-	out, code := g.clusterctl(t, "scale", "--node", node, "24")
-	require.Equal(t, 0, code, out)
-	asked := time.Since(began)
-	g.waitBackends(t, 24, 2*time.Minute)
-	t.Logf("MEASURE scale (docker) 12 → 24 replicas on one host: the agent asked in %s, all 24 routed %s after the command began",
-		asked.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
-	assert.Len(t, containers(t, node, false), 24)
-	a.stop(t, 30*time.Second)
+		// 12 more on the same host, live: started together, each routed
+		// once healthy.
+		began = time.Now()
+		out, code := g.clusterctl(t, "scale", "--node", node, "24")
+		require.Equal(t, 0, code, out)
+		asked := time.Since(began)
+		g.waitBackends(t, 24, 2*time.Minute)
+		t.Logf("MEASURE scale (docker, %s network) 12 → 24 replicas on one host: the agent asked in %s, all 24 routed %s after the command began",
+			network, asked.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+		assert.Len(t, containers(t, node, false), 24)
+		a.stop(t, 30*time.Second)
+		g.waitBackends(t, 0, 30*time.Second)
+	}
 }
 
 // TestDockerBadInput: an image missing from the engine and an unreachable
