@@ -174,6 +174,34 @@ func TestTLS(t *testing.T) {
 		a = a2
 	})
 
+	t.Run("rollout over TLS, HTTP/1.1 and HTTP/2", func(t *testing.T) {
+		// wrk (HTTP/1.1 over TLS, keep-alive) and h2load (HTTP/2 over TLS,
+		// 2 connections × 20 streams) through a rollout: the replicas
+		// withdrawn, acknowledged, replaced, with no request failed.
+		h2 := make(chan string, 1)
+		go func() {
+			out, _ := exec.Command(testutil.RequireTool(t, "h2load"), "-c2", "-m20", "-D", "8", tlsURL+"/version").CombinedOutput()
+			h2 <- string(out)
+		}()
+		res := startWrk(t, tlsURL+"/version", 8*time.Second)
+		time.Sleep(time.Second)
+		out, code := runToEnd(t, os.Environ(), "clusterctl", "--addr", "http://"+g.admin, "rollout", "predictor:1.1.0")
+		require.Equal(t, 0, code, out)
+		r := <-res
+		h2out := <-h2
+		m := regexp.MustCompile(`requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout`).FindStringSubmatch(h2out)
+		require.NotNil(t, m, "h2load:\n%s", h2out)
+		t.Logf("MEASURE rollout under load over TLS: wrk (HTTP/1.1) %d requests, %d non-2xx, %d socket errors; "+
+			"h2load (HTTP/2, 40 streams) %s succeeded, %s failed, %s errored, %s timed out", r.requests, r.non2xx, r.socketErrs, m[1], m[2], m[3], m[4])
+		require.Positive(t, r.requests, "wrk ran:\n%s", r.out)
+		assert.Zero(t, r.non2xx, "wrk:\n%s", r.out)
+		assert.Zero(t, r.socketErrs, "wrk:\n%s", r.out)
+		assert.NotEqual(t, "0", m[1], "h2load ran:\n%s", h2out)
+		assert.Equal(t, []string{"0", "0", "0"}, m[2:], "h2load:\n%s", h2out)
+		assert.Contains(t, h2out, "Application protocol: h2")
+		assert.Contains(t, g.curl(t, "a.test", "/version", "--http2"), `"version":"1.1.0"`)
+	})
+
 	t.Run("bad replacement kept out", func(t *testing.T) {
 		other := ca.Issue(t, testutil.Leaf{Names: []string{"b.test"}})
 		testutil.WriteFile(t, filepath.Join(dir, "b.crt"), other.Cert) // with b's key: a mismatch
