@@ -192,7 +192,7 @@ func (cc *clientConn) prepare() {
 		cc.answerError(outcomeNoRoute, nil)
 		return
 	}
-	if x.svc.protocol().http2Only() {
+	if x.svc.Protocol().http2Only() {
 		x.closeAfter = x.closeAfter || !x.bodyInOut
 		cc.answerError(outcomeHTTP2Only, nil)
 	}

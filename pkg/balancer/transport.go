@@ -129,7 +129,7 @@ func (b *releasingBody) Close() error {
 func (t *streamTransport) roundTrip(h *host, svc *Service, req *http.Request) (_ *http.Response, reached bool, _ error) {
 	out := req.Clone(req.Context())
 	out.URL.Scheme, out.URL.Host = "http", h.hostPort
-	if svc.protocol().http2Only() {
+	if svc.Protocol().http2Only() {
 		tr := svc.h2cTransport()
 		if tr == nil {
 			return nil, false, errServiceClosed
@@ -257,8 +257,8 @@ func (s *Service) h2cTransport() *http2.Transport {
 	return s.h2c
 }
 
-// protocol is how the service's backends are spoken to.
-func (s *Service) protocol() Protocol {
+// Protocol is how the service's backends are spoken to (HTTP1 until SetProtocol).
+func (s *Service) Protocol() Protocol {
 	if p := s.proto.Load(); p != nil {
 		return *p
 	}
@@ -271,7 +271,7 @@ func (s *Service) SetProtocol(p Protocol) {
 	if p == "" {
 		p = HTTP1
 	}
-	if s.protocol() != p {
+	if s.Protocol() != p {
 		s.proto.Store(&p)
 	}
 }
