@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/herd-cluster/herd/internal/h2health"
 	"github.com/herd-cluster/herd/pkg/membership"
 	"github.com/herd-cluster/herd/pkg/runtime"
 )
@@ -82,7 +83,7 @@ func New(cfg Config, rt Runtime, mcfg *membership.Config) (*Agent, error) {
 		tags: membership.Tags{
 			Role: membership.RoleAgent, Service: cfg.Service, Image: want.String(), Want: want.String(),
 			Count: cfg.Replicas, HostIP: cfg.HostIP, State: membership.StateActive,
-			Routes: cfg.Routes, StripPrefix: cfg.StripPrefix,
+			Routes: cfg.Routes, StripPrefix: cfg.StripPrefix, Protocol: cfg.Protocol,
 			// Wall-clock start keeps generations increasing across restarts.
 			Gen: uint64(time.Now().UnixMilli()),
 		},
@@ -313,8 +314,16 @@ func (a *Agent) stopReplicas() {
 	a.publishStatus()
 }
 
-// check runs one health check against r.
+// check runs one health check against r, in the replicas' protocol.
 func (a *Agent) check(ctx context.Context, r runtime.Replica) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.HealthTimeout)
+	defer cancel()
+	switch a.cfg.Protocol {
+	case membership.ProtoGRPC:
+		return h2health.GRPC(ctx, r.Addr().String(), "")
+	case membership.ProtoH2C:
+		return h2health.HTTP(ctx, r.Addr().String(), a.cfg.HealthPath)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.Addr().String()+a.cfg.HealthPath, nil)
 	if err != nil {
 		return err
@@ -338,8 +347,12 @@ func (a *Agent) waitHealthy(ctx context.Context, r runtime.Replica) error {
 	defer poll.Stop()
 	var last error
 	for {
-		if last = a.check(ctx, r); last == nil {
+		err := a.check(ctx, r)
+		if err == nil {
 			return nil
+		}
+		if last == nil || ctx.Err() == nil { // not the check the deadline cut: it says less
+			last = err
 		}
 		select {
 		case <-poll.C:
