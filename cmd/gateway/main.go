@@ -38,6 +38,8 @@ func main() {
 			Flags: append(append([]cli.Flag{
 				&cli.StringFlag{Name: "listen", Value: ":80", EnvVars: []string{"HERD_LISTEN"},
 					Usage: "client traffic address"},
+				&cli.BoolFlag{Name: "h2c", EnvVars: []string{"HERD_H2C"},
+					Usage: "also serve HTTP/2 in clear (prior knowledge) on --listen: gRPC clients without TLS; HTTP/1.1 is still served"},
 				&cli.StringFlag{Name: "service", Value: g.Service, EnvVars: []string{"HERD_SERVICE"},
 					Usage: "route only this service, every request to it (default: every service the agents announce, by their routes)"},
 				&cli.StringFlag{Name: "default-service", EnvVars: []string{"HERD_DEFAULT_SERVICE"},
@@ -135,6 +137,7 @@ func run(c *cli.Context) error {
 	}
 	bc.BackendMaxConns, bc.QueueTimeout = c.Int("backend-max-conns"), c.Duration("queue-timeout")
 	bc.EventLoop, bc.EventLoopThreads = c.Bool("event-loop"), c.Int("event-loop-threads")
+	bc.H2C = c.Bool("h2c")
 	if bc.Balance, err = balancer.ParseAlgorithm(c.String("balance")); err != nil {
 		return cli.Exit(err.Error(), 2)
 	}
