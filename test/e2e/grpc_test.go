@@ -31,7 +31,7 @@ func startGRPCAgent(t *testing.T, g *gatewayProc, node, ip string, replicas int,
 	t.Helper()
 	buildAll(t)
 	buildGRPCOnce.Do(func() {
-		testutil.BuildExampleImages(t, filepath.Join(binDir, "images"), "predictor-grpc", "1.0.0", "1.1.0")
+		testutil.BuildExampleImages(t, filepath.Join(binDir, "images"), "predictor-grpc", "1.0.0", "1.1.0", "1.2.0-broken")
 	})
 	return startAgent(t, g, node, ip, replicas, "--service", "scoring", "--protocol", "grpc",
 		"--image", "predictor-grpc:"+version)
@@ -90,6 +90,9 @@ func TestGRPC(t *testing.T) {
 	assert.Equal(t, codes.DeadlineExceeded, status.Code(err), "%v", err)
 	assert.Less(t, took, 2*time.Second)
 	t.Logf("MEASURE gRPC call with a 300 ms deadline against a 5 s method: ended %s after %s", status.Code(err), took.Round(time.Millisecond))
+
+	_, err = c.Score(ctx, &scoring.ScoreRequest{DelayMs: -1})
+	assert.Equal(t, codes.InvalidArgument, status.Code(err), "a trailers-only answer: %v", err)
 
 	resp, err := http.Post(g.url+"/"+scoring.ServiceName+"/Score", "application/grpc", strings.NewReader(""))
 	require.NoError(t, err)
@@ -180,7 +183,9 @@ func (l *grpcLoad) finish() {
 
 // TestGRPCRollout: the gRPC service on two agents × 2 replicas rolled from
 // 1.0.0 to 1.1.0 under a constant gRPC load (unary calls and short
-// bidirectional streams): 0 failed calls, and only 1.1.0 answers after.
+// bidirectional streams): 0 failed calls, and only 1.1.0 answers after. A
+// rollout to a build whose health says NOT_SERVING is reverted, still with
+// 0 failed calls.
 func TestGRPCRollout(t *testing.T) {
 	g := startGateway(t, "--h2c", "--health-interval", "200ms", "--health-timeout", "200ms")
 	startGRPCAgent(t, g, "rpcroll-a", "127.0.0.2", 2, "1.0.0")
@@ -202,11 +207,25 @@ func TestGRPCRollout(t *testing.T) {
 	require.Zero(t, l.failed.Load(), "failed calls: %v", l.errs)
 	assert.Greater(t, l.sent.Load(), int64(1000))
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for range 8 {
-		r, err := c.Score(ctx, &scoring.ScoreRequest{Text: "after"})
-		require.NoError(t, err)
-		assert.Equal(t, "1.1.0", r.Version)
+	assertVersion := func(want string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for range 8 {
+			r, err := c.Score(ctx, &scoring.ScoreRequest{Text: "after"})
+			require.NoError(t, err)
+			assert.Equal(t, want, r.Version)
+		}
 	}
+	assertVersion("1.1.0")
+
+	l = startGRPCLoad(c, 200)
+	out, code = g.clusterctl(t, "rollout", "--min-healthy", "1s", "--deadline", "4s", "predictor-grpc:1.2.0-broken")
+	time.Sleep(500 * time.Millisecond)
+	l.finish()
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "reverted to predictor-grpc:1.1.0")
+	t.Logf("MEASURE gRPC rollout to a NOT_SERVING build, reverted: calls sent=%d failed=%d", l.sent.Load(), l.failed.Load())
+	require.Zero(t, l.failed.Load(), "failed calls: %v", l.errs)
+	g.waitBackends(t, 4, 10*time.Second)
+	assertVersion("1.1.0")
 }
