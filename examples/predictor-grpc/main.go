@@ -16,12 +16,9 @@ import (
 	"fmt"
 	"log"
 	"net"
-	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 	"time"
 
+	"github.com/herd-cluster/herd/examples/internal/replica"
 	"github.com/herd-cluster/herd/examples/predictor-grpc/scoring"
 	"github.com/herd-cluster/herd/internal/h2health"
 )
@@ -39,56 +36,22 @@ var (
 const shutdownTimeout = 30 * time.Second
 
 func main() {
-	cmd := "serve"
-	if len(os.Args) > 1 {
-		cmd = os.Args[1]
-	}
-	switch cmd {
-	case "serve":
-		if err := serve(); err != nil {
-			log.Fatalf("predictor-grpc: %v", err)
-		}
-	case "healthcheck":
-		os.Exit(healthcheck())
-	case "version", "--version", "-v":
-		fmt.Println(version)
-	default:
-		fmt.Fprintf(os.Stderr, "predictor-grpc: unknown command %q (want serve, healthcheck or version)\n", cmd)
-		os.Exit(2)
-	}
-}
-
-func listenAddr() string {
-	port := os.Getenv("PORT")
-	if port == "" {
-		port = "8080"
-	}
-	return net.JoinHostPort(os.Getenv("HOST"), port)
-}
-
-func instance() string {
-	if v := os.Getenv("HERD_INSTANCE"); v != "" {
-		return v
-	}
-	h, _ := os.Hostname()
-	return h
+	replica.Main("predictor-grpc", version, serve, func(addr string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return h2health.GRPC(ctx, addr, "")
+	})
 }
 
 func serve() error {
-	ln, err := net.Listen("tcp", listenAddr())
+	ln, err := net.Listen("tcp", replica.ListenAddr())
 	if err != nil {
 		return err
 	}
-	srv, hs := scoring.NewServer(&scoring.Model{Version: version, Instance: instance()}, broken == "true")
-	log.Printf("predictor-grpc %s serving on %s as %s", version, ln.Addr(), instance())
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
+	srv, hs := scoring.NewServer(&scoring.Model{Version: version, Instance: replica.Instance()}, broken == "true")
+	log.Printf("predictor-grpc %s serving on %s as %s", version, ln.Addr(), replica.Instance())
+	if err := replica.ServeUntilSignal(func() error { return srv.Serve(ln) }); err != nil {
 		return err
-	case <-ctx.Done():
 	}
 	// Say so to health checks, finish the calls in flight, then exit.
 	hs.Shutdown()
@@ -102,18 +65,4 @@ func serve() error {
 	}
 	log.Printf("predictor-grpc stopped")
 	return nil
-}
-
-func healthcheck() int {
-	addr := listenAddr()
-	if strings.HasPrefix(addr, ":") {
-		addr = "127.0.0.1" + addr
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := h2health.GRPC(ctx, addr, ""); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
 }

@@ -37,6 +37,18 @@ func startGRPCAgent(t *testing.T, g *gatewayProc, node, ip string, replicas int,
 		"--image", "predictor-grpc:"+version)
 }
 
+// startGRPCCluster starts a gateway with --h2c and two agents, named
+// prefix-a and prefix-b, of the gRPC predictor 1.0.0, waits until it routes
+// to their replicas, and returns it with a client.
+func startGRPCCluster(t *testing.T, prefix string, replicas int) (*gatewayProc, *scoring.Client) {
+	t.Helper()
+	g := startGateway(t, "--h2c", "--health-interval", "200ms", "--health-timeout", "200ms")
+	startGRPCAgent(t, g, prefix+"-a", "127.0.0.2", replicas, "1.0.0")
+	startGRPCAgent(t, g, prefix+"-b", "127.0.0.3", replicas, "1.0.0")
+	g.waitBackends(t, 2*replicas, 30*time.Second)
+	return g, grpcClient(t, g)
+}
+
 // grpcClient is a gRPC client of the gateway's plain listener (h2c).
 func grpcClient(t *testing.T, g *gatewayProc) *scoring.Client {
 	t.Helper()
@@ -51,11 +63,7 @@ func grpcClient(t *testing.T, g *gatewayProc) *scoring.Client {
 // message by message, the caller's deadline reaches the backend and a slow
 // call ends DeadlineExceeded; an HTTP/1.1 request gets 505.
 func TestGRPC(t *testing.T) {
-	g := startGateway(t, "--h2c", "--health-interval", "200ms", "--health-timeout", "200ms")
-	startGRPCAgent(t, g, "rpc-a", "127.0.0.2", 1, "1.0.0")
-	startGRPCAgent(t, g, "rpc-b", "127.0.0.3", 1, "1.0.0")
-	g.waitBackends(t, 2, 30*time.Second)
-	c := grpcClient(t, g)
+	g, c := startGRPCCluster(t, "rpc", 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -187,11 +195,7 @@ func (l *grpcLoad) finish() {
 // rollout to a build whose health says NOT_SERVING is reverted, still with
 // 0 failed calls.
 func TestGRPCRollout(t *testing.T) {
-	g := startGateway(t, "--h2c", "--health-interval", "200ms", "--health-timeout", "200ms")
-	startGRPCAgent(t, g, "rpcroll-a", "127.0.0.2", 2, "1.0.0")
-	startGRPCAgent(t, g, "rpcroll-b", "127.0.0.3", 2, "1.0.0")
-	g.waitBackends(t, 4, 30*time.Second)
-	c := grpcClient(t, g)
+	g, c := startGRPCCluster(t, "rpcroll", 2)
 	l := startGRPCLoad(c, 200)
 	time.Sleep(time.Second)
 
