@@ -351,7 +351,10 @@ func (a *Agent) waitHealthy(ctx context.Context, r runtime.Replica) error {
 		if err == nil {
 			return nil
 		}
-		if last == nil || ctx.Err() == nil { // not the check the deadline cut: it says less
+		// The check the deadline cut says less than the one before it. (Its
+		// error may come before ctx.Err() is set: a dial times out on the
+		// same deadline by itself.)
+		if dl, _ := ctx.Deadline(); last == nil || time.Now().Before(dl) {
 			last = err
 		}
 		select {

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -32,9 +34,16 @@ func TestAgentGRPCReplicas(t *testing.T) {
 	broken.Image = runtime.Image{Name: "predictor-grpc", Tag: "1.0.1-broken"}
 	broken.Protocol = membership.ProtoGRPC
 	broken.StartTimeout = 3 * time.Second
-	err := runToError(t, broken, newDriver(t, t.TempDir()))
+	dir := t.TempDir()
+	err := runToError(t, broken, newDriver(t, dir))
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "NOT_SERVING")
+	if !assert.Contains(t, err.Error(), "NOT_SERVING") {
+		logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+		for _, f := range logs {
+			b, _ := os.ReadFile(f)
+			t.Logf("%s:\n%s", f, b)
+		}
+	}
 
 	// Checked over HTTP/1.1, a gRPC server never passes.
 	http1 := agentConfig(t, g, 1)
