@@ -86,17 +86,22 @@ chaos: test-deps
 	  -run '^($(CHAOS_TESTS))$$' -v ./test/e2e/ | grep -E 'MEASURE|^(--- |ok|FAIL|panic)'; \
 	  rc=$${PIPESTATUS[0]}; ./scripts/test-dockerd.sh stop $(DOCKERD_DIR); exit $$rc
 
-## bench: the gateway against HAProxy with wrk (4 and 12 replicas, streaming), the
-## balancer's Go benchmarks, and membership convergence with 200 members
+## bench: the gateway against HAProxy with wrk (4 and 12 replicas, streaming, routing, TLS
+## and HTTP/2), the balancer's Go benchmarks, membership convergence with 200 members, and
+## scaling (process runtime; 12 Docker replicas added on one host)
 BENCH_ROUNDS ?= 5
 BENCH_DURATION ?= 10s
 bench: bench-deps build
 	$(GO) run ./test/bench -bin $(BIN) -rounds $(BENCH_ROUNDS) -duration $(BENCH_DURATION)
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/balancer/
 	$(GO) test -count=1 -run TestConvergenceAtScale -v ./pkg/gateway/ | grep -E 'MEASURE|^(ok|FAIL|---)'
+	@# scaling: the process runtime (scale to all routed) and 12 new Docker replicas on one host
+	@./scripts/test-dockerd.sh start $(DOCKERD_DIR); \
+	  DOCKER_HOST=unix://$(DOCKERD_DIR)/docker.sock $(GO) test -count=1 -timeout 10m -run '^(TestScaleUnderLoad|TestDockerAgentStartup)$$' \
+	  -v ./test/e2e/ | grep -E 'MEASURE|^(ok|FAIL|---)'; rc=$${PIPESTATUS[0]}; ./scripts/test-dockerd.sh stop $(DOCKERD_DIR); exit $$rc
 
 bench-deps:
-	@command -v wrk >/dev/null && command -v haproxy >/dev/null || { $(APT_INSTALL) wrk haproxy; }
+	@command -v wrk >/dev/null && command -v haproxy >/dev/null && command -v h2load >/dev/null || { $(APT_INSTALL) wrk haproxy nghttp2-client; }
 
 ## test: install what the tests need, then vet, format check and every test with -race
 # The tests' own Docker engine (scripts/test-dockerd.sh); the Docker tests use it
@@ -115,7 +120,7 @@ test-deps:
 	@command -v gcc >/dev/null || { $(APT_INSTALL) gcc libc6-dev; }
 	@command -v serf >/dev/null || { $(APT_INSTALL) serf; }
 	@command -v chromium >/dev/null || { $(APT_INSTALL) chromium; }
-	@missing=; for t in ruby:ruby shellcheck:shellcheck zsh:zsh systemd-analyze:systemd make:make curl:curl; do \
+	@missing=; for t in ruby:ruby shellcheck:shellcheck zsh:zsh systemd-analyze:systemd make:make curl:curl wrk:wrk; do \
 	  command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
 	  [ -z "$$missing" ] || { $(APT_INSTALL) $$missing; }
 	$(GO) mod download
@@ -137,9 +142,14 @@ FUZZ_TARGETS = \
   membership:FuzzDecodeSyncRequest:40000 \
   runtime:FuzzParseImage:100000 \
   membership:FuzzDecodeDeployRequest:40000 \
+  membership:FuzzDecodeScaleRequest:40000 \
+  membership:FuzzDecodeScaleResponse:20000 \
   balancer:FuzzReadHead:50000 \
   balancer:FuzzRelayChunked:40000 \
+  balancer:FuzzH2Request:3000 \
+  autoscale:FuzzDecodeLoad:40000 \
   admin:FuzzDecodeRolloutBody:15000 \
+  admin:FuzzDecodeScaleBody:15000 \
   rollout:FuzzStateFile:4000 \
   agent:FuzzLoadDesired:4000 \
   gateway:FuzzLoadView:8000 \

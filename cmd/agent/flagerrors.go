@@ -43,6 +43,8 @@ func configFlag(field string) (flag, env string, ok bool) {
 		return "--node", "HERD_NODE", true
 	case "Replicas":
 		return "--replicas", "HERD_REPLICAS", true
+	case "MaxReplicas":
+		return "--max-replicas", "HERD_MAX_REPLICAS", true
 	case "BasePort":
 		return "--base-port", "HERD_BASE_PORT", true
 	case "HostIP":

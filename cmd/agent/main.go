@@ -33,7 +33,11 @@ func main() {
 			Usage: "start the replicas, join the cluster once they are healthy, supervise them",
 			Flags: append(append([]cli.Flag{
 				&cli.IntFlag{Name: "replicas", Value: d.Replicas, EnvVars: []string{"HERD_REPLICAS"},
-					Usage: fmt.Sprintf("how many replicas to run (1-%d)", agent.MaxReplicas)},
+					Usage: fmt.Sprintf("how many replicas to run at first start (1-%d); `clusterctl scale` changes the count, "+
+						"which the agent keeps across restarts until this flag changes", agent.MaxReplicas)},
+				&cli.IntFlag{Name: "max-replicas", Value: d.MaxReplicas, EnvVars: []string{"HERD_MAX_REPLICAS"},
+					Usage: fmt.Sprintf("the most replicas a scale may run on this host: ports base-port to "+
+						"base-port+max-replicas-1 (1-%d)", agent.MaxReplicas)},
 				&cli.StringFlag{Name: "image", Value: "predictor:1.0.0", EnvVars: []string{"HERD_IMAGE"},
 					Usage: "what the replicas run, name:tag"},
 				&cli.StringFlag{Name: "service", Value: d.Service, EnvVars: []string{"HERD_SERVICE"},
@@ -96,6 +100,7 @@ func join(c *cli.Context) error {
 	cfg.StripPrefix = c.Bool("strip-prefix")
 	cfg.Protocol = membership.Protocol(c.String("protocol"))
 	cfg.Replicas = c.Int("replicas")
+	cfg.MaxReplicas = c.Int("max-replicas")
 	cfg.Join = c.StringSlice("join")
 	cfg.HealthPath = c.String("health-path")
 	cfg.HealthInterval = c.Duration("health-interval")

@@ -17,9 +17,11 @@ func newApp() *cli.App {
 		Usage: "inspect and operate a Herd cluster through a gateway's admin API",
 		Description: `Exit codes:
    0  done
-   1  a rollout or rollback failed, was reverted or was aborted; a key operation failed on a member
+   1  a rollout or rollback failed, was reverted or was aborted; a key operation failed on a member;
+      a scale an agent did not take, or (--wait) did not reach in time
    2  it could not be done: bad usage or flags, the admin API unreachable, a wrong or missing token,
-      a request the gateway refused (unknown image, a rollout already running, ...)`,
+      a request the gateway refused (unknown image, a rollout already running, a count beyond the
+      hosts' room, ...)`,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "addr", Value: "http://127.0.0.1:7070", EnvVars: []string{"HERD_ADDR"},
 				Usage: "admin API of a gateway (or agent)"},
@@ -27,7 +29,8 @@ func newApp() *cli.App {
 			&cli.StringFlag{Name: "ca-cert", EnvVars: []string{"HERD_CA_CERT"},
 				Usage: "PEM certificate(s) to trust for an https --addr (the admin API's --admin-tls-cert)"},
 		},
-		Commands: []*cli.Command{membersCommand(), backendsCommand(), routesCommand(), forceLeaveCommand(), rolloutCommand(), rollbackCommand(), keygenCommand(), keysCommand()},
+		Commands: []*cli.Command{membersCommand(), backendsCommand(), routesCommand(), certsCommand(), forceLeaveCommand(),
+			rolloutCommand(), rollbackCommand(), scaleCommand(), autoscaleCommand(), keygenCommand(), keysCommand()},
 	}
 	couldNotBeDone(app.Commands)
 	return app

@@ -35,11 +35,9 @@ func main() {
 		Commands: []*cli.Command{{
 			Name:  "run",
 			Usage: "join the cluster and route traffic to its backends",
-			Flags: append(append([]cli.Flag{
+			Flags: append(append(append([]cli.Flag{
 				&cli.StringFlag{Name: "listen", Value: ":80", EnvVars: []string{"HERD_LISTEN"},
 					Usage: "client traffic address"},
-				&cli.BoolFlag{Name: "h2c", EnvVars: []string{"HERD_H2C"},
-					Usage: "also serve HTTP/2 in clear (prior knowledge) on --listen: gRPC clients without TLS; HTTP/1.1 is still served"},
 				&cli.StringFlag{Name: "service", Value: g.Service, EnvVars: []string{"HERD_SERVICE"},
 					Usage: "route only this service, every request to it (default: every service the agents announce, by their routes)"},
 				&cli.StringFlag{Name: "default-service", EnvVars: []string{"HERD_DEFAULT_SERVICE"},
@@ -94,7 +92,7 @@ func main() {
 					Usage: "on SIGHUP, how long the new binary has to be ready before the upgrade is given up (this process keeps serving)"},
 				&cli.StringFlag{Name: "pid-file", EnvVars: []string{"HERD_PID_FILE"},
 					Usage: "write the serving process's pid here (the new one's after a SIGHUP upgrade)"},
-			}, daemon.GossipFlags("127.0.0.1:7070")...), daemon.LogFlags()...),
+			}, tlsFlags(d)...), daemon.GossipFlags("127.0.0.1:7070")...), daemon.LogFlags()...),
 			Description: daemon.ExitCodes,
 			Before:      daemon.LoadConfig,
 			Action:      func(c *cli.Context) error { return daemon.GossipFlagError(run(c)) },
@@ -137,9 +135,12 @@ func run(c *cli.Context) error {
 	}
 	bc.BackendMaxConns, bc.QueueTimeout = c.Int("backend-max-conns"), c.Duration("queue-timeout")
 	bc.EventLoop, bc.EventLoopThreads = c.Bool("event-loop"), c.Int("event-loop-threads")
-	bc.H2C = c.Bool("h2c")
 	if bc.Balance, err = balancer.ParseAlgorithm(c.String("balance")); err != nil {
 		return cli.Exit(err.Error(), 2)
+	}
+	var pcfg gatewayd.Config
+	if err := applyTLS(c, bc, &pcfg); err != nil {
+		return err
 	}
 	if err := gcfg.Balancer.Validate(); err != nil {
 		return cli.Exit(err.Error(), 2)
@@ -150,35 +151,37 @@ func run(c *cli.Context) error {
 	}
 	gcfg.ViewPath = filepath.Join(dataDir, "view.json")
 	mcfg.Tags = membership.Tags{Role: membership.RoleGateway, Gen: uint64(time.Now().UnixMilli())}
-	return gatewayd.Run(gatewayd.Config{
-		Gateway: gcfg, Membership: mcfg, Listen: c.String("listen"), ListenName: "--listen", Join: c.StringSlice("join"),
-		ListenAdmin: func(listen func(network, addr string) (net.Listener, error)) (net.Listener, error) {
-			return daemon.ListenAdminWith(c, listen)
-		},
-		Admin: func(p *gatewayd.Parts) http.Handler {
-			srv := admin.NewServer(c.String("token"), logger)
-			srv.HandleMembers(p.Cluster.Members)
-			srv.HandleBackends(func() []balancer.BackendStatus { return p.Gateway.Balancer().Backends() })
-			srv.HandleRoutes(p.Gateway.Routing)
-			srv.HandleRollouts(p.Rollouts)
-			srv.HandleKeys(p.Cluster)
-			srv.HandleForceLeave(p.Cluster.ForceLeave)
-			srv.HandleDashboard(admin.Dashboard{Node: c.String("node"), Version: cliutil.Version})
-			srv.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-			if c.Bool("enable-pprof") {
-				srv.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
-				srv.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
-				srv.Handle("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
-			}
-			return srv
-		},
-		DataDir:        dataDir,
-		ShutdownGrace:  c.Duration("shutdown-grace"),
-		StartTimeout:   c.Duration("start-timeout"),
-		UpgradeTimeout: c.Duration("upgrade-timeout"),
-		PIDFile:        c.String("pid-file"),
-		Logger:         logger,
-	})
+	pcfg.Certs.Registerer, pcfg.Certs.Logger = reg, logger
+	pcfg.Gateway, pcfg.Membership, pcfg.Listen, pcfg.ListenName, pcfg.Join = gcfg, mcfg, c.String("listen"), "--listen", c.StringSlice("join")
+	pcfg.ListenAdmin = func(listen func(network, addr string) (net.Listener, error)) (net.Listener, error) {
+		return daemon.ListenAdminWith(c, listen)
+	}
+	pcfg.Admin = func(p *gatewayd.Parts) http.Handler {
+		srv := admin.NewServer(c.String("token"), logger)
+		srv.HandleMembers(p.Cluster.Members)
+		srv.HandleBackends(func() []balancer.BackendStatus { return p.Gateway.Balancer().Backends() })
+		srv.HandleRoutes(p.Gateway.Routing)
+		srv.HandleRollouts(p.Rollouts)
+		srv.HandleScale(p.Scaler)
+		srv.HandleAutoscale(p.Autoscaler, p.Cluster.LocalNode().Name)
+		srv.HandleKeys(p.Cluster)
+		srv.HandleForceLeave(p.Cluster.ForceLeave)
+		if p.Certs != nil {
+			srv.HandleCerts(p.Certs.Certs)
+		}
+		srv.HandleDashboard(admin.Dashboard{Node: c.String("node"), Version: cliutil.Version})
+		srv.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		if c.Bool("enable-pprof") {
+			srv.Handle("/debug/pprof/", http.HandlerFunc(pprof.Index))
+			srv.Handle("/debug/pprof/profile", http.HandlerFunc(pprof.Profile))
+			srv.Handle("/debug/pprof/trace", http.HandlerFunc(pprof.Trace))
+		}
+		return srv
+	}
+	pcfg.DataDir, pcfg.ShutdownGrace = dataDir, c.Duration("shutdown-grace")
+	pcfg.StartTimeout, pcfg.UpgradeTimeout = c.Duration("start-timeout"), c.Duration("upgrade-timeout")
+	pcfg.PIDFile, pcfg.Logger = c.String("pid-file"), logger
+	return gatewayd.Run(pcfg)
 }
 
 // parsePrefixes reads CIDRs ("10.0.0.0/8"), or single addresses as /32 or

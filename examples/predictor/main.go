@@ -6,7 +6,9 @@
 //
 // Endpoints: POST /predict {"text": "..."}, GET /healthz, GET /version; for
 // load tests of the path in between, GET /bytes?n=N streams N bytes and
-// POST /discard reads a body of any size and answers its length.
+// POST /discard reads a body of any size and answers its length; GET
+// /work?ms=N holds the request N ms (at most 60 s) before answering, so a
+// load test sets how many requests are in flight (the autoscaler's signal).
 // HERD_INSTANCE names this replica in answers (Herd's agents set it).
 package main
 
@@ -37,6 +39,7 @@ var (
 const (
 	maxBody         = 64 << 10
 	maxStream       = 1 << 30
+	maxWork         = 60_000 // ms
 	shutdownTimeout = 30 * time.Second
 )
 
@@ -116,6 +119,19 @@ func newHandler(version, instance string, broken bool) http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]int64{"bytes": n})
+	})
+	mux.HandleFunc("GET /work", func(w http.ResponseWriter, r *http.Request) {
+		ms, err := strconv.Atoi(r.URL.Query().Get("ms"))
+		if err != nil || ms < 0 || ms > maxWork {
+			http.Error(w, "want ms=0.."+strconv.Itoa(maxWork), http.StatusBadRequest)
+			return
+		}
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"ms": ms, "version": version, "instance": instance})
 	})
 	mux.HandleFunc("POST /predict", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -83,4 +84,25 @@ func TestStreamEndpoints(t *testing.T) {
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
 	resp.Body.Close()
 	assert.Equal(t, int64(3<<20), out["bytes"])
+}
+
+// TestWork: GET /work?ms=N answers after N ms, so a load test controls
+// how many requests are in flight; bad values are refused.
+func TestWork(t *testing.T) {
+	srv := httptest.NewServer(newHandler("1.0.0", "x", false))
+	defer srv.Close()
+	began := time.Now()
+	resp, err := http.Get(srv.URL + "/work?ms=150")
+	require.NoError(t, err)
+	var out map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	resp.Body.Close()
+	assert.GreaterOrEqual(t, time.Since(began), 150*time.Millisecond)
+	assert.Equal(t, 150.0, out["ms"])
+	for _, q := range []string{"ms=-1", "ms=x", "", "ms=60001"} {
+		resp, err = http.Get(srv.URL + "/work?" + q)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, q)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,9 +23,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/herd-cluster/herd/internal/daemon"
+	"github.com/herd-cluster/herd/pkg/certs"
 	"github.com/herd-cluster/herd/pkg/gateway"
 	"github.com/herd-cluster/herd/pkg/membership"
 	"github.com/herd-cluster/herd/pkg/rollout"
+	"github.com/herd-cluster/herd/pkg/scale"
 )
 
 // Config is what a gateway process runs with.
@@ -34,6 +37,14 @@ type Config struct {
 	// Listen is the client traffic address; ListenName is how errors name
 	// it (the command line's flag). Default name "traffic address".
 	Listen, ListenName string
+	// TLSListen, if set, is the address of the TLS client traffic listener,
+	// served with the certificates Certs configures (read at start, then
+	// polled; an upgrade's new process reads them afresh). TLSListenName
+	// and CertsName are how errors name the address and the certificates
+	// (the command line's flags).
+	TLSListen, TLSListenName string
+	Certs                    certs.Config
+	CertsName                string
 	// Join are gossip addresses to join at start (besides the members of
 	// the saved view).
 	Join []string
@@ -65,6 +76,11 @@ type Parts struct {
 	Gateway  *gateway.Gateway
 	Cluster  *membership.Cluster
 	Rollouts *rollout.Set
+	Scaler   *scale.Scaler
+	// Certs are the TLS listener's certificates; nil without TLSListen.
+	Certs *certs.Store
+	// Autoscaler sets, shares and reports the services' autoscaling.
+	Autoscaler Autoscaler
 }
 
 // handoffFile names the socket the old process passes to the new one.
@@ -84,7 +100,11 @@ type process struct {
 
 	cluster  *membership.Cluster
 	rollouts *rollout.Set
+	scaler   *scale.Scaler
+	auto     atomic.Pointer[autoscaler] // once it runs
 	traffic  net.Listener
+	tlsLn    net.Listener
+	certs    *certs.Store
 	adminLn  net.Listener
 	adminSrv *http.Server
 	serveErr chan error
@@ -94,7 +114,7 @@ type process struct {
 // Run runs a gateway process until SIGTERM or SIGINT (a stop), or a
 // successful upgrade on SIGHUP (the new process serves on).
 func Run(cfg Config) error {
-	p := &process{cfg: cfg, logger: cfg.Logger, serveErr: make(chan error, 2), hup: make(chan os.Signal, 1)}
+	p := &process{cfg: cfg, logger: cfg.Logger, serveErr: make(chan error, 3), hup: make(chan os.Signal, 1)}
 	// A SIGHUP during the start (the pid file already names this process)
 	// waits for it to be over, instead of ending the process.
 	signal.Notify(p.hup, syscall.SIGHUP)
@@ -109,6 +129,12 @@ func Run(cfg Config) error {
 	default:
 		p.upg = upg
 	}
+	if cfg.TLSListen != "" {
+		if p.certs, err = certs.Load(cfg.Certs); err != nil {
+			return prefixed(cfg.CertsName, "certificates", err)
+		}
+	}
+	cfg.Gateway.Queries = autoscaleQueries(&p.auto)
 	if p.gw, err = gateway.New(cfg.Gateway); err != nil {
 		return err
 	}
@@ -122,24 +148,20 @@ func Run(cfg Config) error {
 	}
 	p.runCtx, p.stopRun = context.WithCancel(context.Background())
 	p.runDone = make(chan struct{})
-	go func() { p.gw.Run(p.runCtx); close(p.runDone) }()
+	go p.runInBackground()
 
 	if succ == nil {
 		if err := p.startGossip(); err != nil {
 			return err
 		}
 	}
-	name := cfg.ListenName
-	if name == "" {
-		name = "traffic address"
-	}
-	if p.traffic, err = daemon.ListenWith(p.listen, name, cfg.Listen); err != nil {
+	if err := p.listenTraffic(); err != nil {
 		return err
 	}
 	if p.adminLn, err = cfg.ListenAdmin(p.listen); err != nil {
 		return err
 	}
-	go func() { p.serveErr <- p.gw.Balancer().Serve(p.traffic) }()
+	p.serveTraffic()
 	if succ != nil {
 		// Serving from the old process's view, followed: tell it to stop
 		// accepting, then wait for its gossip identity.
@@ -165,9 +187,65 @@ func Run(cfg Config) error {
 		}
 	}
 	_ = daemon.Notify("MAINPID=" + strconv.Itoa(os.Getpid()) + "\nREADY=1")
-	p.logger.Info("gateway ready", "listen", p.traffic.Addr(), "admin", p.adminLn.Addr(),
-		"gossip", p.cluster.LocalNode().Addr, "service", cfg.Gateway.Service, "pid", os.Getpid())
+	args := []any{"listen", p.traffic.Addr(), "admin", p.adminLn.Addr(),
+		"gossip", p.cluster.LocalNode().Addr, "service", cfg.Gateway.Service, "pid", os.Getpid()}
+	if p.tlsLn != nil {
+		args = append(args, "tls_listen", p.tlsLn.Addr())
+	}
+	p.logger.Info("gateway ready", args...)
 	return p.wait()
+}
+
+// runInBackground runs what lives as long as the gateway: its membership
+// loop and the certificates' reloads. runDone closes when both are over.
+func (p *process) runInBackground() {
+	defer close(p.runDone)
+	if p.certs != nil {
+		done := make(chan struct{})
+		go func() { p.certs.Run(p.runCtx); close(done) }()
+		defer func() { <-done }()
+	}
+	p.gw.Run(p.runCtx)
+}
+
+// prefixed names what failed: "--tls-cert-dir: /etc/herd/certs: no such
+// directory".
+func prefixed(name, fallback string, err error) error {
+	if name == "" {
+		name = fallback
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
+// listenTraffic opens the client traffic listeners, plain and TLS.
+func (p *process) listenTraffic() error {
+	name := p.cfg.ListenName
+	if name == "" {
+		name = "traffic address"
+	}
+	var err error
+	if p.traffic, err = daemon.ListenWith(p.listen, name, p.cfg.Listen); err != nil {
+		return err
+	}
+	if p.certs == nil {
+		return nil
+	}
+	name = p.cfg.TLSListenName
+	if name == "" {
+		name = "TLS traffic address"
+	}
+	p.tlsLn, err = daemon.ListenWith(p.listen, name, p.cfg.TLSListen)
+	return err
+}
+
+// serveTraffic serves the client traffic listeners; serveErr gets what
+// ends each.
+func (p *process) serveTraffic() {
+	go func() { p.serveErr <- p.gw.Balancer().Serve(p.traffic) }()
+	if p.tlsLn != nil {
+		cfg := p.certs.TLSConfig()
+		go func() { p.serveErr <- p.gw.Balancer().ServeTLS(p.tlsLn, cfg) }()
+	}
 }
 
 // listen opens a listener through the upgrader, which hands back the old
@@ -294,8 +372,17 @@ func (p *process) startCoordinatorAndAdmin() error {
 		return err
 	}
 	p.rollouts = set
+	if p.scaler, err = p.newScaler(); err != nil {
+		set.Close()
+		return err
+	}
+	if err := p.startAutoscaler(); err != nil {
+		set.Close()
+		return err
+	}
 	p.adminSrv = &http.Server{
-		Handler:           p.cfg.Admin(&Parts{Gateway: p.gw, Cluster: p.cluster, Rollouts: set}),
+		Handler: p.cfg.Admin(&Parts{Gateway: p.gw, Cluster: p.cluster, Rollouts: set, Scaler: p.scaler,
+			Certs: p.certs, Autoscaler: p.auto.Load()}),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          p.logger.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
@@ -452,6 +539,7 @@ func (p *process) drain() error {
 	actx, acancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer acancel()
 	_ = p.adminSrv.Shutdown(actx)
+	p.scaler.Close()
 	p.rollouts.Close()
 	return err
 }
@@ -465,7 +553,7 @@ func (p *process) close() {
 	if p.cluster != nil {
 		_ = p.cluster.Shutdown()
 	}
-	for _, l := range []net.Listener{p.traffic, p.adminLn} {
+	for _, l := range []net.Listener{p.traffic, p.tlsLn, p.adminLn} {
 		if l != nil {
 			l.Close()
 		}

@@ -175,3 +175,32 @@ func RunWithTempDir(m *testing.M, prefix string, dir *string) int {
 
 // Tail is the last n bytes of s, for logs in failure messages.
 func Tail(s string, n int) string { return s[max(0, len(s)-n):] }
+
+// PredictRequest is a POST /predict of text to base (a gateway's or a
+// replica's URL), as load tests send it.
+func PredictRequest(base, text string) *http.Request {
+	req, err := http.NewRequest(http.MethodPost, base+"/predict", strings.NewReader(`{"text":"`+text+`"}`))
+	if err != nil {
+		panic(err) // a malformed base URL: the test's own mistake
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return req
+}
+
+// Failure sends req through client, reading the answer through, and says
+// why it failed: the client's error, or a status other than 200 OK. It is
+// "" when the request was served.
+func Failure(client *http.Client, req *http.Request) string {
+	resp, err := client.Do(req)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return "read the answer: " + err.Error()
+	}
+	if resp.StatusCode != http.StatusOK {
+		return resp.Status
+	}
+	return ""
+}

@@ -4,6 +4,7 @@ import (
 	"github.com/herd-cluster/herd/pkg/agent"
 	"github.com/herd-cluster/herd/pkg/api"
 	"github.com/herd-cluster/herd/pkg/balancer"
+	"github.com/herd-cluster/herd/pkg/certs"
 	"github.com/herd-cluster/herd/pkg/gateway"
 	"github.com/herd-cluster/herd/pkg/membership"
 	"github.com/herd-cluster/herd/pkg/rollout"
@@ -111,4 +112,13 @@ func routingOf(r gateway.RoutingStatus) api.Routing {
 		})
 	}
 	return out
+}
+
+// certOf converts a certificate of the gateway's TLS listener.
+func certOf(in certs.Info) api.Cert {
+	return api.Cert{
+		Name: in.Name, DNSNames: in.DNSNames, Issuer: in.Issuer, NotBefore: in.NotBefore, NotAfter: in.NotAfter,
+		DaysLeft: in.DaysLeft, File: in.File, LoadedAt: in.LoadedAt, Default: in.Default, ExpiresSoon: in.ExpiresSoon,
+		Problem: in.Problem,
+	}
 }

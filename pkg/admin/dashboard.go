@@ -23,7 +23,9 @@ type Dashboard struct {
 
 // HandleDashboard serves the dashboard at / and its login at /login and
 // /logout. The page is self-contained (no CDN, no fonts from elsewhere) and
-// reads /v1/members, /v1/backends and /v1/rollouts/current every second.
+// reads /v1/members, /v1/backends, /v1/rollouts, /v1/routes, /v1/certs and
+// /v1/autoscale every second; a certificate expiring within 14 days, or
+// whose replacement was refused, is a warning at the top.
 //
 // With a token configured, the browser gives it once, as ?token= or in the
 // login form; it is then kept in a cookie, which authorizes reads only.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/herd-cluster/herd/pkg/agent"
 	"github.com/herd-cluster/herd/pkg/balancer"
+	"github.com/herd-cluster/herd/pkg/certs"
 	"github.com/herd-cluster/herd/pkg/gateway"
 	"github.com/herd-cluster/herd/pkg/membership"
 	"github.com/herd-cluster/herd/pkg/rollout"
@@ -52,7 +53,14 @@ func TestListEndpoints(t *testing.T) {
 	s.HandleReplicas(func() []agent.ReplicaStatus {
 		return []agent.ReplicaStatus{{Index: 0, Addr: "127.0.0.2:8000", Image: "predictor:1.0.0", State: "starting"}}
 	})
+	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	s.HandleCerts(func() []certs.Info {
+		return []certs.Info{{Name: "a", DNSNames: []string{"a.test"}, Issuer: "CA", NotBefore: t0, NotAfter: t0.Add(time.Hour),
+			DaysLeft: 0, File: "/c/a.crt", LoadedAt: t0, Default: true, ExpiresSoon: true, Problem: "/c/a.key: refused"}}
+	})
 	for path, want := range map[string]string{
+		"/v1/certs": `[{"days_left":0,"default":true,"dns_names":["a.test"],"expires_soon":true,"file":"/c/a.crt","issuer":"CA",` +
+			`"loaded_at":"2025-03-01T12:00:00Z","name":"a","not_after":"2025-03-01T13:00:00Z","not_before":"2025-03-01T12:00:00Z","problem":"/c/a.key: refused"}]`,
 		"/v1/members":  `[{"addr":"10.0.0.1:7946","backends":0,"name":"gw","role":"gateway","status":"alive"}]`,
 		"/v1/backends": `[{"addr":"127.0.0.2:8000","failures":0,"in_flight":0,"node":"host-a","requests":7,"service":"web","state":"up"}]`,
 		"/v1/routes": `{"all_services":true,"routes":[` +

@@ -7,6 +7,7 @@ import (
 	"github.com/herd-cluster/herd/pkg/agent"
 	"github.com/herd-cluster/herd/pkg/api"
 	"github.com/herd-cluster/herd/pkg/balancer"
+	"github.com/herd-cluster/herd/pkg/certs"
 	"github.com/herd-cluster/herd/pkg/gateway"
 	"github.com/herd-cluster/herd/pkg/membership"
 )
@@ -32,6 +33,14 @@ func (s *Server) HandleBackends(backends func() []balancer.BackendStatus) {
 func (s *Server) HandleRoutes(routing func() gateway.RoutingStatus) {
 	s.handleJSON("/v1/routes", func(*http.Request) (any, error) {
 		return routingOf(routing()), nil
+	})
+}
+
+// HandleCerts serves GET /v1/certs: the certificates of the gateway's TLS
+// listener, as []api.Cert.
+func (s *Server) HandleCerts(list func() []certs.Info) {
+	s.handleJSON("/v1/certs", func(*http.Request) (any, error) {
+		return convertAll(list(), certOf), nil
 	})
 }
 

@@ -38,9 +38,13 @@ type Agent struct {
 	cluster *membership.Cluster
 	logger  hclog.Logger
 	health  *http.Client
+	// announcer puts a.tags into effect in the background (announce.go).
+	announcer *announcer
 
 	// Owned by the Run goroutine.
 	want      runtime.Image // what the replicas should run (a rollout changes it)
+	count     int           // how many replicas should run (a scale changes it)
+	scaleFail string        // why the last scale-down was given up, until the next request
 	queries   chan *membership.Query
 	slots     []*slot
 	tags      membership.Tags
@@ -65,12 +69,14 @@ func New(cfg Config, rt Runtime, mcfg *membership.Config) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.Default()
 	}
-	want, err := loadDesired(cfg.DataDir, cfg.Image)
+	wanted, err := loadDesired(cfg.DataDir, cfg.Image, cfg.Replicas)
 	if err != nil {
 		return nil, err
 	}
+	want := wanted.image
 	a := &Agent{
 		want:    want,
+		count:   min(wanted.replicas, cfg.maxCount()),
 		queries: make(chan *membership.Query, 16),
 		cfg:     cfg,
 		rt:      rt,
@@ -79,16 +85,19 @@ func New(cfg Config, rt Runtime, mcfg *membership.Config) (*Agent, error) {
 			Timeout:   cfg.HealthTimeout,
 			Transport: &http.Transport{DisableKeepAlives: true},
 		},
-		results: make(chan startResult, cfg.Replicas),
+		// Room for every slot's one operation in flight: a result never
+		// waits for the loop that takes them.
+		results: make(chan startResult, cfg.maxCount()),
 		tags: membership.Tags{
 			Role: membership.RoleAgent, Service: cfg.Service, Image: want.String(), Want: want.String(),
-			Count: cfg.Replicas, HostIP: cfg.HostIP, State: membership.StateActive,
+			HostIP: cfg.HostIP, State: membership.StateActive,
 			Routes: cfg.Routes, StripPrefix: cfg.StripPrefix, Protocol: cfg.Protocol,
 			// Wall-clock start keeps generations increasing across restarts.
 			Gen: uint64(time.Now().UnixMilli()),
 		},
 	}
-	for i := range cfg.Replicas {
+	a.tags.Count = a.count
+	for i := range a.count {
 		a.slots = append(a.slots, &slot{index: i, port: cfg.port(i), state: stateStarting})
 	}
 	a.startCtx, a.stopAll = context.WithCancel(context.Background())
@@ -102,6 +111,7 @@ func New(cfg Config, rt Runtime, mcfg *membership.Config) (*Agent, error) {
 		return nil, err
 	}
 	a.cluster = cluster
+	a.announcer = newAnnouncer(cluster, a.logger)
 	return a, nil
 }
 
@@ -110,13 +120,17 @@ func (a *Agent) Cluster() *membership.Cluster { return a.cluster }
 
 // Close stops gossip at once, without leaving (Run leaves on its own way
 // out). Safe to call more than once.
-func (a *Agent) Close() error { return a.cluster.Shutdown() }
+func (a *Agent) Close() error {
+	a.announcer.close()
+	return a.cluster.Shutdown()
+}
 
 // Run starts or adopts the replicas, waits until all are healthy, joins the
 // cluster announcing them, and supervises them until ctx ends. Then it
 // withdraws them from every gateway, leaves, and stops them. An error means
 // the agent could not start; nothing it started is left running.
 func (a *Agent) Run(ctx context.Context) error {
+	defer a.announcer.close() // the tags set last are in effect when Run returns
 	err := a.start(ctx)
 	a.publishStatus()
 	if err != nil {
@@ -135,6 +149,10 @@ func (a *Agent) start(ctx context.Context) error {
 	if a.want != a.cfg.Image {
 		a.logger.Info("running the image a rollout set, not --image", "image", a.want, "flag", a.cfg.Image,
 			"file", DesiredFile)
+	}
+	if a.count != a.cfg.Replicas {
+		a.logger.Info("running the replica count a scale set, not --replicas", "replicas", a.count,
+			"flag", a.cfg.Replicas, "max", a.cfg.maxCount(), "file", DesiredFile)
 	}
 	if err := a.adopt(ctx); err != nil {
 		return err
@@ -180,6 +198,11 @@ func (a *Agent) start(ctx context.Context) error {
 	if err := a.announce(); err != nil {
 		return err
 	}
+	// Join with the replicas in the tags: the gateways route to them from
+	// the join on.
+	if err := a.announcer.wait(ctx, a.tags.Gen); err != nil {
+		return err
+	}
 	n, err := a.cluster.Join(a.cfg.Join)
 	if err != nil {
 		return err
@@ -216,9 +239,11 @@ func (a *Agent) adopt(ctx context.Context) error {
 // announce publishes the healthy replicas' ports, and the image the node
 // fully runs, if they changed.
 func (a *Agent) announce() error {
+	// Replicas beyond the count are on their way out (a scale-down): never
+	// announced, even while they still run.
 	var ports []uint16
 	full := true
-	for _, s := range a.slots {
+	for _, s := range a.slots[:min(a.count, len(a.slots))] {
 		if s.state == stateHealthy {
 			ports = append(ports, s.port)
 		}
@@ -228,16 +253,17 @@ func (a *Agent) announce() error {
 	if full {
 		image = a.want.String()
 	}
-	fail := ""
+	fail := a.scaleFail
 	if a.failed != nil && a.failed.want == a.want {
 		fail = a.failed.reason
 	}
+	count := a.announcedCount()
 	if a.announced && slices.Equal(ports, a.tags.Ports) && image == a.tags.Image && a.tags.Want == a.want.String() &&
-		a.tags.Fail == fail {
+		a.tags.Fail == fail && a.tags.Count == count {
 		return nil
 	}
 	next := a.tags
-	next.Ports, next.Image, next.Want, next.Fail = ports, image, a.want.String(), fail
+	next.Ports, next.Image, next.Want, next.Fail, next.Count = ports, image, a.want.String(), fail, count
 	next.Gen++
 	if err := a.setTags(next); err != nil {
 		return err
@@ -246,18 +272,16 @@ func (a *Agent) announce() error {
 	return nil
 }
 
-// setTags announces t. An unconfirmed broadcast is not an error: the tags
-// are in effect and spreading.
+// setTags announces t: it validates them and hands them to the announcer,
+// which puts them into effect in the background. What must know them in
+// effect waits for their generation (a.announcer.wait).
 func (a *Agent) setTags(t membership.Tags) error {
-	err := a.cluster.SetTags(t)
-	if errors.Is(err, membership.ErrTagsUnconfirmed) {
-		a.logger.Debug("tag broadcast not confirmed yet", "gen", t.Gen)
-		err = nil
+	if _, err := t.Encode(); err != nil {
+		return err
 	}
-	if err == nil {
-		a.tags = t
-	}
-	return err
+	a.tags = t
+	a.announcer.set(t)
+	return nil
 }
 
 // shutdown withdraws every replica, waits for the gateways to acknowledge,
@@ -268,9 +292,12 @@ func (a *Agent) shutdown() {
 	next.State, next.Gen = membership.StateDraining, next.Gen+1
 	if err := a.setTags(next); err != nil {
 		a.logger.Error("could not announce draining", "error", err)
-	} else if err := a.cluster.SyncGateways(context.Background(), a.cfg.SyncTimeout); err != nil {
+	} else if err := a.syncGateways(context.Background(), next.Gen); err != nil {
 		a.logger.Warn("not every gateway acknowledged the drain; stopping anyway", "error", err)
 	}
+	// No tag update may follow the leave: it would bring the member back
+	// to life in the others' views.
+	a.announcer.close()
 	if err := a.cluster.Leave(); err != nil {
 		a.logger.Error("leave", "error", err)
 	}
@@ -283,6 +310,20 @@ func (a *Agent) shutdown() {
 	a.logger.Info("left cluster; stopping replicas", "drain", time.Since(began).Round(time.Millisecond))
 	a.stopReplicas()
 	a.logger.Info("agent stopped", "took", time.Since(began).Round(time.Millisecond))
+}
+
+// syncGateways waits until the tags of generation gen (those that withdraw
+// replicas) are in effect, then for every live gateway's acknowledgement
+// that it stopped routing to what they withdraw, all within SyncTimeout.
+// A live gateway that stays silent makes it fail with a
+// *membership.UnackedError.
+func (a *Agent) syncGateways(ctx context.Context, gen uint64) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.SyncTimeout)
+	defer cancel()
+	if err := a.announcer.wait(ctx, gen); err != nil {
+		return fmt.Errorf("withdrawal not announced: %w", err)
+	}
+	return a.cluster.SyncGateways(ctx, a.cfg.SyncTimeout)
 }
 
 // cancelStarts cancels starts in progress and records what they started.

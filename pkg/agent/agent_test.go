@@ -38,9 +38,10 @@ func quietLogger(name string) hclog.Logger {
 
 // testGateway is an in-process gateway: real gossip, real proxy.
 type testGateway struct {
-	gw     *gateway.Gateway
-	gossip string
-	url    string
+	gw      *gateway.Gateway
+	cluster *membership.Cluster
+	gossip  string
+	url     string
 }
 
 func startGateway(t *testing.T) *testGateway {
@@ -69,7 +70,22 @@ func startGateway(t *testing.T) *testGateway {
 		<-done
 		_ = cluster.Shutdown()
 	})
-	return &testGateway{gw: gw, gossip: cluster.LocalNode().Addr.String(), url: "http://" + ln.Addr().String()}
+	return &testGateway{gw: gw, cluster: cluster, gossip: cluster.LocalNode().Addr.String(), url: "http://" + ln.Addr().String()}
+}
+
+// startSilentGateway joins a live gateway member to g's cluster that
+// answers no query: it never acknowledges a withdrawal.
+func startSilentGateway(t *testing.T, g *testGateway) *membership.Cluster {
+	t.Helper()
+	mc := memberConfig()
+	mc.NodeName, mc.Tags = "silent-gw", membership.Tags{Role: membership.RoleGateway, Gen: 1}
+	mc.QueryCh = make(chan *membership.Query) // nobody reads it: queries are dropped
+	silent, err := membership.New(mc)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = silent.Shutdown() })
+	_, err = silent.Join([]string{g.gossip})
+	require.NoError(t, err)
+	return silent
 }
 
 func (g *testGateway) waitBackends(t *testing.T, n int) {
@@ -284,6 +300,9 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{func(c *Config) { c.Replicas = 0 }, "Replicas", "replica count 0: must be between 1 and 1000"},
 		{func(c *Config) { c.Replicas = 1001 }, "Replicas", "replica count 1001: must be between 1 and 1000"},
+		{func(c *Config) { c.Replicas, c.MaxReplicas = 21, 20 }, "Replicas", "replica count 21: must be between 1 and 20"},
+		{func(c *Config) { c.MaxReplicas = 0 }, "MaxReplicas", "maximum replica count 0: must be between 1 and 1000"},
+		{func(c *Config) { c.MaxReplicas = 1001 }, "MaxReplicas", "maximum replica count 1001: must be between 1 and 1000"},
 		{func(c *Config) { c.BasePort, c.Replicas = 65530, 10 }, "BasePort",
 			"base port 65530: with 10 replicas needs ports up to 65539, beyond 65535"},
 		{func(c *Config) { c.BasePort = 0 }, "BasePort", "base port 0: must be between 1 and 65535"},
@@ -337,14 +356,7 @@ func TestBackoff(t *testing.T) {
 func TestUnacknowledgedWithdrawalKeepsTheReplica(t *testing.T) {
 	testutil.BuildPredictorImages(t, imagesDir, "1.0.0", "1.1.0")
 	g := startGateway(t)
-	mc := memberConfig()
-	mc.NodeName, mc.Tags = "silent-gw", membership.Tags{Role: membership.RoleGateway, Gen: 1}
-	mc.QueryCh = make(chan *membership.Query) // nobody reads it: queries are dropped
-	silent, err := membership.New(mc)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = silent.Shutdown() })
-	_, err = silent.Join([]string{g.gossip})
-	require.NoError(t, err)
+	silent := startSilentGateway(t, g)
 
 	cfg := agentConfig(t, g, 2)
 	cfg.SyncTimeout = 1500 * time.Millisecond

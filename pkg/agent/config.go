@@ -13,7 +13,8 @@ import (
 	"github.com/herd-cluster/herd/pkg/runtime"
 )
 
-// MaxReplicas bounds Config.Replicas; it matches what one node may announce.
+// MaxReplicas bounds Config.Replicas and Config.MaxReplicas; it matches
+// what one node may announce.
 const MaxReplicas = 1000
 
 // Config configures an Agent.
@@ -31,8 +32,15 @@ type Config struct {
 	StripPrefix bool
 	// Image is what the replicas run.
 	Image runtime.Image
-	// Replicas is how many to run, 1 to MaxReplicas.
+	// Replicas is how many to run at first start, 1 to MaxReplicas. A scale
+	// changes the count; the agent records it (DesiredFile) and a restart
+	// keeps it, unless Replicas differs from the value it was recorded
+	// under: an operator who changes it means it.
 	Replicas int
+	// MaxReplicas bounds the count a scale may set: the replicas use ports
+	// BasePort to BasePort+MaxReplicas-1 (and never beyond 65535). 1 to the
+	// MaxReplicas constant. Default that constant.
+	MaxReplicas int
 	// BasePort is replica 0's host port; replica i listens on BasePort+i.
 	BasePort uint16
 	// HostIP is the address the replicas are reachable at. Required.
@@ -89,6 +97,7 @@ func DefaultConfig() Config {
 	return Config{
 		Service:           "predictor",
 		Replicas:          1,
+		MaxReplicas:       MaxReplicas,
 		BasePort:          8000,
 		HealthPath:        "/healthz",
 		HealthInterval:    time.Second,
@@ -108,6 +117,9 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Node == "":
 		return &ConfigError{Field: "Node", Problem: "no node name"}
+	case c.MaxReplicas < 1 || c.MaxReplicas > MaxReplicas:
+		return &ConfigError{Field: "MaxReplicas", Value: strconv.Itoa(c.MaxReplicas),
+			Problem: fmt.Sprintf("must be between 1 and %d", MaxReplicas)}
 	case !membership.ValidServiceName(c.Service):
 		return &ConfigError{Field: "Service", Value: strconv.Quote(c.Service),
 			Problem: "want lower-case letters, digits, '.', '_' or '-', at most 63"}
@@ -116,9 +128,9 @@ func (c *Config) Validate() error {
 			Problem: fmt.Sprintf("at most %d routes per service", route.MaxPerService)}
 	case !validProtocol(c.Protocol):
 		return &ConfigError{Field: "Protocol", Value: string(c.Protocol), Problem: "want http, h2c or grpc"}
-	case c.Replicas < 1 || c.Replicas > MaxReplicas:
+	case c.Replicas < 1 || c.Replicas > c.maxCount():
 		return &ConfigError{Field: "Replicas", Value: strconv.Itoa(c.Replicas),
-			Problem: fmt.Sprintf("must be between 1 and %d", MaxReplicas)}
+			Problem: fmt.Sprintf("must be between 1 and %d", c.maxCount())}
 	case c.BasePort == 0:
 		return &ConfigError{Field: "BasePort", Value: "0", Problem: "must be between 1 and 65535"}
 	case int(c.BasePort)+c.Replicas-1 > 65535:
@@ -140,7 +152,8 @@ func (c *Config) Validate() error {
 // Config field, so that a command line can name its own flag for it.
 type ConfigError struct {
 	// Field is the Config field at fault: "Node", "Service", "Routes",
-	// "Protocol", "Replicas", "BasePort", "HostIP", "Join" or "Image".
+	// "Protocol", "Replicas", "MaxReplicas", "BasePort", "HostIP", "Join"
+	// or "Image".
 	Field string
 	// Value is the value at fault, as text; empty when the setting is
 	// missing.
@@ -164,6 +177,8 @@ func settingName(field string) string {
 	switch field {
 	case "Replicas":
 		return "replica count"
+	case "MaxReplicas":
+		return "maximum replica count"
 	case "BasePort":
 		return "base port"
 	case "HostIP":
@@ -185,3 +200,20 @@ func validProtocol(p membership.Protocol) bool {
 }
 
 func (c *Config) port(index int) uint16 { return c.BasePort + uint16(index) }
+
+// maxCount is MaxReplicas, the constant for a Config that never set it.
+func (c *Config) maxCount() int {
+	if c.MaxReplicas == 0 {
+		return MaxReplicas
+	}
+	return c.MaxReplicas
+}
+
+// portRoom is how many replicas fit between BasePort and 65535, at most
+// maxCount: the most a scale may ask for.
+func (c *Config) portRoom() (int, string) {
+	if n := 65536 - int(c.BasePort); n < c.maxCount() {
+		return max(n, 0), fmt.Sprintf("its ports from %d end at 65535", c.BasePort)
+	}
+	return c.maxCount(), fmt.Sprintf("its maximum is %d", c.maxCount())
+}

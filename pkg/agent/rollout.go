@@ -11,17 +11,24 @@ import (
 )
 
 // answer handles a query addressed to this agent: a deploy request from the
-// rollout coordinator. Anything else is ignored.
+// rollout coordinator, a scale request (scale.go), or a gateway's request
+// for the routes. Anything else is ignored.
 func (a *Agent) answer(ctx context.Context, q *membership.Query) {
-	if q.Name() == membership.QueryRoutes {
+	switch q.Name() {
+	case membership.QueryDeploy:
+		a.answerDeploy(ctx, q)
+	case membership.QueryScale:
+		a.answerScale(q)
+	case membership.QueryRoutes:
 		if err := membership.AnswerRoutes(q, a.cfg.Routes); err != nil {
 			a.logger.Warn("could not answer a routes request", "from", q.From(), "error", err)
 		}
-		return
 	}
-	if q.Name() != membership.QueryDeploy {
-		return
-	}
+}
+
+// answerDeploy answers a deploy request: whether the agent can run, or
+// took, the image.
+func (a *Agent) answerDeploy(ctx context.Context, q *membership.Query) {
 	var resp membership.DeployResponse
 	req, err := membership.DecodeDeployRequest(q.Payload())
 	if err != nil {
@@ -67,10 +74,11 @@ func (a *Agent) deploy(ctx context.Context, req membership.DeployRequest) error 
 		a.logger.Info("clearing the failed deploy", "image", a.failed.want, "reason", a.failed.reason)
 		a.failed = nil
 	}
+	a.scaleFail = "" // asked again: a rollout would otherwise fail at once on it
 	if img == a.want {
 		return nil
 	}
-	if err := saveDesired(a.cfg.DataDir, img, a.cfg.Image); err != nil {
+	if err := a.saveDesired(img, a.count); err != nil {
 		return fmt.Errorf("%s: record desired image: %w", a.cfg.Node, err)
 	}
 	a.logger.Info("desired image changed", "from", a.want, "to", img, "rollout", req.Rollout)
@@ -93,6 +101,7 @@ func (a *Agent) deploy(ctx context.Context, req membership.DeployRequest) error 
 // healthy, and only then take the next. Starts of an image no longer wanted
 // are cancelled and redone.
 func (a *Agent) converge() {
+	a.convergeCount()
 	if a.failed != nil && a.failed.want == a.want {
 		return // given up on this image until asked again
 	}
@@ -114,7 +123,10 @@ func (a *Agent) converge() {
 		old := s.replica
 		s.replica, s.state = nil, stateDraining
 		if err := a.announce(); err != nil {
+			// Not withdrawn: it serves on; tried again next round.
 			a.logger.Error("announce withdrawal", "index", s.index, "error", err)
+			s.replica, s.state = old, stateHealthy
+			return
 		}
 		a.launch(s, old, true)
 		return

@@ -18,7 +18,7 @@ const (
 	stateHealthy   = "healthy"   // announced to the gateways
 	stateUnhealthy = "unhealthy" // running but failing checks: withdrawn
 	stateBackoff   = "backoff"   // failed; waiting to be restarted
-	stateDraining  = "draining"  // withdrawn for replacement; gateways acknowledging
+	stateDraining  = "draining"  // withdrawn for replacement or a scale-down; gateways acknowledging
 	stateStopped   = "stopped"
 )
 
@@ -35,6 +35,7 @@ type slot struct {
 	healthySince time.Time
 	cancel       context.CancelFunc // of the start in progress
 	starting     runtime.Image      // the image the start in progress runs
+	retiring     bool               // withdrawn by a scale-down, to be stopped (scale.go)
 }
 
 type startResult struct {
@@ -49,6 +50,8 @@ type startResult struct {
 	// the wait for the acknowledgements was cancelled.
 	kept    *runtime.Replica
 	unacked *membership.UnackedError
+	// retired: the result of a scale-down's stop (applyRetire), not a start.
+	retired bool
 }
 
 // adoptWait gives a replica found running the same time a new one has to
@@ -75,6 +78,7 @@ func (a *Agent) launch(s *slot, old *runtime.Replica, drain bool) {
 	}
 	ctx, cancel := context.WithCancel(a.startCtx)
 	s.cancel, s.starting = cancel, a.want
+	withdrawn := a.tags.Gen // the tags that withdraw old, when drain is set
 	a.starts.Go(func() {
 		defer cancel()
 		res := startResult{index: spec.Index}
@@ -88,7 +92,7 @@ func (a *Agent) launch(s *slot, old *runtime.Replica, drain bool) {
 				// gateway has stopped routing to it. One that stays silent
 				// until the deadline may still route to it: the replica is
 				// kept, and the deploy fails (applyStart).
-				if err := a.cluster.SyncGateways(ctx, a.cfg.SyncTimeout); err != nil {
+				if err := a.syncGateways(ctx, withdrawn); err != nil {
 					res.kept, res.err = old, err
 					errors.As(err, &res.unacked)
 					return
@@ -108,6 +112,10 @@ func (a *Agent) launch(s *slot, old *runtime.Replica, drain bool) {
 }
 
 func (a *Agent) applyStart(res startResult) {
+	if res.retired {
+		a.applyRetire(res)
+		return
+	}
 	s := a.slots[res.index]
 	s.replica, s.cancel = res.replica, nil
 	if res.kept != nil {
@@ -171,10 +179,13 @@ func (a *Agent) supervise(ctx context.Context) {
 			a.checkAll(ctx)
 			a.converge()
 		}
+		a.applyPending()
+		// Before announcing: what the admin API shows is never behind what
+		// the gateways route.
+		a.publishStatus()
 		if err := a.announce(); err != nil {
 			a.logger.Error("announce replicas", "error", err)
 		}
-		a.publishStatus()
 	}
 }
 
@@ -183,7 +194,10 @@ func (a *Agent) checkAll(ctx context.Context) {
 	running := a.runningByIndex(ctx)
 	errs := make([]error, len(a.slots))
 	var wg sync.WaitGroup
-	for i, s := range a.slots {
+	// Replicas beyond the count are a scale-down's to remove (scale.go):
+	// neither checked nor restarted.
+	slots := a.slots[:min(a.count, len(a.slots))]
+	for i, s := range slots {
 		if s.replica == nil || (s.state != stateHealthy && s.state != stateUnhealthy) {
 			continue
 		}
@@ -192,7 +206,7 @@ func (a *Agent) checkAll(ctx context.Context) {
 	}
 	wg.Wait()
 	now := time.Now()
-	for i, s := range a.slots {
+	for i, s := range slots {
 		switch s.state {
 		case stateHealthy, stateUnhealthy:
 			a.judge(s, errs[i], running)

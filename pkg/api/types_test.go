@@ -50,6 +50,12 @@ func TestWireShapes(t *testing.T) {
 			`{"routes":[{"host":"*.example.com","path":"/","service":"web","state":"ok","backends":2},` +
 				`{"host":"","path":"/predict","service":"tone","strip_prefix":true,"state":"conflict","held_by":"web","backends":0}],` +
 				`"default":"web","all_services":true}`},
+		{"cert", Cert{Name: "a", DNSNames: []string{"a.example.com"}, Issuer: "R11", NotBefore: t0, NotAfter: t0.Add(240 * time.Hour),
+			DaysLeft: 9, File: "/etc/herd/certs/a.crt", LoadedAt: t0, Default: true, ExpiresSoon: true, Problem: "p"},
+			`{"name":"a","dns_names":["a.example.com"],"issuer":"R11","not_before":"2025-03-01T12:00:00Z","not_after":"2025-03-11T12:00:00Z",` +
+				`"days_left":9,"file":"/etc/herd/certs/a.crt","loaded_at":"2025-03-01T12:00:00Z","default":true,"expires_soon":true,"problem":"p"}`},
+		{"cert never loaded", Cert{Name: "b", File: "/c/b.crt", Problem: "/c/b.key: no PEM private key in it"},
+			`{"name":"b","dns_names":null,"days_left":0,"file":"/c/b.crt","problem":"/c/b.key: no PEM private key in it"}`},
 		{"key request", KeyRequest{Key: "a2V5"}, `{"key":"a2V5"}`},
 		{"key list", KeyResult{Members: 3, Responses: 3, Keys: map[string]int{"k1": 3}, Primary: map[string]int{"k1": 3}},
 			`{"members":3,"responses":3,"keys":{"k1":3},"primary":{"k1":3}}`},

@@ -212,6 +212,21 @@ func (b *Balancer) InFlight(service string) int64 {
 	return 0
 }
 
+// Load is, for every service, the requests in flight to its backends plus
+// those waiting in its queue for one: the demand an autoscaler follows
+// (pkg/autoscale's Meter reads it many times a second). into is reused
+// when not nil.
+func (b *Balancer) Load(into map[string]int64) map[string]int64 {
+	if into == nil {
+		into = map[string]int64{}
+	}
+	clear(into)
+	for name, s := range *b.services.Load() {
+		into[name] = s.inflight() + s.queue.n.Load()
+	}
+	return into
+}
+
 // Close stops what the Balancer runs besides serving: every service's
 // health checks; and closes the idle connections to every backend. Call it
 // after Shutdown. Safe to call more than once.

@@ -28,7 +28,7 @@ type testBackend struct {
 }
 
 // startBackends starts n real HTTP servers answering their own index.
-func startBackends(t *testing.T, n int, h func(i int) http.HandlerFunc) []testBackend {
+func startBackends(t testing.TB, n int, h func(i int) http.HandlerFunc) []testBackend {
 	t.Helper()
 	var out []testBackend
 	for i := range n {
@@ -95,7 +95,7 @@ func newTestBalancer(t *testing.T, r relay) (*Balancer, *front) {
 	return serveBalancer(t, r, testConfig())
 }
 
-func serveBalancer(t *testing.T, r relay, cfg Config) (*Balancer, *front) {
+func serveBalancer(t testing.TB, r relay, cfg Config) (*Balancer, *front) {
 	t.Helper()
 	cfg.EventLoop = r.eventLoop
 	if cfg.DrainIdleDelay == DefaultConfig().DrainIdleDelay {

@@ -328,6 +328,7 @@ func TestBackendMaxConns(t *testing.T) {
 		go hold()
 		require.Eventually(t, func() bool { return b.Service(b.cfg.Service).queue.n.Load() == 2 }, 5*time.Second, 5*time.Millisecond)
 		assert.Equal(t, 2.0, gathered(t, reg, "herd_gateway_queued_requests"))
+		assert.Equal(t, map[string]int64{b.cfg.Service: 6}, b.Load(nil), "the load: 4 in flight and 2 waiting")
 		close(release) // the queued 2 go as room frees, within their timeout
 		for range 6 {
 			assert.Equal(t, http.StatusOK, <-codes)

@@ -45,6 +45,10 @@ type Config struct {
 	// FollowTimeout bounds how long an event waits for a follower's
 	// acknowledgement; a follower that takes longer is dropped. Default 2 s.
 	FollowTimeout time.Duration
+	// Queries answers the other queries this gateway takes part in, by
+	// name (the autoscaler's load and settings); each runs on a goroutine
+	// of its own and must return by the query's deadline or ctx's end.
+	Queries map[string]func(ctx context.Context, q *membership.Query)
 	// Registerer, if set, receives the gateway's and the balancer's
 	// Prometheus metrics.
 	Registerer prometheus.Registerer
@@ -375,6 +379,10 @@ func (g *Gateway) apply(e membership.Event) {
 // first: a gateway that missed a tag change can still acknowledge it.
 // Without that, it stays silent and the agent asks again.
 func (g *Gateway) answer(ctx context.Context, q *membership.Query) {
+	if h := g.cfg.Queries[q.Name()]; h != nil {
+		h(ctx, q)
+		return
+	}
 	if q.Name() != membership.QuerySync {
 		g.logger.Debug("ignoring unknown query", "name", q.Name(), "from", q.From())
 		return

@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/herd-cluster/herd/pkg/runtime"
@@ -62,11 +60,12 @@ func decodeStrict(b []byte, max int, v any) error {
 	return dec.Decode(v)
 }
 
-// Deploy sends req to the given agents and returns each one's error (nil for
-// success). A deploy request may be received twice (the same image again
-// changes nothing), so agents that did not answer within timeout (a lost
-// datagram, an agent busy for a moment) are asked once more; one that still
-// did not answer gets an error saying so.
+// Deploy sends req to the given agents, in as many queries as their names
+// need, and returns each one's error (nil for success). A deploy request
+// may be received twice (the same image again changes nothing), so agents
+// that did not answer within timeout (a lost datagram, an agent busy for a
+// moment) are asked once more; one that still did not answer gets an error
+// saying so.
 func (c *Cluster) Deploy(ctx context.Context, nodes []string, req DeployRequest, timeout time.Duration) map[string]error {
 	out := make(map[string]error, len(nodes))
 	payload, err := json.Marshal(req)
@@ -76,18 +75,7 @@ func (c *Cluster) Deploy(ctx context.Context, nodes []string, req DeployRequest,
 		}
 		return out
 	}
-	answers := make(map[string][]byte, len(nodes))
-	pending := nodes
-	for range deployAttempts {
-		qctx, cancel := context.WithTimeout(ctx, timeout)
-		got, _ := c.Query(qctx, QueryDeploy, payload, QueryParams{Role: RoleAgent, Nodes: pending, Timeout: timeout})
-		cancel()
-		maps.Copy(answers, got)
-		pending = slices.DeleteFunc(slices.Clone(pending), func(n string) bool { _, ok := answers[n]; return ok })
-		if len(pending) == 0 || ctx.Err() != nil {
-			break
-		}
-	}
+	answers := c.askAgents(ctx, QueryDeploy, payload, nodes, timeout, deployAttempts)
 	for _, n := range nodes {
 		b, ok := answers[n]
 		if !ok {

@@ -114,3 +114,62 @@ func missing(got map[string][]byte, want map[string]bool) error {
 	}
 	return fmt.Errorf("%w: no answer from %v", ErrIncomplete, names)
 }
+
+// agentFilterBudget bounds the node names one query to agents is addressed
+// to, in bytes: Serf refuses a query larger than 1 KiB, filters and payload
+// included. askAgents splits a longer list into several queries.
+const agentFilterBudget = 480
+
+// askAgents asks the agents nodes, in queries whose node filters fit
+// agentFilterBudget (queryChunks), and asks those that did not answer within
+// timeout again, up to attempts queries each in all: a query or its answer
+// may be lost, or an agent busy for a moment. It returns the answers by
+// node; the requests must be safe to receive twice.
+func (c *Cluster) askAgents(ctx context.Context, name string, payload []byte, nodes []string, timeout time.Duration,
+	attempts int) map[string][]byte {
+	answers := make(map[string][]byte, len(nodes))
+	pending := nodes
+	for range attempts {
+		maps.Copy(answers, c.queryChunks(ctx, name, payload, pending, timeout))
+		pending = slices.DeleteFunc(slices.Clone(pending), func(n string) bool { _, ok := answers[n]; return ok })
+		if len(pending) == 0 || ctx.Err() != nil {
+			break
+		}
+	}
+	return answers
+}
+
+// queryChunks asks nodes, split into queries whose node filters fit
+// agentFilterBudget, one after the other (Serf numbers a member's queries by
+// a clock that two at once may read alike, and then one loses its answers),
+// and merges their answers.
+func (c *Cluster) queryChunks(ctx context.Context, name string, payload []byte, nodes []string, timeout time.Duration) map[string][]byte {
+	out := make(map[string][]byte, len(nodes))
+	for _, chunk := range chunkNames(nodes, agentFilterBudget) {
+		qctx, cancel := context.WithTimeout(ctx, timeout)
+		got, _ := c.Query(qctx, name, payload, QueryParams{Role: RoleAgent, Nodes: chunk, Timeout: timeout})
+		cancel()
+		maps.Copy(out, got)
+	}
+	return out
+}
+
+// chunkNames splits names into runs whose lengths (with 3 bytes of encoding
+// each) add up to at most budget; a name longer than that is a run alone.
+func chunkNames(names []string, budget int) [][]string {
+	var out [][]string
+	var cur []string
+	size := 0
+	for _, n := range names {
+		if len(cur) > 0 && size+len(n)+3 > budget {
+			out = append(out, cur)
+			cur, size = nil, 0
+		}
+		cur = append(cur, n)
+		size += len(n) + 3
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}

@@ -73,6 +73,8 @@ type Coordinator struct {
 	mu     sync.Mutex // serializes changes: a start, a step's save, Close
 	loop   *loop      // of the current rollout; nil before the first
 	closed bool
+
+	changed notifier // closes a channel on every change of the view (changed.go)
 }
 
 // view is the state as Get and History show it. Nothing in it is modified
@@ -202,6 +204,7 @@ func (c *Coordinator) start(ctx context.Context, o Options, rollback bool) (Roll
 		return Rollout{}, err
 	}
 	c.view.Store(&view{current: r, history: history})
+	c.changed.notify()
 	c.logger.Info("rollout started", "id", r.ID, "image", r.Image, "previous", r.Previous, "hosts", len(agents),
 		"batch", o.Batch)
 	c.launch(newProgress(clone(r), nil, c.cfg.DeployRetry))

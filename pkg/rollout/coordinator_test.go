@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herd-cluster/herd/pkg/membership"
+	"github.com/herd-cluster/herd/pkg/membership/membershiptest"
 )
 
 // These tests drive the coordinator through a real Serf cluster on loopback.
@@ -46,7 +47,6 @@ func startSimAgent(t *testing.T, name, join string, converge time.Duration) *sim
 
 func startSimAgentOn(t *testing.T, name, bind, join string, converge time.Duration) *simAgent {
 	t.Helper()
-	queries := make(chan *membership.Query, 16)
 	a := &simAgent{
 		name: name, converge: converge, stopping: make(chan struct{}),
 		has:    map[string]bool{"predictor:1.0.0": true, "predictor:1.1.0": true, "predictor:1.1.0-broken": true},
@@ -59,26 +59,10 @@ func startSimAgentOn(t *testing.T, name, bind, join string, converge time.Durati
 	}
 	cfg := membership.DefaultConfig()
 	cfg.NodeName, cfg.BindAddr, cfg.Profile = name, bind, membership.ProfileLocal
-	cfg.Tags, cfg.QueryCh = a.tags, queries
+	cfg.Tags = a.tags
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn})
-	c, err := membership.New(cfg)
-	require.NoError(t, err)
-	a.Cluster = c
-	t.Cleanup(func() { close(a.stopping); _ = c.Shutdown() })
-	if join != "" {
-		_, err = c.Join([]string{join})
-		require.NoError(t, err)
-	}
-	go func() {
-		for {
-			select {
-			case <-a.stopping:
-				return
-			case q := <-queries:
-				a.answer(q)
-			}
-		}
-	}()
+	a.Cluster = membershiptest.Start(t, cfg, join, a.answer)
+	t.Cleanup(func() { close(a.stopping) }) // before the member stops: cleanups run last first
 	return a
 }
 

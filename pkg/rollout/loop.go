@@ -126,4 +126,5 @@ func (c *Coordinator) commit(p *progress, ended bool) {
 		}
 	}
 	c.view.Store(&view{current: &r, history: v.history})
+	c.changed.notify()
 }

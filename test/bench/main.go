@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,6 +46,7 @@ type options struct {
 	idleOnly         bool
 	routes           bool
 	routesOnly       bool
+	tls, tlsOnly     bool
 }
 
 func main() {
@@ -64,6 +66,8 @@ func main() {
 	flag.BoolVar(&o.idleOnly, "idle-only", false, "run only the idle-connection memory comparison")
 	flag.BoolVar(&o.routesOnly, "routes-only", false, "run only the routing comparison")
 	flag.BoolVar(&o.routes, "routes", true, "also compare routing 50 services by 200 routes with HAProxy's use_backend ACLs")
+	flag.BoolVar(&o.tls, "tls", true, "also compare TLS termination: keep-alive HTTPS, a handshake per request, HTTP/2 with h2load")
+	flag.BoolVar(&o.tlsOnly, "tls-only", false, "run only the TLS comparison")
 	flag.IntVar(&o.idleConns, "idle-conns", 10000, "also compare the memory per idle keep-alive connection with this many connections (0: skip)")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -128,6 +132,7 @@ type cluster struct {
 	admin    string
 	gossip   string
 	backends []string
+	haBind   string // another bind line for HAProxy's frontend (tls.go)
 }
 
 // pair is what one comparison drives: HAProxy with a balance algorithm
@@ -147,9 +152,9 @@ type target struct {
 }
 
 func run(o options) (err error) {
-	for _, tool := range []string{"wrk", "haproxy"} {
+	for _, tool := range []string{"wrk", "haproxy", "h2load"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s is not installed (make bench installs it: apt-get install -y wrk haproxy)", tool)
+			return fmt.Errorf("%s is not installed (make bench installs it: apt-get install -y wrk haproxy nghttp2-client)", tool)
 		}
 	}
 	dir, err := os.MkdirTemp("", "herd-bench-")
@@ -189,6 +194,9 @@ func run(o options) (err error) {
 	if o.routesOnly {
 		return c.routing()
 	}
+	if o.tlsOnly {
+		return c.tlsCompare()
+	}
 	if err := c.compare("4 replicas on 1 agent", pair{haBalance: "roundrobin", gwURL: c.gwURL, gwPid: c.gwPid}, c.o.fixedLoad); err != nil {
 		return err
 	}
@@ -207,6 +215,11 @@ func run(o options) (err error) {
 	}
 	if o.stream {
 		if err := c.streams(); err != nil {
+			return err
+		}
+	}
+	if o.tls {
+		if err := c.tlsCompare(); err != nil {
 			return err
 		}
 	}
@@ -348,8 +361,8 @@ defaults
   timeout server 60s
 frontend fe
   bind 127.0.0.1:%d
-  option forwardfor
-`, port)
+%s  option forwardfor
+`, port, c.haBind)
 	b.WriteString(routing)
 	cfg := filepath.Join(c.dir, "haproxy.cfg")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
@@ -363,10 +376,14 @@ frontend fe
 	return url, cmd, waitHTTP(url + c.o.path)
 }
 
+// waitHTTP waits until url answers 200; an https one is not verified (the
+// bench's certificate is its own).
 func waitHTTP(url string) error {
 	deadline := time.Now().Add(10 * time.Second)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	defer client.CloseIdleConnections()
 	for {
-		resp, err := http.Get(url)
+		resp, err := client.Get(url)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -395,8 +412,8 @@ var (
 	errorsRe = regexp.MustCompile(`Non-2xx or 3xx responses: (\d+)|Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)`)
 )
 
-func (c *cluster) wrk(url string) (result, error) {
-	args := []string{"-t" + strconv.Itoa(c.o.threads), "-c" + strconv.Itoa(c.o.conns), "-d" + c.o.duration.String(), "--latency"}
+func (c *cluster) wrk(url string, extra ...string) (result, error) {
+	args := append([]string{"-t" + strconv.Itoa(c.o.threads), "-c" + strconv.Itoa(c.o.conns), "-d" + c.o.duration.String(), "--latency"}, extra...)
 	if c.script != "" {
 		args = append(args, "-s", c.script)
 	}
@@ -461,7 +478,7 @@ func (c *cluster) compare(title string, p pair, fixedLoad float64) error {
 			return err
 		}
 	}
-	results, err := c.rounds(targets, c.wrk)
+	results, err := c.rounds(targets, func(url string) (result, error) { return c.wrk(url) })
 	if err != nil {
 		return err
 	}

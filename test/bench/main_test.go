@@ -115,3 +115,23 @@ func cpuTime(t *testing.T) time.Duration {
 	require.NoError(t, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+func TestParseH2load(t *testing.T) {
+	out := `Application protocol: h2
+
+finished in 2.00s, 32020.50 req/s, 750.56KB/s
+requests: 64041 total, 64141 started, 64041 done, 64039 succeeded, 2 failed, 0 errored, 0 timeout
+status codes: 64039 2xx, 0 3xx, 0 4xx, 2 5xx
+                     min         max         mean         sd        +/- sd
+time for request:      146us     13.88ms      3.04ms      1.47ms    74.86%
+time for connect:       97us        97us        97us         0us   100.00%
+`
+	r, err := parseH2load(out)
+	require.NoError(t, err)
+	require.InDelta(t, 32020.5, r.rps, 0.001)
+	require.Equal(t, 2, r.errors)
+	require.Equal(t, 3040*time.Microsecond, r.p50, "the mean")
+	require.Equal(t, 13880*time.Microsecond, r.p99, "the longest")
+	_, err = parseH2load("h2load: connection refused")
+	require.Error(t, err)
+}

@@ -25,12 +25,26 @@ import (
 func chrome(t *testing.T) (context.Context, func() []string) {
 	t.Helper()
 	exe := testutil.RequireTool(t, "chromium")
+	// Not t.TempDir: the browser's helpers may still write to its profile
+	// just after it exits, and t.TempDir's removal would fail the test.
+	profile, err := os.MkdirTemp("", "herd-chromium-")
+	require.NoError(t, err)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.WindowSize(1280, 1100), chromedp.UserDataDir(t.TempDir()))
+		chromedp.WindowSize(1280, 1100), chromedp.UserDataDir(profile))
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancel(); cancelAlloc() }) // closes the browser and waits for it
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc() // closes the browser and waits for it
+		for range 50 {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("chromium profile %s left behind", profile)
+	})
 	var mu sync.Mutex
 	var urls []string
 	chromedp.ListenTarget(ctx, func(ev any) {

@@ -184,10 +184,22 @@ func TestDockerAgentStartup(t *testing.T) {
 	g := startGateway(t)
 	node := uniqueNode("dock-12")
 	began := time.Now()
-	a := startDockerAgent(t, g, node, "127.0.0.4", 12)
+	a := startDockerAgent(t, g, node, "127.0.0.4", 12, "--base-port", strconv.Itoa(int(testutil.FreePortRange(t, 24, "127.0.0.4"))),
+		"--max-replicas", "24")
 	g.waitBackends(t, 12, 2*time.Minute)
 	t.Logf("MEASURE agent join --replicas 12 (docker) to 12 backends at the gateway: %s", time.Since(began).Round(time.Millisecond))
 	assert.Len(t, containers(t, node, false), 12)
+
+	// 12 more on the same host, live: started together, each routed once
+	// healthy.
+	began = time.Now()
+	out, code := g.clusterctl(t, "scale", "--node", node, "24")
+	require.Equal(t, 0, code, out)
+	asked := time.Since(began)
+	g.waitBackends(t, 24, 2*time.Minute)
+	t.Logf("MEASURE scale (docker) 12 → 24 replicas on one host: the agent asked in %s, all 24 routed %s after the command began",
+		asked.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+	assert.Len(t, containers(t, node, false), 24)
 	a.stop(t, 30*time.Second)
 }
 

@@ -6,14 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -391,25 +389,14 @@ func startLoadFor(t *testing.T, url, host string, rate int, keepAlive, mixed boo
 func (l *load) one(client *http.Client, url string) {
 	n := l.sent.Add(1)
 	start := time.Now()
-	var resp *http.Response
-	var err error
+	var req *http.Request
 	if l.mixed && n%2 == 0 {
-		resp, err = client.Post(url+"/predict", "application/json", strings.NewReader(`{"text":"I love this, it is wonderful"}`))
+		req = testutil.PredictRequest(url, "I love this, it is wonderful")
 	} else {
-		req, _ := http.NewRequest(http.MethodGet, url+"/version", nil)
+		req, _ = http.NewRequest(http.MethodGet, url+"/version", nil)
 		req.Host = l.host
-		resp, err = client.Do(req)
 	}
-	why := ""
-	if err != nil {
-		why = err.Error()
-	} else {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			why = resp.Status
-		}
-	}
+	why := testutil.Failure(client, req)
 	if why != "" {
 		l.fail(n, why)
 	}
