@@ -5,6 +5,9 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/herd-cluster/herd/internal/cliutil.Version=$(VERSION)
 BIN := bin
 PREDICTOR_VERSIONS := 1.0.0 1.1.0
+# The example services: each built at every PREDICTOR_VERSIONS, as an image
+# of its own name (predictor-grpc:1.0.0 speaks gRPC: agent join --protocol grpc).
+EXAMPLES := predictor predictor-grpc
 # Binaries are static; the race detector needs cgo, so tests run with CGO_ENABLED=1.
 STATIC := CGO_ENABLED=0
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -14,26 +17,27 @@ APT_INSTALL = $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUD
 
 all: build
 
-## build: the three binaries and the predictor versions for the process runtime
+## build: the three binaries and the predictor versions (HTTP and gRPC) for the process runtime
 build: binaries images-process
 
 binaries:
 	$(STATIC) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/gateway ./cmd/agent ./cmd/clusterctl
 
 images-process:
-	@for v in $(PREDICTOR_VERSIONS); do \
-	  mkdir -p $(BIN)/images/predictor && \
-	  $(STATIC) $(GO) build -trimpath -ldflags "-s -w -X main.version=$$v" -o $(BIN)/images/predictor/$$v ./examples/predictor || exit 1; \
-	done
+	@for p in $(EXAMPLES); do for v in $(PREDICTOR_VERSIONS); do \
+	  mkdir -p $(BIN)/images/$$p && \
+	  $(STATIC) $(GO) build -trimpath -ldflags "-s -w -X main.version=$$v" -o $(BIN)/images/$$p/$$v ./examples/$$p || exit 1; \
+	done; done
 
-## images: predictor:1.0.0 and predictor:1.1.0 as Docker images FROM scratch (nothing is pulled)
+## images: predictor and predictor-grpc at 1.0.0 and 1.1.0 as Docker images FROM scratch (nothing is pulled;
+## both take serve and healthcheck, so one Dockerfile fits them)
 images:
-	@for v in $(PREDICTOR_VERSIONS); do \
+	@for p in $(EXAMPLES); do for v in $(PREDICTOR_VERSIONS); do \
 	  ctx=$$(mktemp -d) && cp examples/predictor/Dockerfile $$ctx/ && \
-	  $(STATIC) $(GO) build -trimpath -ldflags "-s -w -X main.version=$$v" -o $$ctx/predictor ./examples/predictor && \
-	  DOCKER_BUILDKIT=0 docker build -q -t predictor:$$v $$ctx >/dev/null && echo "built image predictor:$$v"; \
+	  $(STATIC) $(GO) build -trimpath -ldflags "-s -w -X main.version=$$v" -o $$ctx/predictor ./examples/$$p && \
+	  DOCKER_BUILDKIT=0 docker build -q -t $$p:$$v $$ctx >/dev/null && echo "built image $$p:$$v"; \
 	  rc=$$?; rm -rf $$ctx; [ $$rc = 0 ] || exit $$rc; \
-	done
+	done; done
 
 ## release: static binaries for every RELEASE_PLATFORMS into DIST/<os>_<arch>/ (the three
 ## programs and the predictor versions), clusterctl alone for every CLUSTERCTL_PLATFORMS

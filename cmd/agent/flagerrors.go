@@ -57,6 +57,8 @@ func configFlag(field string) (flag, env string, ok bool) {
 		return "--service", "HERD_SERVICE", true
 	case "Routes":
 		return "--route", "HERD_ROUTE", true
+	case "Protocol":
+		return "--protocol", "HERD_PROTOCOL", true
 	}
 	return "", "", false
 }

@@ -46,6 +46,9 @@ func main() {
 					Usage: "requests the service takes at the gateways: [host][/path-prefix] (api.example.com/predict, *.example.com, /predict); repeatable, at most 100"},
 				&cli.BoolFlag{Name: "strip-prefix", EnvVars: []string{"HERD_STRIP_PREFIX"},
 					Usage: "remove the matched route's path prefix from the path the replicas get"},
+				&cli.StringFlag{Name: "protocol", Value: string(membership.ProtoHTTP), EnvVars: []string{"HERD_PROTOCOL"},
+					Usage: "how the replicas are spoken to: http (HTTP/1.1), h2c (HTTP/2 in clear) or grpc " +
+						"(h2c, health checked with grpc.health.v1 instead of --health-path)"},
 				&cli.IntFlag{Name: "base-port", Value: int(d.BasePort), EnvVars: []string{"HERD_BASE_PORT"},
 					Usage: "replica i listens on base-port+i"},
 				&cli.StringFlag{Name: "host-ip", EnvVars: []string{"HERD_HOST_IP"},
@@ -95,6 +98,7 @@ func join(c *cli.Context) error {
 		return cli.Exit("--route: "+err.Error(), 2)
 	}
 	cfg.StripPrefix = c.Bool("strip-prefix")
+	cfg.Protocol = membership.Protocol(c.String("protocol"))
 	cfg.Replicas = c.Int("replicas")
 	cfg.MaxReplicas = c.Int("max-replicas")
 	cfg.Join = c.StringSlice("join")

@@ -20,6 +20,7 @@ var forbidden = []string{
 	"github.com/prometheus/",
 	"github.com/docker/",
 	"golang.org/x/sys/",
+	"google.golang.org/grpc",
 }
 
 // herdAllowed are the only packages of this module clusterctl may link.

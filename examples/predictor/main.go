@@ -21,13 +21,10 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
+	"github.com/herd-cluster/herd/examples/internal/replica"
 	"github.com/herd-cluster/herd/examples/predictor/tone"
 )
 
@@ -46,61 +43,21 @@ const (
 	shutdownTimeout = 30 * time.Second
 )
 
-func main() {
-	cmd := "serve"
-	if len(os.Args) > 1 {
-		cmd = os.Args[1]
-	}
-	switch cmd {
-	case "serve":
-		if err := serve(); err != nil {
-			log.Fatalf("predictor: %v", err)
-		}
-	case "healthcheck":
-		os.Exit(healthcheck())
-	case "version", "--version", "-v":
-		fmt.Println(version)
-	default:
-		fmt.Fprintf(os.Stderr, "predictor: unknown command %q (want serve, healthcheck or version)\n", cmd)
-		os.Exit(2)
-	}
-}
-
-func listenAddr() string {
-	port := os.Getenv("PORT")
-	if port == "" {
-		port = "8080"
-	}
-	return net.JoinHostPort(os.Getenv("HOST"), port)
-}
-
-func instance() string {
-	if v := os.Getenv("HERD_INSTANCE"); v != "" {
-		return v
-	}
-	h, _ := os.Hostname()
-	return h
-}
+func main() { replica.Main("predictor", version, serve, healthcheck) }
 
 func serve() error {
 	srv := &http.Server{
-		Addr:              listenAddr(),
-		Handler:           newHandler(version, instance(), broken == "true"),
+		Addr:              replica.ListenAddr(),
+		Handler:           newHandler(version, replica.Instance(), broken == "true"),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	ln, err := net.Listen("tcp", srv.Addr)
 	if err != nil {
 		return err
 	}
-	log.Printf("predictor %s serving on %s as %s", version, ln.Addr(), instance())
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
+	log.Printf("predictor %s serving on %s as %s", version, ln.Addr(), replica.Instance())
+	if err := replica.ServeUntilSignal(func() error { return srv.Serve(ln) }); err != nil {
 		return err
-	case <-ctx.Done():
 	}
 	// Finish in-flight requests, then exit.
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
@@ -112,23 +69,18 @@ func serve() error {
 	return nil
 }
 
-func healthcheck() int {
-	addr := listenAddr()
-	if strings.HasPrefix(addr, ":") {
-		addr = "127.0.0.1" + addr
-	}
+// healthcheck passes when addr's /healthz answers 200.
+func healthcheck(addr string) error {
 	client := &http.Client{Timeout: 2 * time.Second}
 	resp, err := client.Get("http://" + addr + "/healthz")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintln(os.Stderr, resp.Status)
-		return 1
+		return errors.New(resp.Status)
 	}
-	return 0
+	return nil
 }
 
 func newHandler(version, instance string, broken bool) http.Handler {

@@ -63,13 +63,21 @@ func GoBuild(t testing.TB, pkg, out string, xflags ...string) {
 // one whose health check fails.
 func BuildPredictorImages(t testing.TB, dir string, versions ...string) {
 	t.Helper()
+	BuildExampleImages(t, dir, "predictor", versions...)
+}
+
+// BuildExampleImages builds versions of the example ./examples/<name> as
+// <dir>/<name>/<version>, as BuildPredictorImages does the predictor
+// (predictor-grpc: the gRPC predictor).
+func BuildExampleImages(t testing.TB, dir, name string, versions ...string) {
+	t.Helper()
 	for _, v := range versions {
-		out := filepath.Join(dir, "predictor", v)
+		out := filepath.Join(dir, name, v)
 		broken := "false"
-		if len(v) > 7 && v[len(v)-7:] == "-broken" {
+		if strings.HasSuffix(v, "-broken") {
 			broken = "true"
 		}
-		GoBuild(t, "./examples/predictor", out, "main.version="+v, "main.broken="+broken)
+		GoBuild(t, "./examples/"+name, out, "main.version="+v, "main.broken="+broken)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/herd-cluster/herd/internal/h2health"
 	"github.com/herd-cluster/herd/pkg/membership"
 	"github.com/herd-cluster/herd/pkg/runtime"
 )
@@ -90,7 +91,7 @@ func New(cfg Config, rt Runtime, mcfg *membership.Config) (*Agent, error) {
 		tags: membership.Tags{
 			Role: membership.RoleAgent, Service: cfg.Service, Image: want.String(), Want: want.String(),
 			HostIP: cfg.HostIP, State: membership.StateActive,
-			Routes: cfg.Routes, StripPrefix: cfg.StripPrefix,
+			Routes: cfg.Routes, StripPrefix: cfg.StripPrefix, Protocol: cfg.Protocol,
 			// Wall-clock start keeps generations increasing across restarts.
 			Gen: uint64(time.Now().UnixMilli()),
 		},
@@ -354,8 +355,16 @@ func (a *Agent) stopReplicas() {
 	a.publishStatus()
 }
 
-// check runs one health check against r.
+// check runs one health check against r, in the replicas' protocol.
 func (a *Agent) check(ctx context.Context, r runtime.Replica) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.HealthTimeout)
+	defer cancel()
+	switch a.cfg.Protocol {
+	case membership.ProtoGRPC:
+		return h2health.GRPC(ctx, r.Addr().String(), "")
+	case membership.ProtoH2C:
+		return h2health.HTTP(ctx, r.Addr().String(), a.cfg.HealthPath)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.Addr().String()+a.cfg.HealthPath, nil)
 	if err != nil {
 		return err
@@ -379,8 +388,15 @@ func (a *Agent) waitHealthy(ctx context.Context, r runtime.Replica) error {
 	defer poll.Stop()
 	var last error
 	for {
-		if last = a.check(ctx, r); last == nil {
+		err := a.check(ctx, r)
+		if err == nil {
 			return nil
+		}
+		// The check the deadline cut says less than the one before it. (Its
+		// error may come before ctx.Err() is set: a dial times out on the
+		// same deadline by itself.)
+		if dl, _ := ctx.Deadline(); last == nil || time.Now().Before(dl) {
+			last = err
 		}
 		select {
 		case <-poll.C:

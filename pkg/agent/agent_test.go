@@ -312,6 +312,7 @@ func TestConfigValidate(t *testing.T) {
 			"host address 0.0.0.0: not an address replicas can be reached at"},
 		{func(c *Config) { c.Image = runtime.Image{} }, "Image", "no image"},
 		{func(c *Config) { c.Node = "" }, "Node", "no node name"},
+		{func(c *Config) { c.Protocol = "h3" }, "Protocol", "protocol h3: want http, h2c or grpc"},
 	}
 	for _, tc := range cases {
 		c := base()

@@ -48,6 +48,11 @@ type Config struct {
 	// Join lists gossip addresses of members to join. Required.
 	Join []string
 
+	// Protocol is how the replicas are spoken to, announced to the
+	// gateways: HTTP/1.1 (""), h2c, or gRPC. It picks the health check too:
+	// GET HealthPath over HTTP/1.1 or h2c, or for gRPC the standard
+	// grpc.health.v1.Health/Check of the server as a whole (SERVING passes).
+	Protocol membership.Protocol
 	// HealthPath is the replicas' HTTP health endpoint. Default "/healthz".
 	HealthPath string
 	// HealthInterval is how often each replica is checked. Default 1 s.
@@ -121,6 +126,8 @@ func (c *Config) Validate() error {
 	case len(c.Routes) > route.MaxPerService:
 		return &ConfigError{Field: "Routes", Value: strconv.Itoa(len(c.Routes)),
 			Problem: fmt.Sprintf("at most %d routes per service", route.MaxPerService)}
+	case !validProtocol(c.Protocol):
+		return &ConfigError{Field: "Protocol", Value: string(c.Protocol), Problem: "want http, h2c or grpc"}
 	case c.Replicas < 1 || c.Replicas > c.maxCount():
 		return &ConfigError{Field: "Replicas", Value: strconv.Itoa(c.Replicas),
 			Problem: fmt.Sprintf("must be between 1 and %d", c.maxCount())}
@@ -144,8 +151,9 @@ func (c *Config) Validate() error {
 // ConfigError is a Config setting an Agent cannot run with. Field names the
 // Config field, so that a command line can name its own flag for it.
 type ConfigError struct {
-	// Field is the Config field at fault: "Node", "Replicas",
-	// "MaxReplicas", "BasePort", "HostIP", "Join" or "Image".
+	// Field is the Config field at fault: "Node", "Service", "Routes",
+	// "Protocol", "Replicas", "MaxReplicas", "BasePort", "HostIP", "Join"
+	// or "Image".
 	Field string
 	// Value is the value at fault, as text; empty when the setting is
 	// missing.
@@ -179,9 +187,16 @@ func settingName(field string) string {
 		return "service name"
 	case "Routes":
 		return "route count"
+	case "Protocol":
+		return "protocol"
 	default:
 		return field
 	}
+}
+
+func validProtocol(p membership.Protocol) bool {
+	_, err := membership.ParseProtocol(string(p))
+	return err == nil
 }
 
 func (c *Config) port(index int) uint16 { return c.BasePort + uint16(index) }

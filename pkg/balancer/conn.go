@@ -192,7 +192,7 @@ func (cc *clientConn) prepare() {
 		cc.answerError(outcomeNoRoute, nil)
 		return
 	}
-	if x.svc.protocol() == H2C { // its backends speak HTTP/2 only
+	if x.svc.Protocol().http2Only() {
 		x.closeAfter = x.closeAfter || !x.bodyInOut
 		cc.answerError(outcomeHTTP2Only, nil)
 	}

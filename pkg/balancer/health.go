@@ -11,11 +11,14 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/herd-cluster/herd/internal/h2health"
 )
 
 // healthChecker runs the active health checks: each backend is asked GET
 // HealthPath every HealthInterval on a new connection (as HAProxy's "check"
-// does); Fall failures in a row take it out of rotation, Rise successes in a
+// does), over HTTP/1.1 or, for an H2C service, h2c; a GRPC service's
+// backends are asked gRPC's standard Health/Check instead (h2health); Fall failures in a row take it out of rotation, Rise successes in a
 // row bring it back. A backend ejected passively (a refused or reset
 // connection) is out at once and comes back the same way, through Rise good
 // checks. One goroutine per backend, from its arrival to its retirement or
@@ -25,6 +28,7 @@ type healthChecker struct {
 	interval, timeout time.Duration
 	rise, fall        int
 	client            *http.Client
+	protocol          func() Protocol // the service's, at each check
 	logger            hclog.Logger
 	onDown            func() // counts a backend taken out
 	ctx               context.Context
@@ -33,14 +37,14 @@ type healthChecker struct {
 }
 
 // newHealthChecker returns nil when active checks are off.
-func newHealthChecker(cfg *Config, logger hclog.Logger, onDown func()) *healthChecker {
+func newHealthChecker(cfg *Config, logger hclog.Logger, protocol func() Protocol, onDown func()) *healthChecker {
 	if cfg.HealthInterval <= 0 {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &healthChecker{
 		path: cfg.HealthPath, interval: cfg.HealthInterval, timeout: cfg.HealthTimeout,
-		rise: cfg.Rise, fall: cfg.Fall, logger: logger, onDown: onDown, ctx: ctx, cancel: cancel,
+		rise: cfg.Rise, fall: cfg.Fall, logger: logger, protocol: protocol, onDown: onDown, ctx: ctx, cancel: cancel,
 		client: &http.Client{
 			Timeout: cfg.HealthTimeout,
 			Transport: &http.Transport{
@@ -100,10 +104,17 @@ func (hc *healthChecker) loop(h *host) {
 	}
 }
 
-// probe runs one check: a 2xx or 3xx answer within the timeout passes.
+// probe runs one check: a 2xx or 3xx answer within the timeout passes, or
+// for gRPC, SERVING.
 func (hc *healthChecker) probe(h *host) error {
 	ctx, cancel := context.WithTimeout(hc.ctx, hc.timeout)
 	defer cancel()
+	switch hc.protocol() {
+	case GRPC:
+		return h2health.GRPC(ctx, h.hostPort, "")
+	case H2C:
+		return h2health.HTTP(ctx, h.hostPort, hc.path)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+h.hostPort+hc.path, nil)
 	if err != nil {
 		return err

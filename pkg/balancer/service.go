@@ -39,7 +39,7 @@ type Service struct {
 func newService(b *Balancer, name string) *Service {
 	s := &Service{name: name, b: b, reg: newRegistry()}
 	s.sel = newSelector(&b.cfg)
-	s.health = newHealthChecker(&b.cfg, b.logger.With("service", name), func() { s.ejections.Add(1) })
+	s.health = newHealthChecker(&b.cfg, b.logger.With("service", name), s.Protocol, func() { s.ejections.Add(1) })
 	for i, c := range codeClasses {
 		s.none[i] = b.m.requests.WithLabelValues(name, "none", c)
 	}

@@ -22,22 +22,31 @@ const (
 	// own: the relays' protocol. The default.
 	HTTP1 Protocol = "http"
 	// H2C is HTTP/2 in clear (prior knowledge), many streams on a
-	// connection: gRPC services. Requests reach such a service from HTTP/2
-	// clients (h2.go).
+	// connection. Requests reach such a service from HTTP/2 clients
+	// (h2.go); its active health check is GET HealthPath over h2c.
 	H2C Protocol = "h2c"
+	// GRPC is gRPC: carried as H2C, health checked with gRPC's standard
+	// health protocol (grpc.health.v1.Health/Check of the server as a
+	// whole, SERVING passes) instead of GET HealthPath.
+	GRPC Protocol = "grpc"
 )
 
-// ParseProtocol reads a backend protocol: "http" (or ""), "h2c", or
-// "grpc", which is h2c.
+// ParseProtocol reads a backend protocol: "http" (or ""), "h2c" or
+// "grpc".
 func ParseProtocol(s string) (Protocol, error) {
 	switch s {
 	case "", "http", "http1", "http/1.1":
 		return HTTP1, nil
-	case "h2c", "grpc":
+	case "h2c":
 		return H2C, nil
+	case "grpc":
+		return GRPC, nil
 	}
 	return "", errors.New("protocol " + s + ": want http, h2c or grpc")
 }
+
+// http2Only reports whether backends of protocol p speak HTTP/2 only.
+func (p Protocol) http2Only() bool { return p == H2C || p == GRPC }
 
 // streamTransport is the http.RoundTripper of the HTTP/2 side (h2.go): it
 // sends a stream's request to a backend of the stream's service, chosen
@@ -120,7 +129,7 @@ func (b *releasingBody) Close() error {
 func (t *streamTransport) roundTrip(h *host, svc *Service, req *http.Request) (_ *http.Response, reached bool, _ error) {
 	out := req.Clone(req.Context())
 	out.URL.Scheme, out.URL.Host = "http", h.hostPort
-	if svc.protocol() == H2C {
+	if svc.Protocol().http2Only() {
 		tr := svc.h2cTransport()
 		if tr == nil {
 			return nil, false, errServiceClosed
@@ -248,8 +257,8 @@ func (s *Service) h2cTransport() *http2.Transport {
 	return s.h2c
 }
 
-// protocol is how the service's backends are spoken to.
-func (s *Service) protocol() Protocol {
+// Protocol is how the service's backends are spoken to (HTTP1 until SetProtocol).
+func (s *Service) Protocol() Protocol {
 	if p := s.proto.Load(); p != nil {
 		return *p
 	}
@@ -262,7 +271,7 @@ func (s *Service) SetProtocol(p Protocol) {
 	if p == "" {
 		p = HTTP1
 	}
-	if s.protocol() != p {
+	if s.Protocol() != p {
 		s.proto.Store(&p)
 	}
 }

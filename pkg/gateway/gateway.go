@@ -93,11 +93,14 @@ type Gateway struct {
 	claims    map[route.Route][]claimant
 	pending   map[string]string // node → hash of the routes to fetch
 	conflicts map[conflictKey]bool
-	fallback  string
-	applied   map[string]uint64 // node → tag generation the balancer reflects
-	present   map[string]bool   // nodes in the view
-	changed   chan struct{}     // closed and replaced on every swap
-	follower  Follower
+	// protoConflicts: agents whose protocol is not their service's, with
+	// the protocol they announce (protocol.go).
+	protoConflicts map[string]membership.Protocol
+	fallback       string
+	applied        map[string]uint64 // node → tag generation the balancer reflects
+	present        map[string]bool   // nodes in the view
+	changed        chan struct{}     // closed and replaced on every swap
+	follower       Follower
 
 	// Owned by Run's goroutine: the view file's pending write; the route
 	// fetches under way; the table last given to the balancer.
@@ -111,10 +114,11 @@ type Gateway struct {
 	tableFallback string
 	knownServices map[string]bool
 
-	eventsTotal    *prometheus.CounterVec
-	eventToSwap    prometheus.Histogram
-	routeConflicts prometheus.Gauge
-	routesGauge    prometheus.Gauge
+	eventsTotal       *prometheus.CounterVec
+	eventToSwap       prometheus.Histogram
+	routeConflicts    prometheus.Gauge
+	routesGauge       prometheus.Gauge
+	protocolConflicts prometheus.Gauge
 }
 
 // New returns a Gateway. Pass EventCh and QueryCh into the membership
@@ -156,6 +160,7 @@ func New(cfg Config) (*Gateway, error) {
 		serviceOf: make(map[string]string), holds: make(map[string]holding),
 		claims: make(map[route.Route][]claimant), pending: make(map[string]string),
 		conflicts: make(map[conflictKey]bool), fetching: make(map[string]string),
+		protoConflicts: make(map[string]membership.Protocol),
 		eventsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_gateway_membership_events_total", Help: "Membership events applied, by type.",
 		}, []string{"type"}),
@@ -171,9 +176,13 @@ func New(cfg Config) (*Gateway, error) {
 		routesGauge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herd_gateway_routes", Help: "Routes in the routing table.",
 		}),
+		protocolConflicts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herd_gateway_protocol_conflicts",
+			Help: "Agents announcing another protocol than their service's (the oldest agent's).",
+		}),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(g.eventsTotal, g.eventToSwap, g.routeConflicts, g.routesGauge)
+		cfg.Registerer.MustRegister(g.eventsTotal, g.eventToSwap, g.routeConflicts, g.routesGauge, g.protocolConflicts)
 	}
 	g.reroute()
 	return g, nil
@@ -322,6 +331,7 @@ func (g *Gateway) apply(e membership.Event) {
 		return
 	}
 	e.Nodes = nodes
+	g.setProtocols(nodes)
 	for _, n := range nodes {
 		g.setNode(e.Type, n)
 	}

@@ -28,6 +28,7 @@ const (
 	tagRoutes  = "rt"  // the routes, inline
 	tagRouteH  = "rth" // "hash:count" of routes too many for the tags
 	tagStrip   = "sp"  // "1": the routes' prefixes are stripped
+	tagProto   = "pr"  // "h2c" or "grpc"; absent: http
 )
 
 // MaxFailLen bounds Tags.Fail.
@@ -60,6 +61,31 @@ const (
 	// StateDraining means the node is going away: route nothing new to it.
 	StateDraining State = "draining"
 )
+
+// Protocol is how a service's replicas are spoken to.
+type Protocol string
+
+// Protocols an agent announces.
+const (
+	// ProtoHTTP is HTTP/1.1. The default, and what a node announcing no
+	// protocol (an agent older than the tag) speaks.
+	ProtoHTTP Protocol = "http"
+	// ProtoH2C is HTTP/2 in clear (prior knowledge).
+	ProtoH2C Protocol = "h2c"
+	// ProtoGRPC is gRPC: h2c, health checked with grpc.health.v1.
+	ProtoGRPC Protocol = "grpc"
+)
+
+// ParseProtocol reads a protocol: http, h2c or grpc; "" is http.
+func ParseProtocol(s string) (Protocol, error) {
+	switch p := Protocol(s); p {
+	case "":
+		return ProtoHTTP, nil
+	case ProtoHTTP, ProtoH2C, ProtoGRPC:
+		return p, nil
+	}
+	return "", fmt.Errorf("protocol %q: want http, h2c or grpc", truncate(s, 10))
+}
 
 // ErrNotHerd is returned by DecodeTags for a member that carries no Herd role
 // tag at all, such as a stock serf agent sharing the gossip pool.
@@ -107,6 +133,10 @@ type Tags struct {
 	// StripPrefix: the matched route's prefix is removed from the path the
 	// replicas get.
 	StripPrefix bool
+	// Protocol is how the replicas are spoken to; "" is ProtoHTTP. Only
+	// another travels in the tags (3 or 4 bytes and the key): an agent older
+	// than the tag announces none, and is spoken to over HTTP/1.1 as before.
+	Protocol Protocol
 }
 
 // Converged reports whether an agent fully runs image: every replica on it,
@@ -139,6 +169,9 @@ func (t Tags) Encode() (map[string]string, error) {
 		}
 		if t.StripPrefix {
 			m[tagStrip] = "1"
+		}
+		if t.Protocol != "" && t.Protocol != ProtoHTTP {
+			m[tagProto] = string(t.Protocol)
 		}
 		switch {
 		case len(t.Routes) > 0:
@@ -200,6 +233,9 @@ func (t Tags) Validate() error {
 	}
 	if _, err := runtime.ParseImage(t.Want); err != nil {
 		return fmt.Errorf("tag %s: %w", tagWant, err)
+	}
+	if _, err := ParseProtocol(string(t.Protocol)); err != nil {
+		return err
 	}
 	if t.Count < 0 || t.Count > MaxPorts {
 		return fmt.Errorf("replica count %d out of range 0-%d", t.Count, MaxPorts)
@@ -270,6 +306,11 @@ func DecodeTags(m map[string]string) (Tags, error) {
 			t.StripPrefix = true
 		default:
 			return Tags{}, fmt.Errorf("tag %s=%q: want 1 or nothing", tagStrip, truncate(s, 10))
+		}
+		if p, err := ParseProtocol(m[tagProto]); err != nil {
+			return Tags{}, fmt.Errorf("tag %s: %w", tagProto, err)
+		} else if p != ProtoHTTP { // http, said or not (an older agent), is left ""
+			t.Protocol = p
 		}
 		if c, ok := m[tagCount]; ok {
 			if t.Count, err = strconv.Atoi(c); err != nil || t.Count < len(t.Ports) {

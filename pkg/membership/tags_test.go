@@ -68,6 +68,43 @@ func TestTagsRoundTrip(t *testing.T) {
 	assert.Equal(t, "8000-8002,8005", m["ports"])
 }
 
+func TestTagsProtocol(t *testing.T) {
+	for _, p := range []Protocol{ProtoH2C, ProtoGRPC} {
+		tags := agentTags()
+		tags.Protocol = p
+		m, err := tags.Encode()
+		require.NoError(t, err)
+		assert.Equal(t, string(p), m["pr"])
+		got, err := DecodeTags(m)
+		require.NoError(t, err)
+		assert.Equal(t, tags, got)
+	}
+	// http is the default: no tag, and an old agent's tags read as http.
+	tags := agentTags()
+	tags.Protocol = ProtoHTTP
+	m, err := tags.Encode()
+	require.NoError(t, err)
+	assert.NotContains(t, m, "pr")
+	got, err := DecodeTags(m)
+	require.NoError(t, err)
+	assert.Equal(t, Protocol(""), got.Protocol)
+	m["pr"] = "http"
+	_, err = DecodeTags(m)
+	assert.NoError(t, err, "http said explicitly")
+
+	for _, bad := range []string{"HTTP", "grpc2", "h2", strings.Repeat("x", 300)} {
+		m["pr"] = bad
+		_, err := DecodeTags(m)
+		assert.ErrorContains(t, err, "tag pr: protocol", "%q", bad)
+	}
+	tags.Protocol = "spdy"
+	_, err = tags.Encode()
+	assert.Error(t, err)
+	p, err := ParseProtocol("")
+	require.NoError(t, err)
+	assert.Equal(t, ProtoHTTP, p)
+}
+
 func TestDecodeTagsRejectsMalformed(t *testing.T) {
 	good, err := agentTags().Encode()
 	require.NoError(t, err)
@@ -191,19 +228,21 @@ func TestPortsCodec(t *testing.T) {
 }
 
 func FuzzDecodeTags(f *testing.F) {
-	f.Add("agent", "predictor", "predictor:1.0.0", "127.0.0.2", "8000-8011", "3", "active", "", "", "")
-	f.Add("gateway", "", "", "", "", "1", "", "", "", "")
-	f.Add("agent", "x", "a:b", "::1", "1-1000", "18446744073709551615", "draining", "", "", "")
-	f.Add("agent", "predictor", "registry:5000/team/predictor:1.1.0", "10.0.0.1", "8000", "2", "active", "", "", "")
+	f.Add("agent", "predictor", "predictor:1.0.0", "127.0.0.2", "8000-8011", "3", "active", "", "", "", "")
+	f.Add("gateway", "", "", "", "", "1", "", "", "", "", "")
+	f.Add("agent", "x", "a:b", "::1", "1-1000", "18446744073709551615", "draining", "", "", "", "")
+	f.Add("agent", "predictor", "registry:5000/team/predictor:1.1.0", "10.0.0.1", "8000", "2", "active", "", "", "", "")
 	f.Add("agent", "predictor", "predictor:1.1.0@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
-		"10.0.0.1", "8000", "2", "active", "", "", "")
-	f.Add("agent", "predictor", "a/../b:1", "10.0.0.1", "8000", "2", "active", "", "", "")
-	f.Add("agent", "web", "web:1", "127.0.0.2", "8000", "2", "active", "api.example.com/v1 /static *.example.org", "", "1")
-	f.Add("agent", "web", "web:1", "127.0.0.2", "8000", "2", "active", "", "0123456789abcdef01234567:40", "")
-	f.Add("agent", "web", "web:1", "127.0.0.2", "8000", "2", "active", "/a /a", "0123456789abcdef01234567:0", "2")
-	f.Fuzz(func(t *testing.T, role, svc, img, ip, ports, gen, state, rt, rth, sp string) {
+		"10.0.0.1", "8000", "2", "active", "", "", "", "")
+	f.Add("agent", "predictor", "a/../b:1", "10.0.0.1", "8000", "2", "active", "", "", "", "")
+	f.Add("agent", "web", "web:1", "127.0.0.2", "8000", "2", "active", "api.example.com/v1 /static *.example.org", "", "1", "")
+	f.Add("agent", "web", "web:1", "127.0.0.2", "8000", "2", "active", "", "0123456789abcdef01234567:40", "", "")
+	f.Add("agent", "web", "web:1", "127.0.0.2", "8000", "2", "active", "/a /a", "0123456789abcdef01234567:0", "2", "")
+	f.Add("agent", "rpc", "rpc:1", "127.0.0.2", "8000", "2", "active", "", "", "", "grpc")
+	f.Add("agent", "rpc", "rpc:1", "127.0.0.2", "8000", "2", "active", "", "", "", "http")
+	f.Fuzz(func(t *testing.T, role, svc, img, ip, ports, gen, state, rt, rth, sp, pr string) {
 		m := map[string]string{"role": role, "svc": svc, "img": img, "ip": ip, "ports": ports, "gen": gen, "state": state}
-		for k, v := range map[string]string{"rt": rt, "rth": rth, "sp": sp} {
+		for k, v := range map[string]string{"rt": rt, "rth": rth, "sp": sp, "pr": pr} {
 			if v != "" {
 				m[k] = v
 			}
