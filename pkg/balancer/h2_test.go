@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/net/http2"
@@ -103,6 +102,17 @@ func slowBackend(t *testing.T, hold time.Duration) (backends []testBackend, tota
 	return backends, total, peak
 }
 
+// h2cOverSlowBackend serves h2c in front of a slowBackend holding each
+// request hold.
+func h2cOverSlowBackend(t *testing.T, hold time.Duration) (cfg Config, f *front, total, peak *atomic.Int64) {
+	backends, total, peak := slowBackend(t, hold)
+	cfg = testConfig()
+	cfg.H2C = true
+	b, f := serveBalancer(t, relays[0], cfg)
+	setBackends(b, backends)
+	return cfg, f, total, peak
+}
+
 func heapInUse() uint64 {
 	runtime.GC()
 	var ms runtime.MemStats
@@ -115,13 +125,7 @@ func heapInUse() uint64 {
 // refused; no more than the limit reach the backends at a time, memory
 // stays bounded, and the gateway serves others meanwhile and after.
 func TestH2StreamFloodBounded(t *testing.T) {
-	backends, total, peak := slowBackend(t, 300*time.Millisecond)
-	cfg := testConfig()
-	cfg.H2C = true
-	reg := prometheus.NewRegistry()
-	cfg.Registerer = reg
-	b, f := serveBalancer(t, relays[0], cfg)
-	setBackends(b, backends)
+	cfg, f, total, peak := h2cOverSlowBackend(t, 300*time.Millisecond)
 	before := heapInUse()
 
 	r := dialRawH2(t, f.Addr)
@@ -151,13 +155,7 @@ func TestH2StreamFloodBounded(t *testing.T) {
 // the limit and ends a connection whose queue overflows); memory stays
 // bounded, and other clients are served.
 func TestH2RapidResetBounded(t *testing.T) {
-	backends, total, peak := slowBackend(t, 2*time.Second)
-	cfg := testConfig()
-	cfg.H2C = true
-	reg := prometheus.NewRegistry()
-	cfg.Registerer = reg
-	b, f := serveBalancer(t, relays[0], cfg)
-	setBackends(b, backends)
+	cfg, f, total, peak := h2cOverSlowBackend(t, 2*time.Second)
 	before := heapInUse()
 
 	r := dialRawH2(t, f.Addr)
