@@ -31,6 +31,17 @@ func assertExpiryMetrics(t *testing.T, reg *prometheus.Registry, left map[string
 		"herd_gateway_tls_cert_expiry_seconds", "herd_gateway_tls_certs"))
 }
 
+// assertDaysLeft checks the days-left gauge of each NAME.
+func assertDaysLeft(t *testing.T, reg *prometheus.Registry, days map[string]string) {
+	t.Helper()
+	out := "# HELP herd_gateway_tls_cert_days_left Whole days until each certificate served expires (negative once it has), by NAME: the expiry in the unit an operator's alert reads.\n" +
+		"# TYPE herd_gateway_tls_cert_days_left gauge\n"
+	for _, name := range sortedKeys(days) {
+		out += fmt.Sprintf("herd_gateway_tls_cert_days_left{name=%q} %s\n", name, days[name])
+	}
+	assert.NoError(t, promtest.GatherAndCompare(reg, strings.NewReader(out), "herd_gateway_tls_cert_days_left"))
+}
+
 // TestExpiryWarning: a certificate within WarnWithin of its expiry is
 // flagged and logged once a day; the metric says how long each has left.
 func TestExpiryWarning(t *testing.T) {
@@ -55,6 +66,7 @@ func TestExpiryWarning(t *testing.T) {
 	assert.Contains(t, e.logs.String(), "days_left=10")
 
 	assertExpiryMetrics(t, e.reg, map[string]string{"soon": "867600", "later": "5.184e+06"}) // 10 d 1 h, 60 d
+	assertDaysLeft(t, e.reg, map[string]string{"soon": "10", "later": "60"})
 
 	clk.Add(time.Hour)
 	require.NoError(t, s.Reload())
@@ -70,4 +82,5 @@ func TestExpiryWarning(t *testing.T) {
 	assert.Equal(t, 1, e.logs.count("certificate expired; still serving it"))
 	assert.Equal(t, -1, s.Certs()[1].DaysLeft)
 	assertExpiryMetrics(t, e.reg, map[string]string{"soon": "-86400", "later": "4.23e+06"}) // -1 d; 49 d less 1 h
+	assertDaysLeft(t, e.reg, map[string]string{"soon": "-1", "later": "48"})
 }

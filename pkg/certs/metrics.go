@@ -15,6 +15,8 @@ type metrics struct {
 var (
 	expiryDesc = prometheus.NewDesc("herd_gateway_tls_cert_expiry_seconds",
 		"Seconds until each certificate served expires (negative once it has), by NAME.", []string{"name"}, nil)
+	daysLeftDesc = prometheus.NewDesc("herd_gateway_tls_cert_days_left",
+		"Whole days until each certificate served expires (negative once it has), by NAME: the expiry in the unit an operator's alert reads.", []string{"name"}, nil)
 	certsDesc = prometheus.NewDesc("herd_gateway_tls_certs",
 		"Certificates served.", nil, nil)
 )
@@ -41,6 +43,7 @@ type collector struct{ s *Store }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- expiryDesc
+	ch <- daysLeftDesc
 	ch <- certsDesc
 }
 
@@ -51,7 +54,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		n++
-		ch <- prometheus.MustNewConstMetric(expiryDesc, prometheus.GaugeValue, v.cert.Leaf.NotAfter.Sub(now).Seconds(), v.name)
+		left := v.cert.Leaf.NotAfter.Sub(now)
+		ch <- prometheus.MustNewConstMetric(expiryDesc, prometheus.GaugeValue, left.Seconds(), v.name)
+		ch <- prometheus.MustNewConstMetric(daysLeftDesc, prometheus.GaugeValue, float64(daysLeft(left)), v.name)
 	}
 	ch <- prometheus.MustNewConstMetric(certsDesc, prometheus.GaugeValue, float64(n))
 }
