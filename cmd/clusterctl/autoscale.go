@@ -26,22 +26,7 @@ doubles scales up at once), and scales the service between min and max; down onl
 stabilization (5m), within a tolerance band (10%), with a flap budget. Frozen while a rollout
 of the service runs. The settings are kept by every gateway. Flags may come before or after
 the service. Exit 2: bad settings, an unknown service, or --off when autoscaling is not on.`,
-		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "min", Usage: "fewest replicas (0 allowed)"},
-			&cli.IntFlag{Name: "max", Usage: "most replicas"},
-			&cli.Float64Flag{Name: "target-inflight", Usage: "requests in flight per replica to aim at"},
-			&cli.BoolFlag{Name: "off", Usage: "turn autoscaling off (the count stays)"},
-			&cli.DurationFlag{Name: "stable-window", Usage: "window of the load's average (default 60s)"},
-			&cli.DurationFlag{Name: "panic-window", Usage: "short window that scales up at once (default 6s)"},
-			&cli.Float64Flag{Name: "panic-threshold", Usage: "the panic window's desire over the count that scales up at once (default 2)"},
-			&cli.DurationFlag{Name: "scale-down-stabilization", Usage: "down only to the highest count asked within it (default 5m)"},
-			&cli.DurationFlag{Name: "up-cooldown", Usage: "after a scale-up, no other before it passes (default 0)"},
-			&cli.DurationFlag{Name: "down-cooldown", Usage: "after a scale-down, no other before it passes (default 0)"},
-			&cli.Float64Flag{Name: "tolerance", Usage: "band around the count in which the load changes nothing (default 0.1)"},
-			&cli.IntFlag{Name: "flap-budget", Usage: "changes of direction allowed per flap window (default 2)"},
-			&cli.DurationFlag{Name: "flap-window", Usage: "(default 10m)"},
-			jsonFlag,
-		},
+		Flags: autoscaleFlags(),
 		Action: func(c *cli.Context) error {
 			c, args, err := interspersed(c)
 			if err != nil {
@@ -63,6 +48,37 @@ the service. Exit 2: bad settings, an unknown service, or --off when autoscaling
 				return printAutoscaleStatus(c.App.Writer, st)
 			},
 		}},
+	}
+}
+
+// autoscaleFlags are the settings' flags, each also HERD_AUTOSCALE_<FLAG>
+// (HERD_AUTOSCALE_TARGET_INFLIGHT).
+func autoscaleFlags() []cli.Flag {
+	env := func(name string) []string {
+		return []string{"HERD_AUTOSCALE_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
+	}
+	integer := func(name, usage string) cli.Flag { return &cli.IntFlag{Name: name, EnvVars: env(name), Usage: usage} }
+	float := func(name, usage string) cli.Flag {
+		return &cli.Float64Flag{Name: name, EnvVars: env(name), Usage: usage}
+	}
+	duration := func(name, usage string) cli.Flag {
+		return &cli.DurationFlag{Name: name, EnvVars: env(name), Usage: usage}
+	}
+	return []cli.Flag{
+		integer("min", "fewest replicas (0 allowed)"),
+		integer("max", "most replicas"),
+		float("target-inflight", "requests in flight per replica to aim at"),
+		&cli.BoolFlag{Name: "off", EnvVars: env("off"), Usage: "turn autoscaling off (the count stays)"},
+		duration("stable-window", "window of the load's average (default 60s)"),
+		duration("panic-window", "short window that scales up at once (default 6s)"),
+		float("panic-threshold", "the panic window's desire over the count that scales up at once (default 2)"),
+		duration("scale-down-stabilization", "down only to the highest count asked within it (default 5m)"),
+		duration("up-cooldown", "after a scale-up, no other before it passes (default 0)"),
+		duration("down-cooldown", "after a scale-down, no other before it passes (default 0)"),
+		float("tolerance", "band around the count in which the load changes nothing (default 0.1)"),
+		integer("flap-budget", "changes of direction allowed per flap window (default 2)"),
+		duration("flap-window", "the window of the flap budget (default 10m)"),
+		jsonFlag,
 	}
 }
 
