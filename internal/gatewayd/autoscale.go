@@ -135,15 +135,31 @@ func (p *process) startAutoscaler() error {
 	return nil
 }
 
+// askOthers sends query name, with msg as JSON (nil: no payload), to every
+// other alive gateway, within settleTimeout, and returns who was asked and
+// what they answered; err wraps membership.ErrIncomplete when some did not.
+func (a *autoscaler) askOthers(ctx context.Context, name string, msg any) (others []string, answers map[string][]byte, err error) {
+	if others = a.otherGateways(); len(others) == 0 {
+		return nil, nil, nil
+	}
+	var body []byte
+	if msg != nil {
+		if body, err = json.Marshal(msg); err != nil {
+			return others, nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
+	defer cancel()
+	answers, err = a.p.cluster.Query(ctx, name, body, membership.QueryParams{Nodes: others, Timeout: settleTimeout})
+	return others, answers, err
+}
+
+// settleTimeout bounds the queries that share settings and decisions.
+const settleTimeout = 3 * time.Second
+
 // learn takes the newest settings the other gateways hold.
 func (a *autoscaler) learn() {
-	others := a.otherGateways()
-	if len(others) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(a.p.runCtx, 3*time.Second)
-	defer cancel()
-	answers, err := a.p.cluster.Query(ctx, queryAutoscaleGet, nil, membership.QueryParams{Nodes: others, Timeout: 3 * time.Second})
+	_, answers, err := a.askOthers(a.p.runCtx, queryAutoscaleGet, nil)
 	if err != nil {
 		a.p.logger.Warn("autoscale: not every gateway told its settings", "error", err)
 	}
@@ -161,42 +177,24 @@ func (a *autoscaler) learn() {
 	}
 }
 
-// Publish applies entry here and sends it to every other gateway; it
+// Publish sends entry, already applied here, to every other gateway; it
 // names the gateways that did not take it.
 func (a *autoscaler) Publish(ctx context.Context, service string, e autoscale.Entry) (missing []string, err error) {
-	others := a.otherGateways()
-	if len(others) == 0 {
-		return nil, nil
-	}
-	body, err := json.Marshal(entryMessage{Service: service, Entry: e})
-	if err != nil {
-		return nil, err
-	}
-	answers, qerr := a.p.cluster.Query(ctx, queryAutoscaleSet, body, membership.QueryParams{Nodes: others, Timeout: 3 * time.Second})
+	others, answers, err := a.askOthers(ctx, queryAutoscaleSet, entryMessage{Service: service, Entry: e})
 	for _, n := range others {
 		if string(answers[n]) != "ok" {
 			missing = append(missing, n)
 		}
 	}
-	if qerr != nil && !errors.Is(qerr, membership.ErrIncomplete) {
-		return missing, qerr
+	if err != nil && !errors.Is(err, membership.ErrIncomplete) {
+		return missing, err
 	}
 	return missing, nil
 }
 
 // share tells the other gateways about one of this gateway's decisions.
 func (a *autoscaler) share(service string, e autoscale.Event) {
-	others := a.otherGateways()
-	if len(others) == 0 {
-		return
-	}
-	body, err := json.Marshal(eventMessage{Service: service, Event: e})
-	if err != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(a.p.runCtx, 3*time.Second)
-	defer cancel()
-	if _, err := a.p.cluster.Query(ctx, queryAutoscaleEvent, body, membership.QueryParams{Nodes: others, Timeout: 3 * time.Second}); err != nil {
+	if _, _, err := a.askOthers(a.p.runCtx, queryAutoscaleEvent, eventMessage{Service: service, Event: e}); err != nil {
 		a.p.logger.Debug("autoscale: an event not shared with every gateway", "error", err)
 	}
 }
