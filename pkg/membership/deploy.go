@@ -29,6 +29,9 @@ type DeployRequest struct {
 	Image   string `json:"image"`
 	// CheckOnly asks only whether the agent can run Image.
 	CheckOnly bool `json:"check_only,omitempty"`
+	// Canary, if set, asks for a canary of Image beside the agent's
+	// replicas instead of replacing them (canary.go).
+	Canary *CanaryRequest `json:"canary,omitempty"`
 }
 
 // DeployResponse is an agent's answer. Error is empty on success.
@@ -45,6 +48,11 @@ func DecodeDeployRequest(b []byte) (DeployRequest, error) {
 	}
 	if _, err := runtime.ParseImage(r.Image); err != nil {
 		return r, fmt.Errorf("deploy request: %w", err)
+	}
+	if r.Canary != nil {
+		if err := r.Canary.Validate(); err != nil {
+			return r, fmt.Errorf("deploy request: %w", err)
+		}
 	}
 	return r, nil
 }

@@ -137,6 +137,9 @@ type Tags struct {
 	// another travels in the tags (3 or 4 bytes and the key): an agent older
 	// than the tag announces none, and is spoken to over HTTP/1.1 as before.
 	Protocol Protocol
+	// Canary is the canary this agent hosts for a rollout of its service;
+	// nil when none (canary.go).
+	Canary *Canary
 }
 
 // Converged reports whether an agent fully runs image: every replica on it,
@@ -172,6 +175,9 @@ func (t Tags) Encode() (map[string]string, error) {
 		}
 		if t.Protocol != "" && t.Protocol != ProtoHTTP {
 			m[tagProto] = string(t.Protocol)
+		}
+		if t.Canary != nil {
+			m[tagCanary] = t.Canary.encode()
 		}
 		switch {
 		case len(t.Routes) > 0:
@@ -243,6 +249,14 @@ func (t Tags) Validate() error {
 	if len(t.Fail) > MaxFailLen || strings.ContainsFunc(t.Fail, func(r rune) bool { return r < ' ' || r > '~' }) {
 		return fmt.Errorf("failure reason %q: want at most %d printable ASCII bytes", truncate(t.Fail, 40), MaxFailLen)
 	}
+	if t.Canary != nil {
+		if err := t.Canary.Validate(); err != nil {
+			return err
+		}
+		if t.Canary.overlaps(t.Ports) {
+			return errors.New("a port announced twice among the replicas and the canary's")
+		}
+	}
 	if len(t.Routes) > route.MaxPerService {
 		return fmt.Errorf("%d routes: at most %d per service", len(t.Routes), route.MaxPerService)
 	}
@@ -311,6 +325,11 @@ func DecodeTags(m map[string]string) (Tags, error) {
 			return Tags{}, fmt.Errorf("tag %s: %w", tagProto, err)
 		} else if p != ProtoHTTP { // http, said or not (an older agent), is left ""
 			t.Protocol = p
+		}
+		if cy, ok := m[tagCanary]; ok {
+			if t.Canary, err = decodeCanary(cy); err != nil {
+				return Tags{}, fmt.Errorf("tag %s=%q: %w", tagCanary, truncate(cy, 40), err)
+			}
 		}
 		if c, ok := m[tagCount]; ok {
 			if t.Count, err = strconv.Atoi(c); err != nil || t.Count < len(t.Ports) {
