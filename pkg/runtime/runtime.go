@@ -104,25 +104,58 @@ func (i Image) String() string {
 	return s
 }
 
+// Arm says what a replica is to its agent: one of its own replicas
+// (ArmStable, the zero value) or one of a canary's, which the agent runs
+// beside them for a while and never adopts. Drivers name and label the
+// replicas of each arm apart, so that an agent restarted after a crash
+// tells its own replicas, which it keeps, from a canary's, which it stops.
+type Arm string
+
+// The arms.
+const (
+	// ArmStable: the agent's own replicas, index i on base port + i.
+	ArmStable Arm = ""
+	// ArmCanary: a canary's replicas of the new version, index 0 to n-1
+	// within the arm, on ports after the agent's own.
+	ArmCanary Arm = "canary"
+	// ArmBaseline: a canary's fresh replicas of the agent's current
+	// version, started with the canary arm for a fair comparison.
+	ArmBaseline Arm = "baseline"
+)
+
+// Valid reports whether a is one of the arms.
+func (a Arm) Valid() bool { return a == ArmStable || a == ArmCanary || a == ArmBaseline }
+
+// Name is replica index's name within arm a, as drivers put it in file and
+// container names and the instance name: "3" for a stable replica,
+// "canary3" or "baseline3" for a canary's. No stable replica's name ends
+// the way a canary's does (a '-' then letters), so names built as
+// "<service>-<name>" never collide across arms.
+func (a Arm) Name(index int) string { return string(a) + strconv.Itoa(index) }
+
 // Spec describes a replica to start.
 type Spec struct {
 	Service string
 	Node    string // the agent's node name, for labels and the instance name
-	Index   int    // replica index: port = base port + index
-	Image   Image
-	HostIP  netip.Addr
-	Port    uint16 // host port the replica serves on
+	// Arm is ArmStable for the agent's own replicas, or a canary's arm.
+	Arm    Arm
+	Index  int // replica index within its arm: for ArmStable, port = base port + index
+	Image  Image
+	HostIP netip.Addr
+	Port   uint16 // host port the replica serves on
 }
 
-// Instance names the replica uniquely in the cluster: "node/index".
-func (s Spec) Instance() string { return s.Node + "/" + strconv.Itoa(s.Index) }
+// Instance names the replica uniquely in the cluster: "node/index", or
+// "node/canary<index>" and "node/baseline<index>" for a canary's.
+func (s Spec) Instance() string { return s.Node + "/" + s.Arm.Name(s.Index) }
 
 // Replica is a replica a driver knows about, running or not.
 type Replica struct {
 	ID        string // driver-specific: a container id, a process id
 	Service   string
 	Node      string
-	Index     int
+	Arm       Arm // ArmStable, or the canary arm the replica belongs to
+	Index     int // within its arm
 	Image     Image
 	HostIP    netip.Addr
 	Port      uint16

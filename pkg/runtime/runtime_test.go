@@ -106,3 +106,14 @@ func TestCheckPortFree(t *testing.T) {
 	l.Close()
 	assert.NoError(t, CheckPortFree(ap.Addr(), ap.Port()))
 }
+
+func TestArmNames(t *testing.T) {
+	for _, tc := range []struct {
+		arm      Arm
+		instance string
+	}{{ArmStable, "n1/3"}, {ArmCanary, "n1/canary3"}, {ArmBaseline, "n1/baseline3"}} {
+		assert.True(t, tc.arm.Valid())
+		assert.Equal(t, tc.instance, Spec{Node: "n1", Arm: tc.arm, Index: 3}.Instance())
+	}
+	assert.False(t, Arm("blue").Valid())
+}

@@ -14,6 +14,7 @@
 //	io.herd.managed=true io.herd.service=… io.herd.node=… io.herd.index=…
 //	io.herd.image=… io.herd.host-ip=… io.herd.port=…
 //
+// and, for a canary's replica, io.herd.arm=canary|baseline (runtime.Arm).
 // The labels are the driver's whole state: a restarted agent lists its
 // containers by label and adopts those still running.
 package docker
@@ -46,6 +47,8 @@ const (
 	LabelImage   = "io.herd.image"
 	LabelHostIP  = "io.herd.host-ip"
 	LabelPort    = "io.herd.port"
+	// LabelArm is set on a canary's replicas only: "canary" or "baseline".
+	LabelArm = "io.herd.arm"
 )
 
 // Config configures a Driver.
@@ -151,15 +154,20 @@ func engineRef(img runtime.Image) string {
 }
 
 // ContainerName is the name of replica spec's container:
-// herd-<service>-<node>-<index>.
+// herd-<service>-<node>-<index>, or for a canary's replica
+// herd-<service>-<node>-canary<index> (baseline<index>): no name of one
+// arm is a name of another (runtime.Arm.Name).
 func ContainerName(spec runtime.Spec) string {
-	return "herd-" + spec.Service + "-" + sanitize(spec.Node) + "-" + strconv.Itoa(spec.Index)
+	return "herd-" + spec.Service + "-" + sanitize(spec.Node) + "-" + spec.Arm.Name(spec.Index)
 }
 
 // Start creates and starts the container for spec. A host port taken by
 // something else is runtime.ErrPortInUse naming the port; the half-created
 // container is removed.
 func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (runtime.Replica, error) {
+	if !spec.Arm.Valid() {
+		return runtime.Replica{}, fmt.Errorf("replica %d: unknown arm %q", spec.Index, spec.Arm)
+	}
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
 	defer cancel()
 	name := ContainerName(spec)
@@ -198,6 +206,9 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (runtime.Replica,
 			LabelHostIP:  spec.HostIP.String(),
 			LabelPort:    strconv.Itoa(int(spec.Port)),
 		},
+	}
+	if spec.Arm != runtime.ArmStable {
+		cfg.Labels[LabelArm] = string(spec.Arm)
 	}
 	host := &container.HostConfig{
 		Init: &init,
@@ -291,7 +302,10 @@ func (d *Driver) remove(id string) {
 }
 
 func fromLabels(id string, l map[string]string) (runtime.Replica, error) {
-	r := runtime.Replica{ID: id, Service: l[LabelService], Node: l[LabelNode]}
+	r := runtime.Replica{ID: id, Service: l[LabelService], Node: l[LabelNode], Arm: runtime.Arm(l[LabelArm])}
+	if !r.Arm.Valid() {
+		return r, fmt.Errorf("label %s=%q: not an arm", LabelArm, l[LabelArm])
+	}
 	var err error
 	if r.Index, err = strconv.Atoi(l[LabelIndex]); err != nil || r.Index < 0 {
 		return r, fmt.Errorf("label %s=%q: not a replica index", LabelIndex, l[LabelIndex])

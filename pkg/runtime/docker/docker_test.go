@@ -140,6 +140,49 @@ func TestStartListAdoptStop(t *testing.T) {
 	assert.Error(t, err, "container removed")
 }
 
+// TestArms: a canary's replicas beside the agent's own, with the same
+// index: their containers are named and labelled apart, List says their
+// arm, and stopping one leaves the others.
+func TestArms(t *testing.T) {
+	node := "arms-" + strconv.FormatInt(time.Now().UnixNano()%1e6, 10)
+	d, cli := newDriver(t, node)
+	ctx := context.Background()
+	base := testutil.FreePortRange(t, 3, "127.0.0.1")
+	byArm := map[runtime.Arm]runtime.Replica{}
+	for i, arm := range []runtime.Arm{runtime.ArmStable, runtime.ArmCanary, runtime.ArmBaseline} {
+		s := spec(node, 0, base+uint16(i))
+		s.Arm = arm
+		r, err := d.Start(ctx, s)
+		require.NoError(t, err)
+		assert.Equal(t, arm, r.Arm)
+		byArm[arm] = r
+		info, err := cli.ContainerInspect(ctx, r.ID)
+		require.NoError(t, err)
+		assert.Equal(t, "/"+ContainerName(s), info.Name)
+		label, ok := info.Config.Labels[LabelArm]
+		assert.Equal(t, string(arm), label)
+		assert.Equal(t, arm != runtime.ArmStable, ok, "only a canary's replicas carry %s", LabelArm)
+	}
+	assert.Equal(t, "herd-predictor-"+node+"-canary0", ContainerName(runtime.Spec{Service: "predictor", Node: node, Arm: runtime.ArmCanary}))
+	assert.Contains(t, get(t, byArm[runtime.ArmCanary].Addr(), "/version"), node+"/canary0")
+	assert.Contains(t, get(t, byArm[runtime.ArmBaseline].Addr(), "/version"), node+"/baseline0")
+
+	list, err := d.List(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 3)
+	for _, r := range list {
+		assert.Equal(t, byArm[r.Arm].ID, r.ID, "arm %q", r.Arm)
+	}
+	require.NoError(t, d.Stop(ctx, byArm[runtime.ArmCanary], time.Second))
+	list, err = d.List(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	for _, r := range list {
+		assert.NotEqual(t, runtime.ArmCanary, r.Arm)
+		assert.True(t, r.Running)
+	}
+}
+
 func TestStartReplacesStaleContainerOfSameName(t *testing.T) {
 	node := "stale-" + strconv.FormatInt(time.Now().UnixNano()%1e6, 10)
 	d, cli := newDriver(t, node)

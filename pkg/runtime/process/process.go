@@ -11,6 +11,10 @@
 // its own process group, so a terminal's Ctrl-C reaches the agent only and
 // the agent stops replicas in order. A state file per replica records its
 // pid, so an agent restarted after a crash adopts replicas still running.
+//
+// Files are named after the replica: <service>-<index>.json and .log for
+// the agent's own, <service>-canary<index> and <service>-baseline<index>
+// for a canary's (runtime.Arm.Name), whose state file records its arm.
 package process
 
 import (
@@ -42,7 +46,8 @@ type Config struct {
 	ImagesDir string
 	// StateDir holds one state file per replica. Required.
 	StateDir string
-	// LogDir receives each replica's stdout and stderr as <service>-<index>.log.
+	// LogDir receives each replica's stdout and stderr as <service>-<index>.log
+	// (<service>-canary<index>.log for a canary's replica, and so on).
 	// Empty: StateDir.
 	LogDir string
 	// PollInterval is how often Stop checks whether an adopted process (not
@@ -70,6 +75,7 @@ type state struct {
 	Exe       string    `json:"exe"`
 	Service   string    `json:"service"`
 	Node      string    `json:"node"`
+	Arm       string    `json:"arm,omitempty"` // runtime.Arm; absent for the agent's own replicas
 	Index     int       `json:"index"`
 	Image     string    `json:"image"`
 	HostIP    string    `json:"host_ip"`
@@ -143,7 +149,10 @@ func (d *Driver) Start(_ context.Context, spec runtime.Spec) (runtime.Replica, e
 	if err != nil {
 		return runtime.Replica{}, err
 	}
-	logPath := filepath.Join(d.cfg.LogDir, fmt.Sprintf("%s-%d.log", spec.Service, spec.Index))
+	if !spec.Arm.Valid() {
+		return runtime.Replica{}, fmt.Errorf("start replica %d: unknown arm %q", spec.Index, spec.Arm)
+	}
+	logPath := filepath.Join(d.cfg.LogDir, spec.Service+"-"+spec.Arm.Name(spec.Index)+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return runtime.Replica{}, fmt.Errorf("replica %d log: %w", spec.Index, err)
@@ -164,7 +173,7 @@ func (d *Driver) Start(_ context.Context, spec runtime.Spec) (runtime.Replica, e
 		return runtime.Replica{}, fmt.Errorf("start replica %d (%s): %w", spec.Index, exe, err)
 	}
 	st := state{
-		PID: cmd.Process.Pid, Exe: exe, Service: spec.Service, Node: spec.Node, Index: spec.Index,
+		PID: cmd.Process.Pid, Exe: exe, Service: spec.Service, Node: spec.Node, Arm: string(spec.Arm), Index: spec.Index,
 		Image: spec.Image.String(), HostIP: spec.HostIP.String(), Port: spec.Port, StartedAt: time.Now().UTC(),
 	}
 	c := &child{exited: make(chan struct{})}
@@ -211,7 +220,7 @@ func (d *Driver) List(_ context.Context) ([]runtime.Replica, error) {
 // Stop sends SIGTERM to the replica's process group, waits up to grace for
 // it to exit, then kills it; and forgets the replica.
 func (d *Driver) Stop(ctx context.Context, r runtime.Replica, grace time.Duration) error {
-	path := d.statePath(r.Service, r.Index)
+	path := d.statePath(r.Service, r.Arm, r.Index)
 	st, err := readState(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -295,8 +304,8 @@ func (d *Driver) alive(st state) bool {
 	return true
 }
 
-func (d *Driver) statePath(service string, index int) string {
-	return filepath.Join(d.cfg.StateDir, fmt.Sprintf("%s-%d.json", service, index))
+func (d *Driver) statePath(service string, arm runtime.Arm, index int) string {
+	return filepath.Join(d.cfg.StateDir, service+"-"+arm.Name(index)+".json")
 }
 
 // writeState writes atomically: temp file, fsync, rename.
@@ -305,7 +314,7 @@ func (d *Driver) writeState(st state) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(d.statePath(st.Service, st.Index), b, 0o644)
+	return atomicfile.Write(d.statePath(st.Service, runtime.Arm(st.Arm), st.Index), b, 0o644)
 }
 
 func readState(path string) (state, error) {
@@ -320,13 +329,16 @@ func readState(path string) (state, error) {
 	if st.PID <= 1 || st.Exe == "" {
 		return st, fmt.Errorf("corrupt state file %s: no pid or executable", path)
 	}
+	if !runtime.Arm(st.Arm).Valid() {
+		return st, fmt.Errorf("state file %s: unknown arm %q", path, st.Arm)
+	}
 	return st, nil
 }
 
 func (st state) replica(running bool) runtime.Replica {
 	img, _ := runtime.ParseImage(st.Image)
 	r := runtime.Replica{
-		ID: strconv.Itoa(st.PID), Service: st.Service, Node: st.Node, Index: st.Index, Image: img,
+		ID: strconv.Itoa(st.PID), Service: st.Service, Node: st.Node, Arm: runtime.Arm(st.Arm), Index: st.Index, Image: img,
 		Port: st.Port, Running: running, StartedAt: st.StartedAt, PID: st.PID,
 	}
 	r.HostIP, _ = netip.ParseAddr(st.HostIP)

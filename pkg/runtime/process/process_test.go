@@ -145,3 +145,54 @@ func TestImageReferences(t *testing.T) {
 		require.ErrorIs(t, err, runtime.ErrImageUnsupported, "%+v", img)
 	}
 }
+
+// TestArms: a canary's replicas beside the agent's own, with the same
+// index: their files are apart, their instance names and List say their
+// arm, and stopping one leaves the others.
+func TestArms(t *testing.T) {
+	testutil.BuildPredictorImages(t, imagesDir, "1.0.0")
+	img, err := runtime.ParseImage("predictor:1.0.0")
+	require.NoError(t, err)
+	stateDir := t.TempDir()
+	d := newDriver(t, stateDir)
+	ctx := context.Background()
+	base := testutil.FreePortRange(t, 3, "127.0.0.1")
+	byArm := map[runtime.Arm]runtime.Replica{}
+	for i, arm := range []runtime.Arm{runtime.ArmStable, runtime.ArmCanary, runtime.ArmBaseline} {
+		r, err := d.Start(ctx, runtime.Spec{Service: "predictor", Node: "n1", Arm: arm, Index: 0, Image: img,
+			HostIP: netip.MustParseAddr("127.0.0.1"), Port: base + uint16(i)})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = syscall.Kill(-r.PID, syscall.SIGKILL) })
+		assert.Equal(t, arm, r.Arm)
+		byArm[arm] = r
+	}
+	assert.Equal(t, `{"instance":"n1/0","version":"1.0.0"}`+"\n", waitVersion(t, byArm[runtime.ArmStable].Addr()))
+	assert.Equal(t, `{"instance":"n1/canary0","version":"1.0.0"}`+"\n", waitVersion(t, byArm[runtime.ArmCanary].Addr()))
+	assert.Equal(t, `{"instance":"n1/baseline0","version":"1.0.0"}`+"\n", waitVersion(t, byArm[runtime.ArmBaseline].Addr()))
+	for _, name := range []string{"predictor-0", "predictor-canary0", "predictor-baseline0"} {
+		assert.FileExists(t, filepath.Join(stateDir, name+".json"))
+		assert.FileExists(t, filepath.Join(stateDir, name+".log"))
+	}
+
+	list, err := newDriver(t, stateDir).List(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 3)
+	for _, r := range list {
+		assert.Equal(t, byArm[r.Arm].PID, r.PID, "arm %q", r.Arm)
+		assert.True(t, r.Running)
+	}
+
+	require.NoError(t, d.Stop(ctx, byArm[runtime.ArmCanary], 5*time.Second))
+	assert.True(t, pidGone(byArm[runtime.ArmCanary].PID))
+	list, err = d.List(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	for _, r := range list {
+		assert.NotEqual(t, runtime.ArmCanary, r.Arm)
+		assert.False(t, pidGone(r.PID))
+	}
+
+	_, err = d.Start(ctx, runtime.Spec{Service: "predictor", Node: "n1", Arm: "blue", Image: img,
+		HostIP: netip.MustParseAddr("127.0.0.1"), Port: base})
+	assert.ErrorContains(t, err, `unknown arm "blue"`)
+}
