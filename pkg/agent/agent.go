@@ -50,13 +50,15 @@ type Agent struct {
 	tags      membership.Tags
 	announced bool
 	failed    *deployFailure // the deploy to want given up on, until the next request
+	canary    *canary        // the canary hosted beside the replicas, if any (canary.go)
 
 	results  chan startResult
 	starts   sync.WaitGroup
 	startCtx context.Context
 	stopAll  context.CancelFunc
 
-	status atomic.Pointer[[]ReplicaStatus]
+	status       atomic.Pointer[[]ReplicaStatus]
+	canaryStatus atomic.Pointer[[]ReplicaStatus]
 }
 
 // New validates cfg and starts gossip on mcfg's address (so a port in use or
@@ -85,9 +87,10 @@ func New(cfg Config, rt Runtime, mcfg *membership.Config) (*Agent, error) {
 			Timeout:   cfg.HealthTimeout,
 			Transport: &http.Transport{DisableKeepAlives: true},
 		},
-		// Room for every slot's one operation in flight: a result never
-		// waits for the loop that takes them.
-		results: make(chan startResult, cfg.maxCount()),
+		// Room for every slot's one operation in flight, a canary's
+		// included, and a canary's end: a result never waits for the loop
+		// that takes them.
+		results: make(chan startResult, cfg.maxCount()+2*membership.MaxCanaryReplicas+1),
 		tags: membership.Tags{
 			Role: membership.RoleAgent, Service: cfg.Service, Image: want.String(), Want: want.String(),
 			HostIP: cfg.HostIP, State: membership.StateActive,
@@ -212,7 +215,8 @@ func (a *Agent) start(ctx context.Context) error {
 }
 
 // adopt keeps replicas a previous run left serving, and stops the others
-// (stale, surplus, or of another image).
+// (stale, surplus, or of another image), a canary's among them: a canary
+// is not persisted, and the coordinator that wants it asks again.
 func (a *Agent) adopt(ctx context.Context) error {
 	existing, err := a.rt.List(ctx)
 	if err != nil {
@@ -220,6 +224,14 @@ func (a *Agent) adopt(ctx context.Context) error {
 	}
 	for _, r := range existing {
 		if r.Service != a.cfg.Service {
+			continue
+		}
+		if r.Arm != runtime.ArmStable {
+			a.logger.Info("stopping a canary replica left from an earlier run", "arm", r.Arm, "index", r.Index,
+				"addr", r.Addr(), "image", r.Image, "running", r.Running)
+			if err := a.rt.Stop(ctx, r, a.cfg.StopGrace); err != nil {
+				return fmt.Errorf("remove old %s replica %d: %w", r.Arm, r.Index, err)
+			}
 			continue
 		}
 		if r.Running && r.Index < len(a.slots) && r.Port == a.cfg.port(r.Index) && r.Image == a.want &&
@@ -258,12 +270,14 @@ func (a *Agent) announce() error {
 		fail = a.failed.reason
 	}
 	count := a.announcedCount()
+	cy := a.canaryTag()
 	if a.announced && slices.Equal(ports, a.tags.Ports) && image == a.tags.Image && a.tags.Want == a.want.String() &&
-		a.tags.Fail == fail && a.tags.Count == count {
+		a.tags.Fail == fail && a.tags.Count == count && sameCanary(cy, a.tags.Canary) {
 		return nil
 	}
 	next := a.tags
 	next.Ports, next.Image, next.Want, next.Fail, next.Count = ports, image, a.want.String(), fail, count
+	next.Canary = cy
 	next.Gen++
 	if err := a.setTags(next); err != nil {
 		return err
@@ -286,10 +300,17 @@ func (a *Agent) setTags(t membership.Tags) error {
 
 // shutdown withdraws every replica, waits for the gateways to acknowledge,
 // leaves, then stops the replicas, which finish their in-flight requests.
+// A canary's replicas are stopped even with KeepReplicas: the next agent
+// would not adopt them.
 func (a *Agent) shutdown() {
 	began := time.Now()
 	next := a.tags
 	next.State, next.Gen = membership.StateDraining, next.Gen+1
+	if next.Canary != nil {
+		// Withdrawn in the same breath, whatever a gateway makes of a
+		// draining node's canary.
+		next.Canary = withdrawnCanary(next.Canary)
+	}
 	if err := a.setTags(next); err != nil {
 		a.logger.Error("could not announce draining", "error", err)
 	} else if err := a.syncGateways(context.Background(), next.Gen); err != nil {
@@ -303,6 +324,9 @@ func (a *Agent) shutdown() {
 	}
 	if a.cfg.KeepReplicas {
 		a.cancelStarts()
+		a.stopSlots(a.canary.slots())
+		a.canary = nil
+		a.publishStatus()
 		a.logger.Info("left cluster; replicas keep running for the next agent to adopt",
 			"drain", time.Since(began).Round(time.Millisecond))
 		return
@@ -335,24 +359,32 @@ func (a *Agent) cancelStarts() {
 	}
 }
 
-// stopReplicas cancels starts in progress and stops every replica.
+// stopReplicas cancels starts in progress and stops every replica, a
+// canary's included.
 func (a *Agent) stopReplicas() {
 	a.cancelStarts()
+	a.stopSlots(append(slices.Clip(a.slots), a.canary.slots()...))
+	a.canary = nil
+	a.publishStatus()
+}
+
+// stopSlots stops the replicas of slots, all at once. Starts must be
+// cancelled first (cancelStarts).
+func (a *Agent) stopSlots(slots []*slot) {
 	var wg sync.WaitGroup
-	for _, s := range a.slots {
+	for _, s := range slots {
 		if s.replica == nil {
 			continue
 		}
-		r := *s.replica
+		r, logger := *s.replica, a.slotLogger(s)
 		wg.Go(func() {
 			if err := a.rt.Stop(context.Background(), r, a.cfg.StopGrace); err != nil {
-				a.logger.Error("stop replica", "index", r.Index, "error", err)
+				logger.Error("stop replica", "index", r.Index, "error", err)
 			}
 		})
 		s.replica, s.state = nil, stateStopped
 	}
 	wg.Wait()
-	a.publishStatus()
 }
 
 // check runs one health check against r, in the replicas' protocol.

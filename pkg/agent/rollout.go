@@ -27,7 +27,7 @@ func (a *Agent) answer(ctx context.Context, q *membership.Query) {
 }
 
 // answerDeploy answers a deploy request: whether the agent can run, or
-// took, the image.
+// took, the image (or the canary).
 func (a *Agent) answerDeploy(ctx context.Context, q *membership.Query) {
 	var resp membership.DeployResponse
 	req, err := membership.DecodeDeployRequest(q.Payload())
@@ -47,11 +47,15 @@ func (a *Agent) answerDeploy(ctx context.Context, q *membership.Query) {
 }
 
 // deploy checks that req's image can run here and, unless it is only a
-// check, records it as the desired image; converge does the rest.
+// check, records it as the desired image; converge does the rest. A
+// request with a canary part is canary.go's.
 func (a *Agent) deploy(ctx context.Context, req membership.DeployRequest) error {
 	img, err := runtime.ParseImage(req.Image)
 	if err != nil {
 		return fmt.Errorf("%s: %w", a.cfg.Node, err)
+	}
+	if req.Canary != nil {
+		return a.deployCanary(ctx, req, img)
 	}
 	// The image must fit in the tags beside the one running (a member's
 	// tags have 512 bytes in all): an agent that cannot announce cannot
@@ -68,6 +72,9 @@ func (a *Agent) deploy(ctx context.Context, req membership.DeployRequest) error 
 	}
 	if req.CheckOnly {
 		return nil
+	}
+	if err := a.refuseForCanary(img); err != nil {
+		return err
 	}
 	if a.failed != nil {
 		// Asked again: the coordinator reverts, or the operator retries.

@@ -93,6 +93,11 @@ func (a *Agent) canScale(req membership.ScaleRequest, room int, limit string) er
 	switch {
 	case req.Service != a.cfg.Service:
 		return fmt.Errorf("%s runs service %s, not %s", a.cfg.Node, a.cfg.Service, req.Service)
+	case a.canary != nil:
+		// Its arms hold the ports after the replicas, and the baseline is
+		// compared with them as they are.
+		return fmt.Errorf("%s hosts a canary of %s: its replica count changes once the canary has ended",
+			a.cfg.Node, a.canary)
 	case a.converging():
 		return fmt.Errorf("%s is replacing its replicas with %s (a rollout): its count changes once that is done",
 			a.cfg.Node, a.want)

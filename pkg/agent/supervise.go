@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/herd-cluster/herd/pkg/membership"
 	"github.com/herd-cluster/herd/pkg/runtime"
@@ -23,8 +26,11 @@ const (
 )
 
 // slot is replica index i's place: port base+i, and whatever runs there.
+// A canary's replicas have slots too (canary.go): index i of their arm, on
+// a port after the agent's own.
 type slot struct {
 	index        int
+	arm          runtime.Arm // runtime.ArmStable for the agent's own replicas
 	port         uint16
 	replica      *runtime.Replica
 	state        string
@@ -40,6 +46,7 @@ type slot struct {
 
 type startResult struct {
 	index   int
+	arm     runtime.Arm      // the slot's arm: a canary's results are canary.go's
 	replica *runtime.Replica // set even on a failed health check, to stop it
 	adopted bool             // the replica was found running, not started
 	err     error
@@ -52,6 +59,8 @@ type startResult struct {
 	unacked *membership.UnackedError
 	// retired: the result of a scale-down's stop (applyRetire), not a start.
 	retired bool
+	// drained: the result of a canary's end (applyCanaryDrain), not a start.
+	drained *drainResult
 }
 
 // adoptWait gives a replica found running the same time a new one has to
@@ -64,7 +73,7 @@ func (a *Agent) adoptWait(s *slot) {
 	})
 }
 
-// launch (re)starts slot s in the background on the desired image: stop old
+// launch (re)starts slot s in the background on its image (imageOf): stop old
 // (after every gateway acknowledged its withdrawal, when drain is set), start
 // new, wait for its first passing check. The result arrives on a.results.
 func (a *Agent) launch(s *slot, old *runtime.Replica, drain bool) {
@@ -73,15 +82,15 @@ func (a *Agent) launch(s *slot, old *runtime.Replica, drain bool) {
 		s.state = stateDraining
 	}
 	spec := runtime.Spec{
-		Service: a.cfg.Service, Node: a.cfg.Node, Index: s.index, Image: a.want,
+		Service: a.cfg.Service, Node: a.cfg.Node, Arm: s.arm, Index: s.index, Image: a.imageOf(s),
 		HostIP: a.cfg.HostIP, Port: s.port,
 	}
 	ctx, cancel := context.WithCancel(a.startCtx)
-	s.cancel, s.starting = cancel, a.want
+	s.cancel, s.starting = cancel, spec.Image
 	withdrawn := a.tags.Gen // the tags that withdraw old, when drain is set
 	a.starts.Go(func() {
 		defer cancel()
-		res := startResult{index: spec.Index}
+		res := startResult{index: spec.Index, arm: spec.Arm}
 		defer func() {
 			res.superseded = ctx.Err() != nil && a.startCtx.Err() == nil
 			a.results <- res
@@ -112,7 +121,14 @@ func (a *Agent) launch(s *slot, old *runtime.Replica, drain bool) {
 }
 
 func (a *Agent) applyStart(res startResult) {
-	if res.retired {
+	switch {
+	case res.drained != nil:
+		a.applyCanaryDrain(*res.drained)
+		return
+	case res.arm != runtime.ArmStable:
+		a.applyCanaryStart(res)
+		return
+	case res.retired:
 		a.applyRetire(res)
 		return
 	}
@@ -178,6 +194,7 @@ func (a *Agent) supervise(ctx context.Context) {
 		case <-tick.C:
 			a.checkAll(ctx)
 			a.converge()
+			a.advanceCanaryEnd() // a drain that failed is retried after its backoff
 		}
 		a.applyPending()
 		// Before announcing: what the admin API shows is never behind what
@@ -189,14 +206,15 @@ func (a *Agent) supervise(ctx context.Context) {
 	}
 }
 
-// checkAll runs one round of checks, all replicas at once.
+// checkAll runs one round of checks, all replicas at once: the agent's own
+// and a canary's, which are supervised alike.
 func (a *Agent) checkAll(ctx context.Context) {
-	running := a.runningByIndex(ctx)
-	errs := make([]error, len(a.slots))
-	var wg sync.WaitGroup
+	running := a.runningReplicas(ctx)
 	// Replicas beyond the count are a scale-down's to remove (scale.go):
 	// neither checked nor restarted.
-	slots := a.slots[:min(a.count, len(a.slots))]
+	slots := append(slices.Clip(a.slots[:min(a.count, len(a.slots))]), a.canary.supervised()...)
+	errs := make([]error, len(slots))
+	var wg sync.WaitGroup
 	for i, s := range slots {
 		if s.replica == nil || (s.state != stateHealthy && s.state != stateUnhealthy) {
 			continue
@@ -222,16 +240,17 @@ func (a *Agent) checkAll(ctx context.Context) {
 }
 
 // judge acts on one replica's check result.
-func (a *Agent) judge(s *slot, checkErr error, running map[int]bool) {
-	if isRunning, known := running[s.index]; known && !isRunning {
+func (a *Agent) judge(s *slot, checkErr error, running map[replicaKey]bool) {
+	logger := a.slotLogger(s)
+	if isRunning, known := running[keyOf(s)]; known && !isRunning {
 		s.failures++
-		a.logger.Warn("replica exited; replacing", "index", s.index, "port", s.port)
+		logger.Warn("replica exited; replacing", "index", s.index, "port", s.port)
 		a.restartAfterBackoff(s)
 		return
 	}
 	if checkErr == nil {
 		if s.state == stateUnhealthy {
-			a.logger.Info("replica healthy again", "index", s.index, "port", s.port)
+			logger.Info("replica healthy again", "index", s.index, "port", s.port)
 			s.healthySince = time.Now()
 		}
 		s.state, s.failedChecks = stateHealthy, 0
@@ -239,14 +258,14 @@ func (a *Agent) judge(s *slot, checkErr error, running map[int]bool) {
 	}
 	s.failedChecks++
 	s.state = stateUnhealthy
-	a.logger.Warn("replica failed its health check; withdrawn", "index", s.index, "port", s.port,
+	logger.Warn("replica failed its health check; withdrawn", "index", s.index, "port", s.port,
 		"failed_checks", s.failedChecks, "error", checkErr)
 	if s.failedChecks >= a.cfg.ReplaceAfter {
 		if running == nil {
 			// The driver cannot tell what runs (a Docker engine away): a
 			// replacement could not start either, and the replica may serve
 			// again when the engine is back. Wait for it.
-			a.logger.Warn("runtime unreachable; not replacing until it answers", "index", s.index)
+			logger.Warn("runtime unreachable; not replacing until it answers", "index", s.index)
 			return
 		}
 		s.failures++
@@ -257,39 +276,70 @@ func (a *Agent) judge(s *slot, checkErr error, running map[int]bool) {
 func (a *Agent) restartAfterBackoff(s *slot) {
 	if wait := a.backoff(s.failures); wait > 0 {
 		s.state, s.retryAt = stateBackoff, time.Now().Add(wait)
-		a.logger.Warn("replica in backoff", "index", s.index, "retry_in", wait)
+		a.slotLogger(s).Warn("replica in backoff", "index", s.index, "retry_in", wait)
 		return
 	}
 	a.restart(s, "replacing")
 }
 
 func (a *Agent) restart(s *slot, why string) {
-	a.logger.Info(why, "index", s.index, "port", s.port)
+	a.slotLogger(s).Info(why, "index", s.index, "port", s.port)
 	s.restarts++
 	old := s.replica
 	s.replica = nil
 	a.launch(s, old, false)
 }
 
-// runningByIndex asks the driver which replicas run. When the driver cannot
-// tell (a Docker daemon away), it returns nothing and health checks decide.
-func (a *Agent) runningByIndex(ctx context.Context) map[int]bool {
+// replicaKey names a replica among the agent's own and a canary's.
+type replicaKey struct {
+	arm   runtime.Arm
+	index int
+}
+
+func keyOf(s *slot) replicaKey { return replicaKey{arm: s.arm, index: s.index} }
+
+// runningReplicas asks the driver which replicas run. When the driver
+// cannot tell (a Docker daemon away), it returns nothing and health checks
+// decide.
+func (a *Agent) runningReplicas(ctx context.Context) map[replicaKey]bool {
 	list, err := a.rt.List(ctx)
 	if err != nil {
 		a.logger.Warn("cannot list replicas; relying on health checks", "error", err)
 		return nil
 	}
-	out := make(map[int]bool, len(list))
+	out := make(map[replicaKey]bool, len(list))
 	for _, r := range list {
 		if r.Service == a.cfg.Service {
-			out[r.Index] = r.Running
+			out[replicaKey{arm: r.Arm, index: r.Index}] = r.Running
 		}
 	}
 	return out
 }
 
+// imageOf is the image slot s runs: the desired image, or its canary arm's.
+func (a *Agent) imageOf(s *slot) runtime.Image {
+	switch s.arm {
+	case runtime.ArmCanary:
+		return a.canary.image
+	case runtime.ArmBaseline:
+		return a.canary.baseline
+	}
+	return a.want
+}
+
+// slotLogger is the logger for s's messages: a canary's say their arm.
+func (a *Agent) slotLogger(s *slot) hclog.Logger {
+	if s.arm == runtime.ArmStable {
+		return a.logger
+	}
+	return a.logger.With("arm", string(s.arm))
+}
+
 // ReplicaStatus is one replica as the admin API shows it.
 type ReplicaStatus struct {
+	// Arm is empty for the agent's own replicas, "canary" or "baseline"
+	// for a canary's (CanaryReplicas); Index is within the arm.
+	Arm      string `json:"arm,omitempty"`
 	Index    int    `json:"index"`
 	Addr     string `json:"addr"`
 	Image    string `json:"image"`
@@ -300,17 +350,35 @@ type ReplicaStatus struct {
 }
 
 func (a *Agent) publishStatus() {
-	out := make([]ReplicaStatus, len(a.slots))
-	for i, s := range a.slots {
-		st := ReplicaStatus{Index: s.index, State: s.state, Restarts: s.restarts, Image: a.cfg.Image.String()}
+	a.status.Store(a.statusOf(a.slots, a.cfg.Image))
+	var arms []*slot
+	var img runtime.Image
+	if a.canary != nil {
+		arms, img = a.canary.slots(), a.canary.image
+	}
+	a.canaryStatus.Store(a.statusOf(arms, img))
+}
+
+// statusOf is slots as the admin API shows them; img is the image of
+// those that run nothing.
+func (a *Agent) statusOf(slots []*slot, img runtime.Image) *[]ReplicaStatus {
+	out := make([]ReplicaStatus, len(slots))
+	for i, s := range slots {
+		st := ReplicaStatus{Arm: string(s.arm), Index: s.index, State: s.state, Restarts: s.restarts, Image: img.String()}
 		st.Addr = runtime.Replica{HostIP: a.cfg.HostIP, Port: s.port}.Addr().String()
 		if s.replica != nil {
 			st.ID, st.PID, st.Image = s.replica.ID, s.replica.PID, s.replica.Image.String()
 		}
 		out[i] = st
 	}
-	a.status.Store(&out)
+	return &out
 }
 
-// Replicas returns the replicas' current states. Safe from any goroutine.
+// Replicas returns the agent's own replicas' current states. Safe from any
+// goroutine.
 func (a *Agent) Replicas() []ReplicaStatus { return *a.status.Load() }
+
+// CanaryReplicas returns the states of the replicas of the canary the
+// agent hosts, the canary arm's then the baseline arm's; none when it hosts
+// none. Safe from any goroutine.
+func (a *Agent) CanaryReplicas() []ReplicaStatus { return *a.canaryStatus.Load() }
