@@ -394,3 +394,41 @@ func TestUnacknowledgedWithdrawalKeepsTheReplica(t *testing.T) {
 	deploy("predictor:1.0.0") // the revert
 	require.Eventually(t, func() bool { return tagsOf().Fail == "" }, 10*time.Second, 20*time.Millisecond, "cleared by the next request")
 }
+
+// failingStop is a runtime whose next n stops fail, the replica left as it
+// was (an engine that errs for a moment).
+type failingStop struct {
+	Runtime
+	n, failed atomic.Int32
+}
+
+func (f *failingStop) Stop(ctx context.Context, r runtime.Replica, grace time.Duration) error {
+	if f.n.Add(-1) >= 0 {
+		f.failed.Add(1)
+		return fmt.Errorf("stop replica %d: engine busy", r.Index)
+	}
+	return f.Runtime.Stop(ctx, r, grace)
+}
+
+// TestFailedStopKeepsTheReplica: a replacement whose stop of the old
+// replica fails keeps the old one in its slot, so the next attempt stops
+// it before starting its successor on the port, and the rollout completes
+// with nothing left running beside it.
+func TestFailedStopKeepsTheReplica(t *testing.T) {
+	testutil.BuildPredictorImages(t, imagesDir, "1.0.0", "1.1.0")
+	g := startGateway(t)
+	cfg := agentConfig(t, g, 1)
+	cfg.RestartBackoff = 100 * time.Millisecond
+	rt := &failingStop{Runtime: newDriver(t, t.TempDir())}
+	ta := runAgent(t, cfg, rt)
+	g.waitBackends(t, 1)
+	old := ta.Replicas()[0]
+
+	rt.n.Store(1)
+	require.NoError(t, sendDeploy(t, g.cluster, cfg.Node, membership.DeployRequest{Rollout: "t", Image: "predictor:1.1.0"}))
+	require.Eventually(t, func() bool { return ta.cluster.Tags().Converged("predictor:1.1.0") }, 20*time.Second,
+		20*time.Millisecond, "converged to 1.1.0: %+v", ta.Replicas())
+	assert.False(t, alive(old.PID), "the old replica (pid %d) stopped", old.PID)
+	assert.Equal(t, int32(1), rt.failed.Load(), "the failing stop was tried")
+	g.waitBackends(t, 1)
+}

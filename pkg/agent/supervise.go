@@ -108,6 +108,9 @@ func (a *Agent) launch(s *slot, old *runtime.Replica, drain bool) {
 				}
 			}
 			if res.err = a.rt.Stop(ctx, *old, a.cfg.StopGrace); res.err != nil {
+				// Still there: the slot keeps it, for the next attempt or
+				// the agent's own stop to stop.
+				res.replica = old
 				return
 			}
 		}
