@@ -23,7 +23,8 @@ import (
 //     rollout or scale of the agent's replicas in progress, ports for both
 //     arms, tags that fit); the replicas start all at once, each announced
 //     once healthy. The weight is announced as asked from the start: the
-//     gateways route only to announced ports.
+//     gateways route only to announced ports. A check (CheckOnly) runs the
+//     same checks and starts nothing.
 //   - The same request with another weight changes only the tag's weight;
 //     the same request again changes nothing. A request for another image,
 //     replica count or baseline is refused while a canary runs.
@@ -35,7 +36,9 @@ import (
 //     scale-down waits), then the replicas stop and `cy` goes: the canary
 //     has ended when the tag is gone. A live gateway that does not
 //     acknowledge keeps the replicas running, withdrawn, and the end is
-//     tried again after a backoff. Ending no canary is a success.
+//     tried again after a backoff. An agent hosts one canary at most: an
+//     end request ends it whatever image it names, without looking for
+//     that image on the host, and ending no canary is a success.
 //   - While a canary runs the agent refuses scale requests and deploys that
 //     would change its image: the baseline arm is compared with the agent's
 //     replicas as they are. A deploy is accepted again once the canary is
@@ -47,7 +50,6 @@ import (
 
 // canary is the canary the agent hosts, owned by the Run goroutine.
 type canary struct {
-	rollout  string        // the rollout that asked, for the log
 	image    runtime.Image // the canary arm's
 	baseline runtime.Image // the baseline arm's: the agent's image when the canary began
 	weight   int
@@ -137,7 +139,7 @@ func (a *Agent) deployCanary(ctx context.Context, req membership.DeployRequest, 
 	if _, err := next.Encode(); err != nil {
 		return fmt.Errorf("%s: canary of %s: %w", a.cfg.Node, img, err)
 	}
-	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	defer cancel()
 	if err := a.rt.Resolve(rctx, img); err != nil {
 		return fmt.Errorf("%s: %w", a.cfg.Node, err)
@@ -216,7 +218,7 @@ func (a *Agent) canaryPorts(n, arms int) ([]uint16, error) {
 
 // startCanary starts the arms on ports, n per arm, all at once.
 func (a *Agent) startCanary(rollout string, img runtime.Image, cr membership.CanaryRequest, ports []uint16) {
-	c := &canary{rollout: rollout, image: img, baseline: a.want, weight: cr.Weight, count: cr.Replicas}
+	c := &canary{image: img, baseline: a.want, weight: cr.Weight, count: cr.Replicas}
 	arms := []runtime.Arm{runtime.ArmCanary}
 	if cr.Baseline {
 		arms = append(arms, runtime.ArmBaseline)

@@ -65,7 +65,7 @@ func (a *Agent) deploy(ctx context.Context, req membership.DeployRequest) error 
 	if _, err := next.Encode(); err != nil {
 		return fmt.Errorf("%s: image %s: %w", a.cfg.Node, img, err)
 	}
-	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	defer cancel()
 	if err := a.rt.Resolve(rctx, img); err != nil {
 		return fmt.Errorf("%s: %w", a.cfg.Node, err)
@@ -139,6 +139,10 @@ func (a *Agent) converge() {
 		return
 	}
 }
+
+// resolveTimeout bounds the check that a deploy's image is here: the
+// answer waits on it, and the coordinator's query has a deadline of its own.
+const resolveTimeout = 3 * time.Second
 
 // deployFailure is why the agent gave up converging to want; its tags say
 // so (membership.Tags.Fail) until the next deploy request.
