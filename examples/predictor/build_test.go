@@ -156,3 +156,18 @@ func TestBuiltWithFaults(t *testing.T) {
 		assert.Contains(t, r.stderr.String(), "-fault-crash-after")
 	})
 }
+
+// TestHarnessVariants: the bad versions the e2e harness builds
+// (testutil.PredictorFaults of each) are the faults they are named for.
+func TestHarnessVariants(t *testing.T) {
+	for v, want := range map[string]Faults{
+		testutil.PredictorErr5:     {ErrorRate: 0.05},
+		testutil.PredictorSlow50:   {Delay: 50 * time.Millisecond},
+		testutil.PredictorCrash100: {CrashAfter: 100},
+	} {
+		got, err := parseFaults(testutil.PredictorFaults(v))
+		require.NoError(t, err, v)
+		assert.Equal(t, want, got, v)
+	}
+	assert.Len(t, testutil.PredictorFaultVersions(), 3)
+}
