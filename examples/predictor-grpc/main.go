@@ -43,7 +43,10 @@ func main() {
 	})
 }
 
-func serve() error {
+func serve(args []string) error {
+	if err := replica.NoArgs(args); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", replica.ListenAddr())
 	if err != nil {
 		return err

@@ -1,26 +1,48 @@
 // Command predictor is Herd's example service: it scores the tone of text.
 //
-//	predictor [serve]     serve HTTP on $HOST:$PORT (default :8080)
-//	predictor healthcheck exit 0 if the local server's /healthz answers 200
-//	predictor version     print the version
+//	predictor [serve] [flags] serve HTTP on $HOST:$PORT (default :8080)
+//	predictor healthcheck     exit 0 if the local server's /healthz answers 200
+//	predictor version         print the version
 //
-// Endpoints: POST /predict {"text": "..."}, GET /healthz, GET /version; for
-// load tests of the path in between, GET /bytes?n=N streams N bytes and
-// POST /discard reads a body of any size and answers its length; GET
-// /work?ms=N holds the request N ms (at most 60 s) before answering, so a
-// load test sets how many requests are in flight (the autoscaler's signal).
-// HERD_INSTANCE names this replica in answers (Herd's agents set it).
+// Endpoints: POST /predict {"text": "..."} or GET /predict?text=..., GET
+// /healthz, GET /version; for load tests of the path in between, GET
+// /bytes?n=N streams N bytes and POST /discard reads a body of any size and
+// answers its length; GET /work?ms=N holds the request N ms (at most 60 s)
+// before answering, so a load test sets how many requests are in flight
+// (the autoscaler's signal). HERD_INSTANCE names this replica in answers
+// (Herd's agents set it).
+//
+// Faults make a bad release for testing canary rollouts: its health checks
+// pass, its /predict traffic (GET and POST) gives it away. serve's flags:
+//
+//	--fault-error-rate F   answer the fraction F of /predict requests 500,
+//	                       deterministically: request n fails when ⌊n·F⌋
+//	                       grows, so 0.05 (or 5%) is exactly every 20th
+//	--fault-delay D        hold every /predict request D (like 50ms, at
+//	                       most 1m) before answering
+//	--fault-crash-after N  exit with status 1 once the first N /predict
+//	                       requests are answered; later ones never are
+//
+// The same faults can be built in, comma-separated, by the flags' names
+// without "fault-": -ldflags "-X main.faults=error-rate=0.05,delay=50ms";
+// a flag given wins over its built-in value. A bad value: one line on
+// stderr, exit 2. Herd's e2e tests build predictor:1.1.0-err5, 1.1.0-slow50
+// and 1.1.0-crash100 so (internal/testutil); make build, make images and
+// the release never do.
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -34,6 +56,9 @@ var (
 	// broken, when "true", makes /healthz fail: a bad release for testing
 	// automatic rollout revert.
 	broken = "false"
+	// faults are this build's faults (see parseFaults), "" for none: a bad
+	// release that passes its health checks, for testing canary rollouts.
+	faults = ""
 )
 
 const (
@@ -45,18 +70,41 @@ const (
 
 func main() { replica.Main("predictor", version, serve, healthcheck) }
 
-func serve() error {
+func serve(args []string) error {
+	built, err := parseFaults(faults)
+	if err != nil {
+		return fmt.Errorf("built with faults %q: %w", faults, err)
+	}
+	f, err := parseFlags(args, built, os.Stderr)
+	if err != nil {
+		return err
+	}
+	fy := newFaulty(f)
 	srv := &http.Server{
 		Addr:              replica.ListenAddr(),
-		Handler:           newHandler(version, replica.Instance(), broken == "true"),
+		Handler:           newHandler(handlerConfig{Version: version, Instance: replica.Instance(), Broken: broken == "true", Faults: fy}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	ln, err := net.Listen("tcp", srv.Addr)
 	if err != nil {
 		return err
 	}
-	log.Printf("predictor %s serving on %s as %s", version, ln.Addr(), replica.Instance())
-	if err := replica.ServeUntilSignal(func() error { return srv.Serve(ln) }); err != nil {
+	if f != (Faults{}) {
+		log.Printf("predictor %s serving on %s as %s with faults %s", version, ln.Addr(), replica.Instance(), f)
+	} else {
+		log.Printf("predictor %s serving on %s as %s", version, ln.Addr(), replica.Instance())
+	}
+	err = replica.ServeUntilSignal(func() error {
+		errc := make(chan error, 1)
+		go func() { errc <- srv.Serve(ln) }()
+		select {
+		case err := <-errc:
+			return err
+		case <-fy.Crashed():
+			return fmt.Errorf("injected fault: crash after answering %d /predict requests", f.CrashAfter)
+		}
+	})
+	if err != nil {
 		return err
 	}
 	// Finish in-flight requests, then exit.
@@ -67,6 +115,28 @@ func serve() error {
 	}
 	log.Printf("predictor stopped")
 	return nil
+}
+
+// parseFlags reads serve's flags over the faults built in. Its errors are
+// *replica.UsageError, or flag.ErrHelp after the usage went to help.
+func parseFlags(args []string, built Faults, help io.Writer) (Faults, error) {
+	fs := flag.NewFlagSet("predictor serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // an error is one line, printed by replica.Main
+	f := built
+	f.addFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(help, "usage: predictor [serve] [flags] (built with faults %q)\n", faults)
+			fs.SetOutput(help)
+			fs.PrintDefaults()
+			return Faults{}, err
+		}
+		return Faults{}, &replica.UsageError{Err: err}
+	}
+	if fs.NArg() > 0 {
+		return Faults{}, &replica.UsageError{Err: fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return f, nil
 }
 
 // healthcheck passes when addr's /healthz answers 200.
@@ -83,10 +153,18 @@ func healthcheck(addr string) error {
 	return nil
 }
 
-func newHandler(version, instance string, broken bool) http.Handler {
+// handlerConfig is what newHandler serves.
+type handlerConfig struct {
+	Version, Instance string  // in answers
+	Broken            bool    // /healthz fails
+	Faults            *faulty // on /predict; nil: none
+}
+
+func newHandler(cfg handlerConfig) http.Handler {
+	version, instance := cfg.Version, cfg.Instance
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if broken {
+		if cfg.Broken {
 			http.Error(w, "unhealthy: broken build", http.StatusInternalServerError)
 			return
 		}
@@ -133,7 +211,13 @@ func newHandler(version, instance string, broken bool) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"ms": ms, "version": version, "instance": instance})
 	})
-	mux.HandleFunc("POST /predict", func(w http.ResponseWriter, r *http.Request) {
+	predict := func(w http.ResponseWriter, text string) {
+		res := tone.Predict(text)
+		writeJSON(w, http.StatusOK, map[string]any{
+			"label": res.Label, "scores": res.Scores, "version": version, "instance": instance,
+		})
+	}
+	mux.HandleFunc("POST /predict", cfg.Faults.wrap(func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Text string `json:"text"`
 		}
@@ -148,16 +232,28 @@ func newHandler(version, instance string, broken bool) http.Handler {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want a JSON body {\"text\": \"...\"}: " + err.Error()})
 			return
 		}
-		res := tone.Predict(req.Text)
-		writeJSON(w, http.StatusOK, map[string]any{
-			"label": res.Label, "scores": res.Scores, "version": version, "instance": instance,
-		})
-	})
+		predict(w, req.Text)
+	}))
+	// GET /predict?text=... is the same scoring as a request a client or a
+	// gateway may safely retry.
+	mux.HandleFunc("GET /predict", cfg.Faults.wrap(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if !q.Has("text") {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "want GET /predict?text=..."})
+			return
+		}
+		predict(w, q.Get("text"))
+	}))
 	return mux
 }
 
+// writeJSON answers v with its Content-Length: an answer is complete once
+// flushed (a crashing replica's last one must be).
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	var b bytes.Buffer
+	_ = json.NewEncoder(&b).Encode(v) // values of this file's own making
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(b.Len()))
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(b.Bytes())
 }

@@ -14,7 +14,7 @@ import (
 )
 
 func TestHandler(t *testing.T) {
-	srv := httptest.NewServer(newHandler("1.1.0", "node-a/3", false))
+	srv := httptest.NewServer(newHandler(handlerConfig{Version: "1.1.0", Instance: "node-a/3"}))
 	defer srv.Close()
 
 	resp, err := http.Post(srv.URL+"/predict", "application/json", strings.NewReader(`{"text":"I love it"}`))
@@ -41,6 +41,20 @@ func TestHandler(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
 
+	// GET /predict?text= scores the same way; without text it is refused.
+	resp, err = http.Get(srv.URL + "/predict?text=I+love+it")
+	require.NoError(t, err)
+	var got struct{ Label, Version string }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "joy", got.Label)
+	assert.Equal(t, "1.1.0", got.Version)
+	resp, err = http.Get(srv.URL + "/predict")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+
 	resp, err = http.Get(srv.URL + "/version")
 	require.NoError(t, err)
 	var v map[string]string
@@ -51,7 +65,7 @@ func TestHandler(t *testing.T) {
 
 func TestBrokenBuildFailsHealth(t *testing.T) {
 	for broken, want := range map[bool]int{false: 200, true: 500} {
-		srv := httptest.NewServer(newHandler("9.9.9", "x", broken))
+		srv := httptest.NewServer(newHandler(handlerConfig{Version: "9.9.9", Instance: "x", Broken: broken}))
 		resp, err := http.Get(srv.URL + "/healthz")
 		require.NoError(t, err)
 		resp.Body.Close()
@@ -61,7 +75,7 @@ func TestBrokenBuildFailsHealth(t *testing.T) {
 }
 
 func TestStreamEndpoints(t *testing.T) {
-	srv := httptest.NewServer(newHandler("1.0.0", "x", false))
+	srv := httptest.NewServer(newHandler(handlerConfig{Version: "1.0.0", Instance: "x"}))
 	defer srv.Close()
 
 	resp, err := http.Get(srv.URL + "/bytes?n=100000")
@@ -89,7 +103,7 @@ func TestStreamEndpoints(t *testing.T) {
 // TestWork: GET /work?ms=N answers after N ms, so a load test controls
 // how many requests are in flight; bad values are refused.
 func TestWork(t *testing.T) {
-	srv := httptest.NewServer(newHandler("1.0.0", "x", false))
+	srv := httptest.NewServer(newHandler(handlerConfig{Version: "1.0.0", Instance: "x"}))
 	defer srv.Close()
 	began := time.Now()
 	resp, err := http.Get(srv.URL + "/work?ms=150")

@@ -60,7 +60,11 @@ var (
 
 // BuildDockerImages builds predictor:<version> images from
 // examples/predictor/Dockerfile and a static binary, through the engine's
-// API. A version ending in "-broken" fails its health check.
+// API, once per engine and version; the binary is the one
+// BuildPredictorImages built for the process runtime when there is one
+// (GoBuild). A version ending in "-broken" fails its health check; the bad
+// versions of canary rollouts (PredictorErr5, PredictorSlow50,
+// PredictorCrash100) pass it and give themselves away in /predict answers.
 func BuildDockerImages(t testing.TB, cli *client.Client, versions ...string) {
 	t.Helper()
 	imagesMu.Lock()

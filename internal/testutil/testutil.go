@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -32,35 +33,78 @@ func RepoRoot(t testing.TB) string {
 
 var (
 	buildMu  sync.Mutex
+	builds   = map[string]builtExe{} // by package and -X settings; under buildMu
 	nextPort atomic.Int64
 )
 
+// builtExe is an executable GoBuild made, as it was then.
+type builtExe struct {
+	path string
+	size int64
+	mod  time.Time
+}
+
 // GoBuild builds pkg (relative to the repo root, like "./cmd/agent") into
-// out with the given -ldflags -X settings.
+// out with the given -ldflags -X settings. A package built with the same
+// settings before in this test binary is copied from that build instead,
+// if it is still there as it was built: one link per binary and variant,
+// the compiling always from Go's build cache.
 func GoBuild(t testing.TB, pkg, out string, xflags ...string) {
 	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	args := []string{"build", "-o", out}
-	if len(xflags) > 0 {
-		ld := ""
-		for _, x := range xflags {
-			ld += " -X " + x
-		}
-		args = append(args, "-ldflags", ld)
+	key := pkg + " " + strings.Join(xflags, " ")
+	if b, ok := builds[key]; ok && b.path != out && copyBuild(b, out) == nil {
+		return
 	}
-	args = append(args, pkg)
+	// Without a symbol table and DWARF, as the release: half the link time
+	// (panics still name functions and lines).
+	ld := "-s -w"
+	for _, x := range xflags {
+		ld += " -X " + x
+	}
+	args := []string{"build", "-o", out, "-ldflags", ld, pkg}
 	cmd := exec.Command("go", args...)
 	cmd.Dir = RepoRoot(t)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
+	if fi, err := os.Stat(out); err == nil {
+		builds[key] = builtExe{path: out, size: fi.Size(), mod: fi.ModTime()}
+	}
+}
+
+// copyBuild copies the executable b to out, unless b is gone or changed
+// (a test's temporary directory removed, a file overwritten).
+func copyBuild(b builtExe, out string) error {
+	fi, err := os.Stat(b.path)
+	if err != nil {
+		return err
+	}
+	if fi.Size() != b.size || !fi.ModTime().Equal(b.mod) {
+		return fmt.Errorf("%s changed since it was built", b.path)
+	}
+	data, err := os.ReadFile(b.path)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	// Through a new file: out may be an executable that runs.
+	tmp := out + ".copy"
+	if err := os.WriteFile(tmp, data, 0o755); err != nil {
+		return err
+	}
+	return os.Rename(tmp, out)
 }
 
 // BuildPredictorImages lays out predictor versions as the process runtime
 // expects: <dir>/predictor/<version>. A version ending in "-broken" builds
-// one whose health check fails.
+// one whose health check fails; one ending in a fault (see PredictorFaults:
+// PredictorErr5, PredictorSlow50, PredictorCrash100) one whose health
+// check passes and whose /predict answers give it away.
 func BuildPredictorImages(t testing.TB, dir string, versions ...string) {
 	t.Helper()
 	BuildExampleImages(t, dir, "predictor", versions...)
@@ -68,7 +112,7 @@ func BuildPredictorImages(t testing.TB, dir string, versions ...string) {
 
 // BuildExampleImages builds versions of the example ./examples/<name> as
 // <dir>/<name>/<version>, as BuildPredictorImages does the predictor
-// (predictor-grpc: the gRPC predictor).
+// (predictor-grpc: the gRPC predictor, which has no faults).
 func BuildExampleImages(t testing.TB, dir, name string, versions ...string) {
 	t.Helper()
 	for _, v := range versions {
@@ -77,7 +121,56 @@ func BuildExampleImages(t testing.TB, dir, name string, versions ...string) {
 		if strings.HasSuffix(v, "-broken") {
 			broken = "true"
 		}
-		GoBuild(t, "./examples/"+name, out, "main.version="+v, "main.broken="+broken)
+		xflags := []string{"main.version=" + v, "main.broken=" + broken}
+		if faults := PredictorFaults(v); faults != "" {
+			if name != "predictor" {
+				// -X of a variable the program lacks is silently ignored.
+				t.Fatalf("%s:%s: only the predictor has faults", name, v)
+			}
+			xflags = append(xflags, "main.faults="+faults)
+		}
+		GoBuild(t, "./examples/"+name, out, xflags...)
+	}
+}
+
+// The predictor's bad versions for canary rollouts (issue 21), for tests
+// only: BuildPredictorImages and BuildDockerImages build them like any
+// version; make build, make images and the release never do. Each passes
+// its health checks; only its /predict answers (GET and POST) give it away.
+const (
+	// PredictorErr5 answers 5 % of /predict requests 500: every 20th.
+	PredictorErr5 = "1.1.0-err5"
+	// PredictorSlow50 holds every /predict request 50 ms longer.
+	PredictorSlow50 = "1.1.0-slow50"
+	// PredictorCrash100 exits with status 1 once its first 100 /predict
+	// requests are answered; the requests after those are never answered.
+	PredictorCrash100 = "1.1.0-crash100"
+)
+
+// PredictorFaultVersions are the bad versions above, for a harness that
+// builds them all.
+func PredictorFaultVersions() []string {
+	return []string{PredictorErr5, PredictorSlow50, PredictorCrash100}
+}
+
+var faultSuffix = regexp.MustCompile(`-(err|slow|crash)([0-9]+)$`)
+
+// PredictorFaults is the predictor's build-time faults (-X main.faults) a
+// version's suffix asks for: -errN answers N % of /predict requests 500,
+// -slowN holds each N ms longer, -crashN exits after answering N; "" for a
+// version without such a suffix.
+func PredictorFaults(version string) string {
+	m := faultSuffix.FindStringSubmatch(version)
+	if m == nil {
+		return ""
+	}
+	switch m[1] {
+	case "err":
+		return "error-rate=" + m[2] + "%"
+	case "slow":
+		return "delay=" + m[2] + "ms"
+	default:
+		return "crash-after=" + m[2]
 	}
 }
 

@@ -40,7 +40,10 @@ func buildAll(t *testing.T) {
 		for _, cmd := range []string{"gateway", "agent", "clusterctl"} {
 			testutil.GoBuild(t, "./cmd/"+cmd, filepath.Join(binDir, cmd))
 		}
-		testutil.BuildPredictorImages(t, filepath.Join(binDir, "images"), "1.0.0", "1.1.0", "1.1.0-broken")
+		// The bad versions of canary rollouts too (testutil.PredictorErr5, …):
+		// one link each, the compiling shared through Go's build cache.
+		versions := append([]string{"1.0.0", "1.1.0", "1.1.0-broken"}, testutil.PredictorFaultVersions()...)
+		testutil.BuildPredictorImages(t, filepath.Join(binDir, "images"), versions...)
 	})
 }
 

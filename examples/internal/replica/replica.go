@@ -5,6 +5,8 @@ package replica
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"log"
 	"net"
@@ -14,17 +16,30 @@ import (
 	"syscall"
 )
 
-// Main runs the command os.Args names: serve (the default), healthcheck
-// (exit 0 when check passes against the local server's address), or
-// version. name prefixes the errors.
-func Main(name, version string, serve func() error, check func(addr string) error) {
-	cmd := "serve"
+// Main runs the command os.Args names: serve (the default, also when the
+// first argument is a flag: those are serve's), healthcheck (exit 0 when
+// check passes against the local server's address), or version. serve gets
+// the arguments after its name; its *UsageError exits 2 with the message,
+// flag.ErrHelp (it printed its usage) exits 0, any other error exits 1. name
+// prefixes the errors.
+func Main(name, version string, serve func(args []string) error, check func(addr string) error) {
+	cmd, args := "serve", []string(nil)
 	if len(os.Args) > 1 {
-		cmd = os.Args[1]
+		cmd, args = os.Args[1], os.Args[2:]
+	}
+	if strings.HasPrefix(cmd, "-") && cmd != "--version" && cmd != "-v" {
+		cmd, args = "serve", os.Args[1:]
 	}
 	switch cmd {
 	case "serve":
-		if err := serve(); err != nil {
+		err := serve(args)
+		var usage *UsageError
+		switch {
+		case err == nil, errors.Is(err, flag.ErrHelp):
+		case errors.As(err, &usage):
+			fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+			os.Exit(2)
+		default:
 			log.Fatalf("%s: %v", name, err)
 		}
 	case "healthcheck":
@@ -42,6 +57,22 @@ func Main(name, version string, serve func() error, check func(addr string) erro
 		fmt.Fprintf(os.Stderr, "%s: unknown command %q (want serve, healthcheck or version)\n", name, cmd)
 		os.Exit(2)
 	}
+}
+
+// UsageError is a serve error caused by the command line (a flag, a
+// value): Main prints it in one line and exits 2, as Herd's binaries do
+// for bad usage.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// NoArgs is serve's check for a service that takes no flags.
+func NoArgs(args []string) error {
+	if len(args) > 0 {
+		return &UsageError{Err: fmt.Errorf("serve takes no arguments, got %q", args)}
+	}
+	return nil
 }
 
 // ListenAddr is $HOST:$PORT, the port 8080 when unset.
