@@ -12,11 +12,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// maxFuzzLatencies bounds the latencies durations reads, which keeps each
+// run, and the fuzzer's minimizing, fast.
+const maxFuzzLatencies = 4096
+
 // durations reads b as little-endian uint16 values shifted left by shift:
-// small alphabets make ties, shifts reach hours. It reads no more than a
-// reservoir holds, which keeps each run, and the fuzzer's minimizing, fast.
+// small alphabets make ties, shifts reach hours. It reads no more than
+// maxFuzzLatencies of them.
 func durations(b []byte, shift uint8) []time.Duration {
-	b = b[:min(len(b), 2*DefaultReservoirSize)]
+	b = b[:min(len(b), 2*maxFuzzLatencies)]
 	d := make([]time.Duration, 0, len(b)/2)
 	for i := 0; i+1 < len(b); i += 2 {
 		d = append(d, time.Duration(binary.LittleEndian.Uint16(b[i:]))<<(shift%40))
