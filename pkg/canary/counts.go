@@ -8,7 +8,7 @@ import (
 )
 
 // The latency buckets are log-linear (as HdrHistogram's): every power of two
-// of bucketUnit is split into subBuckets buckets of equal width, so a
+// of the unit, 64 ns, is split into subBuckets buckets of equal width, so a
 // bucket is at most 1/16 of its lower bound wide and its midpoint, the value
 // that stands for it, lies within 1/32 (3.1 %) of every latency in it. Below
 // 16 units (1.024 µs) the buckets are 64 ns wide: there 64 ns is within 5 %
@@ -210,18 +210,4 @@ func (c Counts) Arm() Arm {
 	}
 	// Sorted already: the buckets are in increasing order of latency.
 	return Arm{requests: c.Requests, errors: min(c.Errors, c.Requests), latencies: lat}
-}
-
-// latencies is Σ Buckets, saturating at 2^64-1 (decoded Counts may hold
-// anything).
-func (c *Counts) latencies() uint64 {
-	var sum uint64
-	for _, n := range c.Buckets {
-		s, carry := bits.Add64(sum, n, 0)
-		if carry != 0 {
-			return math.MaxUint64
-		}
-		sum = s
-	}
-	return sum
 }

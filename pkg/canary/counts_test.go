@@ -364,3 +364,12 @@ func replay(d []time.Duration) func() time.Duration {
 		return d[i-1]
 	}
 }
+
+// latencies is Σ Buckets.
+func (c *Counts) latencies() uint64 {
+	var sum uint64
+	for _, n := range c.Buckets {
+		sum += n
+	}
+	return sum
+}
