@@ -155,7 +155,8 @@ FUZZ_TARGETS = \
   agent:FuzzLoadDesired:4000 \
   gateway:FuzzLoadView:8000 \
   balancer:FuzzRouteLookup:40000 \
-  route:FuzzDecode:40000
+  route:FuzzDecode:40000 \
+  canary:FuzzCountsUnmarshal:40000
 # make test fuzzes the two parsers that face input from anyone (an HTTP
 # client's request head, a gossip member's tags) for about 5 s each; every
 # target's seed corpus runs with the unit tests, and `make fuzz` runs them all.
