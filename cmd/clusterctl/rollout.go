@@ -31,7 +31,7 @@ var serviceFlag = &cli.StringFlag{Name: "service", Aliases: []string{"s"},
 	Usage: "the service (default: the only one the cluster runs)"}
 
 func rolloutFlags() []cli.Flag {
-	return []cli.Flag{
+	return append([]cli.Flag{
 		serviceFlag,
 		&cli.IntFlag{Name: "batch", Value: 1, EnvVars: []string{"HERD_ROLLOUT_BATCH"}, Usage: "hosts replaced at a time"},
 		&cli.DurationFlag{Name: "min-healthy", Value: 5 * time.Second, EnvVars: []string{"HERD_ROLLOUT_MIN_HEALTHY"},
@@ -42,14 +42,17 @@ func rolloutFlags() []cli.Flag {
 			Usage: "leave a failed batch on the new image"},
 		&cli.BoolFlag{Name: "detach", EnvVars: []string{"HERD_ROLLOUT_DETACH"}, Usage: "start the rollout and return at once"},
 		jsonFlag,
-	}
+	}, canaryFlags()...)
 }
 
-func optionsFrom(c *cli.Context, image string) api.RolloutOptions {
-	return api.RolloutOptions{
+func optionsFrom(c *cli.Context, image string) (api.RolloutOptions, error) {
+	o := api.RolloutOptions{
 		Service: c.String("service"), Image: image, Batch: c.Int("batch"), MinHealthy: api.Duration(c.Duration("min-healthy")),
 		Deadline: api.Duration(c.Duration("deadline")), NoAutoRevert: c.Bool("no-auto-revert"),
 	}
+	var err error
+	o.Canary, err = canaryOptionsFrom(c)
+	return o, err
 }
 
 func rolloutCommand() *cli.Command {
@@ -113,20 +116,41 @@ func rolloutCommand() *cli.Command {
 				},
 			},
 			{
-				Name: "abort", Usage: "stop the running rollout; its batch in progress goes back to the previous image",
+				Name:  "abort",
+				Usage: "stop the running rollout; its batch in progress goes back to the previous image, its canary is removed",
 				Flags: []cli.Flag{serviceFlag, jsonFlag},
-				Action: func(c *cli.Context) error {
-					r, err := client(c).AbortRollout(c.Context, c.String("service"))
-					if err != nil {
-						return err
+				Action: rolloutAction(func(c *cli.Context) (api.Rollout, error) {
+					return client(c).AbortRollout(c.Context, c.String("service"))
+				}),
+			},
+			{
+				Name:  "promote",
+				Usage: "skip the running canary's remaining steps: remove it and replace the hosts",
+				Flags: []cli.Flag{serviceFlag, jsonFlag},
+				Action: rolloutAction(func(c *cli.Context) (api.Rollout, error) {
+					r, err := client(c).PromoteRollout(c.Context, c.String("service"))
+					var se *api.StatusError
+					if errors.As(err, &se) && se.Status == http.StatusConflict {
+						return r, cli.Exit("promote: "+se.Msg, exitError)
 					}
-					if c.Bool("json") {
-						return printJSON(c.App.Writer, r)
-					}
-					return printRollout(c.App.Writer, r)
-				},
+					return r, err
+				}),
 			},
 		},
+	}
+}
+
+// rolloutAction runs an action on the running rollout and prints it.
+func rolloutAction(fn func(c *cli.Context) (api.Rollout, error)) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		r, err := fn(c)
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return printJSON(c.App.Writer, r)
+		}
+		return printRollout(c.App.Writer, r)
 	}
 }
 
@@ -146,7 +170,11 @@ func rollbackCommand() *cli.Command {
 }
 
 func startAndFollow(c *cli.Context, start func(context.Context, api.RolloutOptions) (api.Rollout, error), image string) error {
-	r, err := start(c.Context, optionsFrom(c, image))
+	o, err := optionsFrom(c, image)
+	if err != nil {
+		return cli.Exit(err.Error(), exitError)
+	}
+	r, err := start(c.Context, o)
 	if err != nil {
 		msg := describe(err)
 		if !strings.HasPrefix(msg, "rollout refused") { // the gateway's refusals say it already
@@ -222,7 +250,7 @@ func progressLines(r api.Rollout) []string {
 		}
 		out = append(out, l)
 	}
-	return out
+	return append(canaryLines(r), out...)
 }
 
 func printRollout(w io.Writer, r api.Rollout) error {
@@ -253,6 +281,9 @@ func printRollout(w io.Writer, r api.Rollout) error {
 	}
 	if err := printTable(w, rows); err != nil {
 		return err
+	}
+	if r.Canary != nil {
+		printCanary(w, r.Canary)
 	}
 	if r.Message != "" {
 		fmt.Fprintln(w, r.Message)

@@ -4,6 +4,7 @@ import (
 	"github.com/herd-cluster/herd/pkg/agent"
 	"github.com/herd-cluster/herd/pkg/api"
 	"github.com/herd-cluster/herd/pkg/balancer"
+	"github.com/herd-cluster/herd/pkg/canary"
 	"github.com/herd-cluster/herd/pkg/certs"
 	"github.com/herd-cluster/herd/pkg/gateway"
 	"github.com/herd-cluster/herd/pkg/membership"
@@ -66,7 +67,38 @@ func rolloutOf(r rollout.Rollout) api.Rollout {
 		Created: r.Created, Finished: r.Finished,
 		Hosts: convertAll(r.Hosts, hostOf),
 	}
+	if o := r.Options.Canary; o != nil {
+		out.RolloutOptions.Canary = &api.CanaryOptions{
+			Steps: o.Steps, StepTime: api.Duration(o.StepTime), StepDeadline: api.Duration(o.StepDeadline),
+			Replicas: o.Replicas, Node: o.Node, Baseline: o.Baseline, MaxErrorRate: o.Criteria.MaxErrorRate,
+			MaxP99Ratio: o.Criteria.MaxP99Ratio, MinRequests: o.Criteria.MinRequests, Alpha: o.Criteria.Alpha,
+		}
+	}
+	if c := r.Canary; c != nil {
+		out.Canary = &api.CanaryStatus{
+			Node: c.Node, Phase: string(c.Phase), Step: c.Step, Weight: c.Weight, Started: c.Started,
+			StepStarted: c.StepStarted, Outcome: c.Outcome,
+			Steps: convertAll(c.Steps, func(s rollout.CanaryStep) api.CanaryStep {
+				return api.CanaryStep{Weight: s.Weight, Started: s.Started, Ended: s.Ended, Verdict: verdictOf(s.Verdict)}
+			}),
+		}
+		if c.Live != nil {
+			v := verdictOf(*c.Live)
+			out.Canary.Live = &v
+		}
+	}
 	return out
+}
+
+// verdictOf converts a canary step's verdict.
+func verdictOf(v canary.Verdict) api.Verdict {
+	arm := func(a canary.ArmFigures) api.ArmFigures {
+		return api.ArmFigures{Requests: a.Requests, Errors: a.Errors, ErrorRate: a.ErrorRate, Latencies: a.Latencies,
+			P50: api.Duration(a.P50), P99: api.Duration(a.P99)}
+	}
+	f := v.Figures
+	return api.Verdict{Result: string(v.Result), Reason: v.Reason, Canary: arm(f.Canary), Baseline: arm(f.Baseline),
+		P99Ratio: f.P99Ratio, ErrorP: f.ErrorP, LatencyP: f.LatencyP}
 }
 
 // hostOf converts one host's progress in a rollout.
@@ -82,6 +114,13 @@ func optionsFrom(o api.RolloutOptions) rollout.Options {
 	out := rollout.Options{Image: o.Image, Batch: o.Batch, NoAutoRevert: o.NoAutoRevert}
 	setDuration(&out.MinHealthy, o.MinHealthy)
 	setDuration(&out.Deadline, o.Deadline)
+	if c := o.Canary; c != nil {
+		out.Canary = &rollout.CanaryOptions{Steps: c.Steps, Replicas: c.Replicas, Node: c.Node, Baseline: c.Baseline,
+			Criteria: canary.Criteria{MaxErrorRate: c.MaxErrorRate, MaxP99Ratio: c.MaxP99Ratio, MinRequests: c.MinRequests,
+				Alpha: c.Alpha}}
+		setDuration(&out.Canary.StepTime, c.StepTime)
+		setDuration(&out.Canary.StepDeadline, c.StepDeadline)
+	}
 	return out
 }
 

@@ -17,6 +17,7 @@ type Rollouts interface {
 	Get(service, id string) (rollout.Rollout, error)
 	History(service string) ([]rollout.Rollout, error)
 	Abort(service string) (rollout.Rollout, error)
+	Promote(service string) (rollout.Rollout, error)
 }
 
 // HandleRollouts serves the rollout coordinators, answering api.Rollout.
@@ -26,7 +27,8 @@ type Rollouts interface {
 //	POST /v1/rollouts         start one (api.RolloutOptions) → 201, 400 refused, 409 busy
 //	GET  /v1/rollouts         history, newest first (every service's without ?service=)
 //	GET  /v1/rollouts/{id}    one; "current" is the service's running or last one
-//	POST /v1/rollouts/abort   stop the service's running one, reverting its batch
+//	POST /v1/rollouts/abort   stop the service's running one, reverting its batch (or removing its canary)
+//	POST /v1/rollouts/promote skip the running canary's remaining steps → 200, 409 no canary running
 //	POST /v1/rollback         roll the service back to its previous image (options without image)
 func (s *Server) HandleRollouts(c Rollouts) {
 	start := func(fn func(context.Context, string, rollout.Options) (rollout.Rollout, error)) http.HandlerFunc {
@@ -58,7 +60,14 @@ func (s *Server) HandleRollouts(c Rollouts) {
 		ro, err := c.Get(r.URL.Query().Get("service"), r.PathValue("id"))
 		writeRollout(w, http.StatusOK, ro, err)
 	})
-	s.mux.HandleFunc("POST /v1/rollouts/abort", func(w http.ResponseWriter, r *http.Request) {
+	s.mux.HandleFunc("POST /v1/rollouts/abort", serviceAction(c.Abort))
+	s.mux.HandleFunc("POST /v1/rollouts/promote", serviceAction(c.Promote))
+}
+
+// serviceAction serves an action on a service's running rollout: the
+// service in an optional {"service": …} body or in ?service=.
+func serviceAction(fn func(service string) (rollout.Rollout, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
 			Service string `json:"service"`
 		}
@@ -71,9 +80,9 @@ func (s *Server) HandleRollouts(c Rollouts) {
 		if body.Service == "" {
 			body.Service = r.URL.Query().Get("service")
 		}
-		ro, err := c.Abort(body.Service)
+		ro, err := fn(body.Service)
 		writeRollout(w, http.StatusOK, ro, err)
-	})
+	}
 }
 
 func writeRollout(w http.ResponseWriter, status int, ro rollout.Rollout, err error) {
@@ -86,7 +95,7 @@ func writeRollout(w http.ResponseWriter, status int, ro rollout.Rollout, err err
 
 func statusOfRolloutError(err error) int {
 	switch {
-	case errors.Is(err, rollout.ErrBusy), errors.Is(err, rollout.ErrNotRunning):
+	case errors.Is(err, rollout.ErrBusy), errors.Is(err, rollout.ErrNotRunning), errors.Is(err, rollout.ErrNoCanary):
 		return http.StatusConflict
 	case errors.Is(err, rollout.ErrNotFound):
 		return http.StatusNotFound

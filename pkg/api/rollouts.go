@@ -68,6 +68,9 @@ type RolloutOptions struct {
 	// NoAutoRevert leaves a failed batch as it is instead of putting it back
 	// on the previous image.
 	NoAutoRevert bool `json:"no_auto_revert,omitempty"`
+	// Canary, if set, starts the rollout with a canary judged by the
+	// gateways' measurements (docs/canary.md).
+	Canary *CanaryOptions `json:"canary,omitempty"`
 }
 
 // RolloutHost is one host's progress in a rollout.
@@ -111,6 +114,8 @@ type Rollout struct {
 	Finished time.Time `json:"finished,omitzero"`
 	// Hosts are the hosts in the order they are replaced.
 	Hosts []RolloutHost `json:"hosts"`
+	// Canary is the canary's progress, for a rollout with one.
+	Canary *CanaryStatus `json:"canary_status,omitempty"`
 }
 
 // Done reports whether the rollout has ended.

@@ -47,6 +47,9 @@ type Config struct {
 	FailedGrace time.Duration
 	// Logger receives the coordinator's logs. Default: none.
 	Logger hclog.Logger
+	// Measure reads the gateways' counts of the service's canary arms. A
+	// coordinator without it refuses canaries.
+	Measure Measure
 }
 
 // DefaultConfig returns a Config with the defaults documented on each field;
@@ -116,8 +119,14 @@ func New(cfg Config) (*Coordinator, error) {
 	c.view.Store(&view{current: cur, history: history})
 	if cur != nil && !cur.Done() {
 		c.logger.Info("resuming rollout after restart", "id", cur.ID, "image", cur.Image)
+		r := clone(cur)
+		if cs := r.Canary; cs != nil && cs.Phase == CanaryMeasuring {
+			// What the gateways counted before is unknown now: the step in
+			// progress is measured afresh, from its next start.
+			cs.StepStarted, cs.Live = time.Time{}, nil
+		}
 		c.mu.Lock()
-		c.launch(newProgress(clone(cur), rev, cfg.DeployRetry))
+		c.launch(newProgress(r, rev, cfg.DeployRetry))
 		c.mu.Unlock()
 	}
 	return c, nil
@@ -181,6 +190,13 @@ func (c *Coordinator) start(ctx context.Context, o Options, rollback bool) (Roll
 	}
 
 	r := &Rollout{ID: newID(), Service: c.cfg.Service, Options: o, Previous: previous, State: StateRunning, Created: time.Now().UTC()}
+	if o.Canary != nil {
+		node, err := c.canaryNode(o.Canary, agents)
+		if err != nil {
+			return Rollout{}, err
+		}
+		r.Canary = &CanaryStatus{Node: node, Phase: CanaryStarting, Started: r.Created}
+	}
 	for i, n := range agents {
 		r.Hosts = append(r.Hosts, Host{Node: n, State: HostPending, Batch: i/o.Batch + 1})
 	}
@@ -209,6 +225,50 @@ func (c *Coordinator) start(ctx context.Context, o Options, rollback bool) (Roll
 		"batch", o.Batch)
 	c.launch(newProgress(clone(r), nil, c.cfg.DeployRetry))
 	return clone(r), nil
+}
+
+// canaryNode checks that a canary can run and returns its agent: the one
+// asked for, or the first alive agent by name.
+func (c *Coordinator) canaryNode(o *CanaryOptions, agents []string) (string, error) {
+	if c.cfg.Measure == nil {
+		return "", fmt.Errorf("%w: this coordinator cannot measure a canary", ErrRefused)
+	}
+	replicas := 0
+	for _, n := range c.cfg.Members.Members() {
+		if n.Err == nil && n.Status == membership.StatusAlive && n.Tags.Role == membership.RoleAgent &&
+			n.Tags.Service == c.cfg.Service {
+			replicas += n.Tags.Count
+		}
+	}
+	if replicas < 2 {
+		return "", fmt.Errorf("%w: a canary needs at least 2 replicas in service %q (it has %d): with one there is "+
+			"no stable fleet to take the rest of the requests and the canary's retries", ErrRefused, c.cfg.Service, replicas)
+	}
+	if o.Node == "" {
+		return agents[0], nil
+	}
+	if !slices.Contains(agents, o.Node) {
+		return "", fmt.Errorf("%w: canary node %q is not an alive agent of service %q (agents: %s)", ErrRefused, o.Node,
+			c.cfg.Service, strings.Join(agents, ", "))
+	}
+	return o.Node, nil
+}
+
+// ErrNoCanary: Promote with no canary running.
+var ErrNoCanary = errors.New("no canary is running")
+
+// Promote skips the running canary's remaining steps: its arms are removed
+// and the host-by-host rollout begins. ErrNoCanary when there is none.
+func (c *Coordinator) Promote() (Rollout, error) {
+	c.mu.Lock()
+	l, v := c.loop, c.view.Load()
+	c.mu.Unlock()
+	if l == nil || v.current == nil || v.current.Done() || v.current.Canary == nil ||
+		(v.current.Canary.Phase != CanaryStarting && v.current.Canary.Phase != CanaryMeasuring) {
+		return Rollout{}, ErrNoCanary
+	}
+	l.promoteOnce.Do(func() { close(l.promote) })
+	return c.Get("current")
 }
 
 // busy returns ErrBusy, naming the running rollout, if there is one.
@@ -356,6 +416,7 @@ func pointers(rs []Rollout) []*Rollout {
 func clone(r *Rollout) Rollout {
 	out := *r
 	out.Hosts = slices.Clone(r.Hosts)
+	out.Canary = r.Canary.clone()
 	return out
 }
 

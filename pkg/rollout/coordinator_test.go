@@ -81,6 +81,17 @@ func (a *simAgent) answer(q *membership.Query) {
 		a.mu.Lock()
 		a.checks++
 		a.mu.Unlock()
+	case req.Canary != nil: // the arms are up at once, on 9000 and 9001
+		c := req.Canary
+		a.setTags(func(t *membership.Tags) {
+			t.Canary = nil
+			if c.Replicas > 0 {
+				t.Canary = &membership.Canary{Weight: c.Weight, Image: req.Image, Ports: []uint16{9000}, Count: 1}
+				if c.Baseline {
+					t.Canary.Baseline = []uint16{9001}
+				}
+			}
+		})
 	default:
 		a.mu.Lock()
 		a.deploys = append(a.deploys, req)

@@ -11,16 +11,18 @@ import (
 // loop is the goroutine that drives one rollout: it observes, calls step and
 // carries out the decision, until the rollout ends or Close cancels it.
 type loop struct {
-	cancel    context.CancelFunc
-	abort     chan struct{} // closed by Abort
-	abortOnce sync.Once
-	done      chan struct{} // closed when the goroutine has returned
+	cancel      context.CancelFunc
+	abort       chan struct{} // closed by Abort
+	abortOnce   sync.Once
+	promote     chan struct{} // closed by Promote
+	promoteOnce sync.Once
+	done        chan struct{} // closed when the goroutine has returned
 }
 
 // launch starts the loop of p's rollout. c.mu must be held.
 func (c *Coordinator) launch(p progress) {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &loop{cancel: cancel, abort: make(chan struct{}), done: make(chan struct{})}
+	l := &loop{cancel: cancel, abort: make(chan struct{}), promote: make(chan struct{}), done: make(chan struct{})}
 	c.loop = l
 	go func() {
 		defer close(l.done)
@@ -41,12 +43,16 @@ func (c *Coordinator) run(ctx context.Context, l *loop, p progress) {
 	answers := make(chan []deployAnswer)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	abort := l.abort
+	abort, promote := l.abort, l.promote
 	var o observation
 	for {
 		// The channel first, then the read: a change after it closes it.
 		changed := c.cfg.MembersChanged()
-		o.now, o.members = time.Now(), c.observeHosts(p.Hosts)
+		o.now, o.members = time.Now(), c.observeHosts(p.Hosts, p.Canary)
+		if o.counts = nil; p.Canary != nil && p.Canary.Phase == CanaryMeasuring && c.cfg.Measure != nil {
+			o.counts = c.cfg.Measure(c.cfg.Service)
+			o.now = time.Now() // the counts are as of now: asking the other gateways takes a moment
+		}
 		next, d := step(p, o)
 		p, o.answers = next, nil
 		if d.save {
@@ -73,6 +79,8 @@ func (c *Coordinator) run(ctx context.Context, l *loop, p progress) {
 		case <-changed:
 		case <-abort:
 			o.abort, abort = true, nil
+		case <-promote:
+			o.promote, promote = true, nil
 		case a := <-answers:
 			o.answers = a
 		case <-wake:
@@ -82,10 +90,13 @@ func (c *Coordinator) run(ctx context.Context, l *loop, p progress) {
 }
 
 // observeHosts returns what membership says of the rollout's hosts.
-func (c *Coordinator) observeHosts(hosts []Host) map[string]membership.Node {
-	want := make(map[string]bool, len(hosts))
+func (c *Coordinator) observeHosts(hosts []Host, cs *CanaryStatus) map[string]membership.Node {
+	want := make(map[string]bool, len(hosts)+1)
 	for _, h := range hosts {
 		want[h.Node] = true
+	}
+	if cs != nil {
+		want[cs.Node] = true
 	}
 	out := make(map[string]membership.Node, len(hosts))
 	for _, n := range c.cfg.Members.Members() {
@@ -98,10 +109,10 @@ func (c *Coordinator) observeHosts(hosts []Host) map[string]membership.Node {
 
 // deploy sends the order and hands the answers to the loop.
 func (c *Coordinator) deploy(ctx context.Context, id string, order deployOrder, answers chan<- []deployAnswer) {
-	req := membership.DeployRequest{Rollout: id, Image: order.image}
+	req := membership.DeployRequest{Rollout: id, Image: order.image, Canary: order.canary}
 	var out []deployAnswer
 	for node, err := range c.cfg.Members.Deploy(ctx, order.nodes, req, c.cfg.QueryTimeout) {
-		out = append(out, deployAnswer{node: node, image: order.image, err: err})
+		out = append(out, deployAnswer{node: node, image: order.key, err: err})
 	}
 	select {
 	case answers <- out:

@@ -66,6 +66,8 @@ type Options struct {
 	// NoAutoRevert leaves a failed batch as it is instead of putting it back
 	// on the previous image.
 	NoAutoRevert bool `json:"no_auto_revert,omitempty"`
+	// Canary, if set, starts the rollout with a canary (canary.go).
+	Canary *CanaryOptions `json:"canary,omitempty"`
 }
 
 func (o *Options) defaults() {
@@ -78,6 +80,11 @@ func (o *Options) defaults() {
 	if o.Deadline == 0 {
 		o.Deadline = Duration(2 * time.Minute)
 	}
+	if o.Canary != nil {
+		c := *o.Canary
+		c.defaults()
+		o.Canary = &c
+	}
 }
 
 // Validate reports the first bad option.
@@ -89,6 +96,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("min healthy %s: must not be negative", time.Duration(o.MinHealthy))
 	case o.Deadline <= 0:
 		return fmt.Errorf("deadline %s: must be positive", time.Duration(o.Deadline))
+	case o.Canary != nil:
+		return o.Canary.Validate()
 	}
 	return nil
 }
@@ -118,6 +127,8 @@ type Rollout struct {
 	Created  time.Time `json:"created"`
 	Finished time.Time `json:"finished,omitzero"`
 	Hosts    []Host    `json:"hosts"`
+	// Canary is the canary's progress, for a rollout with one.
+	Canary *CanaryStatus `json:"canary_status,omitempty"`
 }
 
 // Done reports whether the rollout has ended.

@@ -219,6 +219,16 @@ func (s *Set) Abort(service string) (Rollout, error) {
 	return c.Abort()
 }
 
+// Promote skips the canary steps left of service's running rollout; see
+// Coordinator.Promote.
+func (s *Set) Promote(service string) (Rollout, error) {
+	c, err := s.For(service)
+	if err != nil {
+		return Rollout{}, err
+	}
+	return c.Promote()
+}
+
 // Get returns one of service's rollouts; see Coordinator.Get.
 func (s *Set) Get(service, id string) (Rollout, error) {
 	c, err := s.For(service)

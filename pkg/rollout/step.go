@@ -30,6 +30,10 @@ type progress struct {
 	// deployRetry is how long after a deploy request was not taken it is
 	// sent again (Config.DeployRetry).
 	deployRetry time.Duration
+	// base are the gateways' counts of the service's arms when the canary
+	// step in progress started; kept in memory only: a restarted
+	// coordinator measures the step afresh.
+	base map[string]GatewayCounts
 }
 
 // revert says why the batch in progress goes back to the previous image.
@@ -42,7 +46,7 @@ type revert struct {
 
 // ask is where the deploy request to one node stands.
 type ask struct {
-	image    string    // the image the phase in progress wants the node to take
+	image    string    // the request (its key) the phase in progress wants the node to take
 	taken    bool      // the node answered that it took image
 	inFlight string    // the image of the request in flight to the node; "" when none
 	retryAt  time.Time // when a request the node did not take may be sent again
@@ -58,6 +62,11 @@ type observation struct {
 	answers []deployAnswer
 	// abort: the operator asked to abort (it stays set once it was).
 	abort bool
+	// promote: the operator asked to skip the canary's remaining steps.
+	promote bool
+	// counts are the gateways' cumulative counts of the service's arms,
+	// read while a canary step is measured.
+	counts map[string]GatewayCounts
 }
 
 // deployAnswer is one node's answer to a deploy request.
@@ -81,9 +90,12 @@ type decision struct {
 	done bool
 }
 
-// deployOrder asks nodes to run image.
+// deployOrder asks nodes to run image, or to run a canary of it.
 type deployOrder struct {
-	image string
+	image  string
+	canary *membership.CanaryRequest
+	// key names the request: its answers are matched with it.
+	key   string
 	nodes []string
 }
 
@@ -147,6 +159,9 @@ func (p *progress) takeAnswers(o observation, d *decision) {
 // that are done, a deadline passed, an abort, the end.
 func (p *progress) advance(o observation, d *decision) {
 	now := o.now.UTC()
+	if p.Canary != nil && !p.advanceCanary(o, d) {
+		return
+	}
 	for {
 		idx := p.batchInProgress()
 		if idx == nil {
@@ -382,17 +397,25 @@ func (p *progress) finish(now time.Time, d *decision, final State, msg string, r
 // in flight and is not waiting to be asked again; and when the next host
 // waiting will be.
 func (p *progress) deploys(o observation) (deployOrder, time.Time) {
-	idx := p.batchInProgress()
-	order := deployOrder{image: p.Image}
-	if p.revert != nil {
-		order.image = p.Previous
+	var order deployOrder
+	var nodes []string
+	if p.canaryActive() {
+		order, nodes = p.canaryOrder(), []string{p.Canary.Node}
+	} else {
+		order = deployOrder{image: p.Image}
+		if p.revert != nil {
+			order.image = p.Previous
+		}
+		order.key = order.image
+		for _, i := range p.batchInProgress() {
+			nodes = append(nodes, p.Hosts[i].Node)
+		}
 	}
 	var next time.Time
-	for _, i := range idx {
-		node := p.Hosts[i].Node
+	for _, node := range nodes {
 		k := p.asks[node]
-		if k.image != order.image {
-			k = ask{image: order.image, inFlight: k.inFlight}
+		if k.image != order.key {
+			k = ask{image: order.key, inFlight: k.inFlight}
 		}
 		n, known := o.members[node]
 		switch {
@@ -400,7 +423,7 @@ func (p *progress) deploys(o observation) (deployOrder, time.Time) {
 		case o.now.Before(k.retryAt):
 			next = earliest(next, k.retryAt)
 		default:
-			k.inFlight = order.image
+			k.inFlight = order.key
 			order.nodes = append(order.nodes, node)
 		}
 		p.asks[node] = k
@@ -415,8 +438,10 @@ func (p progress) clone() progress {
 		r := *p.revert
 		p.revert = &r
 	}
+	p.Canary = p.Canary.clone()
 	p.asks = maps.Clone(p.asks)
 	p.seen = maps.Clone(p.seen)
+	p.base = maps.Clone(p.base)
 	if p.asks == nil {
 		p.asks = map[string]ask{}
 	}
@@ -430,7 +455,9 @@ func (p progress) clone() progress {
 // revert.
 func (p *progress) sameRecord(q *progress) bool {
 	a, b := &p.Rollout, &q.Rollout
-	if a.ID != b.ID || a.Options != b.Options || a.Previous != b.Previous || a.State != b.State ||
+	if a.ID != b.ID || a.Options.Canary != nil && !a.Options.Canary.equal(b.Options.Canary) || !a.Canary.equal(b.Canary) ||
+		a.Options.Image != b.Options.Image || a.Options.Batch != b.Options.Batch || a.Options.MinHealthy != b.Options.MinHealthy ||
+		a.Options.Deadline != b.Options.Deadline || a.Options.NoAutoRevert != b.Options.NoAutoRevert || a.Previous != b.Previous || a.State != b.State ||
 		a.Message != b.Message || a.Reverted != b.Reverted || !a.Created.Equal(b.Created) ||
 		!a.Finished.Equal(b.Finished) || !slices.Equal(a.Hosts, b.Hosts) {
 		return false
