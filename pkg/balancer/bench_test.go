@@ -1,7 +1,11 @@
 package balancer
 
 import (
+	"bufio"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
 	"testing"
 	"time"
@@ -97,4 +101,79 @@ func BenchmarkSetNode(b *testing.B) {
 			bal.SetNode("host-0000", a)
 		}
 	})
+}
+
+// startBenchBackend is a backend as small as a backend can be, so that a
+// benchmark of the relay measures the relay: each connection's requests
+// (heads without bodies) are answered "ok" in order, on a goroutine.
+func startBenchBackend(b *testing.B) netip.AddrPort {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(b, err)
+	b.Cleanup(func() { ln.Close() })
+	answer := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadSlice('\n')
+					if err != nil {
+						return
+					}
+					if len(line) == 2 { // the blank line that ends a head
+						if _, err := c.Write(answer); err != nil {
+							return
+						}
+					}
+				}
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// BenchmarkRelay: one keep-alive client sends GET after GET through the
+// balancer to one backend, with each relay: the cost of the gateway's hot
+// path end to end (both sides' system calls included).
+func BenchmarkRelay(b *testing.B) {
+	for _, rl := range relays {
+		b.Run(rl.name, func(b *testing.B) {
+			cfg := testConfig()
+			bal, f := serveBalancer(b, rl, cfg)
+			bal.SetNode("n0", []netip.AddrPort{startBenchBackend(b)})
+			benchRelay(b, f.Addr)
+		})
+	}
+}
+
+// benchRelay sends b.N GETs on one connection to addr, each after the
+// answer to the last.
+func benchRelay(b *testing.B, addr string) {
+	b.Helper()
+	c, err := net.Dial("tcp", addr)
+	require.NoError(b, err)
+	defer c.Close()
+	br := bufio.NewReader(c)
+	req := []byte("GET /predict HTTP/1.1\r\nHost: bench\r\n\r\n")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.StatusCode != http.StatusOK {
+			b.Fatalf("status %d, %v", resp.StatusCode, err)
+		}
+		resp.Body.Close()
+	}
 }
