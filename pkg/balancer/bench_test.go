@@ -52,7 +52,7 @@ func BenchmarkPick(b *testing.B) {
 				bal, _ := benchBalancer(b, size.hosts, size.per)
 				cfg := bal.cfg
 				cfg.Balance = algo
-				sel, set, now := newSelector(&cfg), bal.Service(cfg.Service).reg.set.Load(), time.Now().UnixNano()
+				sel, set, now := newSelector(&cfg), bal.Service(cfg.Service).reg.set.Load().hosts, time.Now().UnixNano()
 				b.ReportAllocs()
 				b.ResetTimer()
 				for b.Loop() {

@@ -77,6 +77,12 @@ type Config struct {
 	// address, so a client cannot make a backend believe it comes from
 	// elsewhere. Default none.
 	TrustedProxies []netip.Prefix
+	// CanaryPinning honours "X-Herd-Canary: always" (the canary arm) and
+	// "never" (the stable arm) on requests from TrustedProxies, for testers
+	// to choose the arm during a canary; such requests are not measured.
+	// From any other client, or when false (the default), the header is
+	// passed on and ignored.
+	CanaryPinning bool
 	// AccessLog logs one line per request, through Logger named "access":
 	// "off" (default), "on", or "sampled" (AccessLogSample of them).
 	AccessLog       string

@@ -128,6 +128,14 @@ type exchange struct {
 	tried  [maxAttempts]*host
 	nTried int
 
+	// During a canary (arms.go): the arm of the first attempt; whether the
+	// split chose it (its attempts are measured, each from attemptAt) or
+	// X-Herd-Canary did.
+	arm       Arm
+	measured  bool
+	pinned    bool
+	attemptAt time.Time
+
 	queuedAt   time.Time // when it first waited for a backend with room
 	bodyInOut  bool      // the whole request body is in the out buffer: it can be sent again
 	skipBody   bool      // the backend answered before the body was sent
@@ -142,12 +150,19 @@ func (x *exchange) begin(h *host) {
 	x.nTried++
 	h.requests.Add(1)
 	x.state = stateConnecting
+	if x.measured {
+		x.attemptAt = time.Now()
+	}
 }
 
 // failAttempt ends the attempt in progress with f. Its backend's request in
 // flight is released, unless f is stale: the same backend is tried again.
+// A failure of a measured attempt counts against its backend's arm.
 func (x *exchange) failAttempt(f failure) {
 	if x.h != nil && !f.stale {
+		if x.measured {
+			x.svc.record(x.h, 0, 0)
+		}
 		x.h.done()
 		x.h = nil
 	}

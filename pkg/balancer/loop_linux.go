@@ -600,6 +600,7 @@ func (l *loop) answer(cc *clientConn) {
 		l.handOver(cc)
 		return
 	}
+	x.answered(resp.status)
 	cc.respond() // all buffered: one write, which does not wait
 	l.advance(cc)
 	l.readRequest(cc)

@@ -207,6 +207,7 @@ func (cc *clientConn) receive() {
 		}
 		_, _ = bc.br.Discard(cc.resp.size)
 	}
+	cc.x.answered(cc.resp.status)
 	cc.respond()
 }
 

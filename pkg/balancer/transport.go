@@ -91,6 +91,7 @@ func (t *streamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		x.begin(h)
 		resp, reached, err := t.roundTrip(h, x.svc, req)
 		if err == nil {
+			x.answered(resp.StatusCode)
 			resp.Body = &releasingBody{ReadCloser: resp.Body, x: x}
 			return resp, nil
 		}
