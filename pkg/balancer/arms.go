@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
 	"sync/atomic"
@@ -27,6 +28,15 @@ import (
 // Requests pinned by X-Herd-Canary (Config.CanaryPinning) are not: they are
 // not a random sample.
 //
+// A request that may be sent again (Config.Retries' rule: nothing of it was
+// sent, or its body was read whole and it is idempotent or carries an
+// Idempotency-Key) and fails on a canary or baseline backend — a failed
+// exchange, or a 5xx answer, which is then discarded — goes to the stable
+// arm instead of being answered, one more attempt than Config.Retries
+// allows; the failure still counts against its arm. The two measured arms
+// are treated alike, so that their comparison is fair. A request that may
+// not be sent again gets its arm's answer.
+
 // Arm is one arm of a service during a canary.
 type Arm uint8
 
@@ -284,10 +294,30 @@ func (x *exchange) attemptArm() Arm {
 	return x.arm
 }
 
+// rejects reports whether an answer of status from the attempt's backend
+// is to be discarded and the request sent to the stable arm: a 5xx from a
+// canary or baseline backend, to a request that is not pinned, may be sent
+// again, and has a stable backend to go to.
+func (x *exchange) rejects(status int) bool {
+	return status >= 500 && x.h.arm != ArmStable && !x.pinned && x.replayable && x.nTried < len(x.tried) &&
+		len(x.svc.reg.set.Load().arms[ArmStable]) > 0
+}
+
 // answered records the attempt's response head, when the request is
 // measured.
 func (x *exchange) answered(status int) {
 	if x.measured {
 		x.svc.record(x.h, time.Since(x.attemptAt), status)
 	}
+}
+
+// armAnswer is the failure of an attempt whose answer was discarded for
+// the stable arm's (rejects).
+type armAnswer struct {
+	status int
+	arm    Arm
+}
+
+func (e *armAnswer) Error() string {
+	return fmt.Sprintf("answered %d on the %s arm", e.status, e.arm)
 }

@@ -130,6 +130,15 @@ func says(body string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, body) }
 }
 
+// failsWith answers status with a short body, read whole or not by the
+// client.
+func failsWith(status int) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		http.Error(w, "broken build", status)
+	}
+}
+
 // canaryFront is a balancer over three arms on loopback: two stable
 // backends on member "a", a canary and a baseline backend on member "c".
 type canaryFront struct {
@@ -297,6 +306,156 @@ func TestArmWithoutBackendsGivesWayToStable(t *testing.T) {
 	})
 }
 
+// TestCanary5xxRetriedOnStable: a canary that answers 500 costs GET, HEAD
+// and idempotent requests nothing: each is answered by a stable backend;
+// every 500 counts against the canary; the discarded answers leave its
+// connections clean (reused when the answer was all read, closed when not).
+// A POST whose body the canary consumed gets the canary's 500 as it is.
+func TestCanary5xxRetriedOnStable(t *testing.T) {
+	eachRelay(t, func(t *testing.T, rl relay) {
+		cf := newCanaryFront(t, rl, testConfig(), failsWith(http.StatusInternalServerError))
+		cf.svc.SetSplit(Split{Canary: 50, CanaryVersion: "bad"})
+		c := keepAliveClient()
+		for i := range 100 {
+			switch i % 3 {
+			case 0:
+				code, body := do(t, c, http.MethodGet, cf.f.URL+"/predict", "")
+				require.Equal(t, http.StatusOK, code)
+				require.Equal(t, "stable", body)
+			case 1:
+				code, _ := do(t, c, http.MethodHead, cf.f.URL+"/predict", "")
+				require.Equal(t, http.StatusOK, code)
+			case 2:
+				code, body := do(t, c, http.MethodPost, cf.f.URL+"/predict", "x=1", "Idempotency-Key", "k1")
+				require.Equal(t, http.StatusOK, code, "idempotent POST")
+				require.Equal(t, "stable", body)
+			}
+		}
+		assert.Equal(t, int64(50), cf.can.hits.Load(), "half the 100 went to the canary first")
+		assert.Equal(t, int64(100), cf.stableHits(), "and all to a stable backend at last")
+		assert.Equal(t, int64(1), cf.can.conns.Load(), "the canary's whole 500s were read: its one connection stays clean and in use")
+		counts := cf.svc.ArmCounts()
+		assert.Equal(t, uint64(50), counts[ArmCanary].Requests)
+		assert.Equal(t, uint64(50), counts[ArmCanary].Errors)
+		assert.Zero(t, sum(counts[ArmCanary].Buckets[:]), "failed requests have no latency")
+		assert.Equal(t, uint64(100), counts[ArmStable].Requests, "50 sampled, 50 retries")
+		assert.Zero(t, counts[ArmStable].Errors)
+		assert.Equal(t, 50.0, gathered(t, cf.reg, `herd_gateway_canary_requests_total{service="predictor",arm="canary",version="bad",code="5xx"}`))
+
+		var answered500 int
+		for range 100 {
+			code, body := do(t, c, http.MethodPost, cf.f.URL+"/predict", "x=1")
+			switch code {
+			case http.StatusInternalServerError:
+				answered500++
+				assert.Equal(t, "broken build\n", body, "the canary's own answer")
+			case http.StatusOK:
+				assert.Equal(t, "stable", body)
+			default:
+				t.Fatalf("status %d", code)
+			}
+		}
+		assert.Equal(t, 50, answered500, "a POST that may not be sent again gets its arm's answer")
+		assert.Equal(t, uint64(100), cf.svc.ArmCounts()[ArmCanary].Errors)
+	})
+}
+
+// TestCanary5xxWithBodyStillComing: a canary's 500 whose body is not all
+// there when its head is (a streamed, chunked body) is discarded by
+// closing its connection: the next request to the canary gets a new one
+// and no byte of the old answer.
+func TestCanary5xxWithBodyStillComing(t *testing.T) {
+	eachRelay(t, func(t *testing.T, rl relay) {
+		var n atomic.Int64
+		cf := newCanaryFront(t, rl, testConfig(), func(w http.ResponseWriter, r *http.Request) {
+			if n.Add(1)%2 == 0 {
+				io.WriteString(w, "canary")
+				return
+			}
+			w.WriteHeader(http.StatusBadGateway)
+			io.WriteString(w, "partial ")
+			w.(http.Flusher).Flush()
+			time.Sleep(20 * time.Millisecond)
+			io.WriteString(w, "answer")
+		})
+		cf.svc.SetSplit(Split{Canary: 50})
+		c := keepAliveClient()
+		got := map[string]int{}
+		for range 40 {
+			code, body := do(t, c, http.MethodGet, cf.f.URL, "")
+			require.Equal(t, http.StatusOK, code)
+			got[body]++
+		}
+		assert.Equal(t, map[string]int{"canary": 10, "stable": 30}, got)
+		// c1 (502) on conn 1, closed; c2 (200) and c3 (502) on conn 2,
+		// closed; ... c20 (200) on conn 11.
+		assert.Equal(t, int64(11), cf.can.conns.Load(), "each streamed 502 closed its connection")
+		assert.Equal(t, uint64(10), cf.svc.ArmCounts()[ArmCanary].Errors)
+	})
+}
+
+// TestCanaryFailedExchangeRetriedOnStable: a canary that resets its
+// connections costs a GET nothing, even with no retries configured; the
+// failures count against it; a POST it consumed is answered 502.
+func TestCanaryFailedExchangeRetriedOnStable(t *testing.T) {
+	eachRelay(t, func(t *testing.T, rl relay) {
+		cfg := testConfig()
+		cfg.Retries = 0
+		cfg.EjectFor = time.Millisecond // keep the canary in rotation
+		cf := newCanaryFront(t, rl, cfg, func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			c, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				c.(*net.TCPConn).SetLinger(0)
+				c.Close() // a reset, no answer
+			}
+		})
+		cf.svc.SetSplit(Split{Canary: 50})
+		c := keepAliveClient()
+		for range 20 {
+			time.Sleep(2 * time.Millisecond) // past the ejection
+			code, body := do(t, c, http.MethodGet, cf.f.URL, "")
+			require.Equal(t, http.StatusOK, code)
+			require.Equal(t, "stable", body)
+		}
+		counts := cf.svc.ArmCounts()
+		assert.Equal(t, counts[ArmCanary].Requests, counts[ArmCanary].Errors)
+		assert.Equal(t, uint64(cf.can.hits.Load()), counts[ArmCanary].Errors, "each reset counted once")
+		assert.Positive(t, counts[ArmCanary].Errors)
+
+		statuses := map[int]int{}
+		for range 20 {
+			time.Sleep(2 * time.Millisecond)
+			code, _ := do(t, c, http.MethodPost, cf.f.URL, "payload")
+			statuses[code]++
+		}
+		assert.Equal(t, 20, statuses[http.StatusOK]+statuses[http.StatusBadGateway])
+		assert.Positive(t, statuses[http.StatusBadGateway], "a POST the canary read is not sent again")
+	})
+}
+
+// TestCanaryConnectFailureRetriedOnStable: a canary arm whose backend
+// refuses connections: the first request is retried on stable and counted
+// against the canary; once it is ejected its share goes to stable.
+func TestCanaryConnectFailureRetriedOnStable(t *testing.T) {
+	eachRelay(t, func(t *testing.T, rl relay) {
+		cfg := testConfig()
+		cfg.Retries = 0
+		cf := newCanaryFront(t, rl, cfg, says("canary"))
+		cf.svc.SetNodeArm("c", ArmCanary, []netip.AddrPort{closedPort(t)})
+		cf.svc.SetSplit(Split{Canary: 50})
+		c := keepAliveClient()
+		for range 20 {
+			code, body := do(t, c, http.MethodPost, cf.f.URL, "payload")
+			require.Equal(t, http.StatusOK, code, "nothing reached the canary: even a POST goes to stable")
+			require.Equal(t, "stable", body)
+		}
+		counts := cf.svc.ArmCounts()
+		assert.Equal(t, uint64(1), counts[ArmCanary].Errors, "one refusal, then the canary is out")
+		assert.Equal(t, uint64(20), counts[ArmStable].Requests)
+	})
+}
+
 // TestCanaryPinning: from a trusted proxy, with pinning on,
 // "X-Herd-Canary: always" reaches the canary and "never" a stable backend,
 // and neither is measured; with pinning off, or from another client, the
@@ -342,6 +501,38 @@ func TestCanaryPinning(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestCanaryOverHTTP2: HTTP/2 streams are split and measured as HTTP/1
+// requests are, and a canary's 500 to a GET is replaced by a stable
+// backend's answer.
+func TestCanaryOverHTTP2(t *testing.T) {
+	cfg := testConfig()
+	cfg.H2C = true
+	cf := newCanaryFront(t, relays[0], cfg, failsWith(http.StatusServiceUnavailable))
+	cf.svc.SetSplit(Split{Canary: 20, Baseline: 20})
+	c := h2cClient()
+	got := map[string]int{}
+	for range 100 {
+		code, body := do(t, c, http.MethodGet, cf.f.URL+"/predict", "")
+		require.Equal(t, http.StatusOK, code)
+		got[body]++
+	}
+	assert.Equal(t, map[string]int{"baseline": 20, "stable": 80}, got)
+	assert.Equal(t, int64(20), cf.can.hits.Load())
+	assert.Equal(t, int64(1), cf.can.conns.Load(), "the canary's whole 503s were read: its connection reused")
+	counts := cf.svc.ArmCounts()
+	assert.Equal(t, [3]uint64{80, 20, 20}, [3]uint64{counts[0].Requests, counts[1].Requests, counts[2].Requests})
+	assert.Equal(t, uint64(20), counts[ArmCanary].Errors)
+
+	var answered503 int
+	for range 100 {
+		code, _ := do(t, c, http.MethodPost, cf.f.URL+"/predict", "x=1")
+		if code == http.StatusServiceUnavailable {
+			answered503++
+		}
+	}
+	assert.Equal(t, 20, answered503, "a POST over HTTP/2 gets its arm's answer")
 }
 
 // TestSetNodeArmMovesAnAddress: an address a member announces in another

@@ -45,6 +45,9 @@ type Config struct {
 	// any request that failed to connect, and bodiless GET, HEAD and OPTIONS
 	// requests (or any with an Idempotency-Key header) that failed later. A
 	// request whose body was read is never retried. 0 to 7; default 2.
+	// During a canary, such a request that failed on a canary or baseline
+	// backend, or was answered 5xx there, gets one more, on the stable arm
+	// (arms.go).
 	Retries int
 	// EjectFor is how long a backend that refused or reset a connection gets
 	// no new requests (passive ejection) when active checks are off. With
