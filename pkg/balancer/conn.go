@@ -257,7 +257,13 @@ func (cc *clientConn) choose() bool {
 func (x *exchange) pick() (*host, error) {
 	s, arm := x.svc, x.attemptArm()
 	for {
-		h, full := s.selectIn(arm, x.tried[:x.nTried], time.Now().UnixNano())
+		var h *host
+		var full bool
+		if arm == ArmStable { // as before arms: one call to the selector
+			h, full = s.sel[ArmStable].Select(s.reg.set.Load().arms[ArmStable], x.tried[:x.nTried], time.Now().UnixNano())
+		} else {
+			h, full = s.selectIn(arm, x.tried[:x.nTried], time.Now().UnixNano())
+		}
 		switch {
 		case h == nil && full:
 			return nil, errFull
