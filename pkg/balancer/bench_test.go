@@ -177,3 +177,76 @@ func benchRelay(b *testing.B, addr string) {
 		resp.Body.Close()
 	}
 }
+
+// BenchmarkRelayCanary is BenchmarkRelay during a canary: 5 % of the
+// requests to the canary arm, 5 % to the baseline arm, each on a backend
+// of its own, every attempt measured.
+func BenchmarkRelayCanary(b *testing.B) {
+	for _, rl := range relays {
+		b.Run(rl.name, func(b *testing.B) {
+			bal, f := serveBalancer(b, rl, testConfig())
+			s := bal.Service(testConfig().Service)
+			s.SetNode("n0", []netip.AddrPort{startBenchBackend(b)})
+			s.SetNodeArm("n1", ArmCanary, []netip.AddrPort{startBenchBackend(b)})
+			s.SetNodeArm("n1", ArmBaseline, []netip.AddrPort{startBenchBackend(b)})
+			s.SetSplit(Split{Canary: 5, Baseline: 5, CanaryVersion: "v2", BaselineVersion: "v1", StableVersion: "v1"})
+			benchRelay(b, f.Addr)
+			b.StopTimer()
+			counts := s.ArmCounts()
+			require.Positive(b, counts[ArmCanary].Requests)
+			require.Positive(b, counts[ArmBaseline].Requests)
+		})
+	}
+}
+
+// BenchmarkSplitPick: the split's choice of an arm, from one goroutine and
+// from every P at once (one atomic counter shared).
+func BenchmarkSplitPick(b *testing.B) {
+	st := newSplitState(Split{Canary: 5, Baseline: 5})
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		var n [numArms]int
+		for b.Loop() {
+			n[st.pick()]++
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			var n [numArms]int
+			for pb.Next() {
+				n[st.pick()]++
+			}
+		})
+	})
+}
+
+// BenchmarkExchangePick: what the request path does to choose a backend,
+// the arm's choice included (and the request in flight counted and
+// released), among 12 backends: with no canary, and with a 5/5 % split.
+func BenchmarkExchangePick(b *testing.B) {
+	for _, split := range []Split{{}, {Canary: 5, Baseline: 5}} {
+		b.Run(fmt.Sprintf("canary=%d", split.Canary), func(b *testing.B) {
+			bal, f := benchBalancer(b, 1, 12)
+			s := bal.Service(bal.cfg.Service)
+			if split.Canary > 0 {
+				addrs := f["host-0000"]
+				s.SetNodeArm("host-0000", ArmCanary, addrs[:2])
+				s.SetNodeArm("host-0000", ArmBaseline, addrs[2:4])
+				s.SetNodeArm("host-0000", ArmStable, addrs[4:])
+				s.SetSplit(split)
+			}
+			b.ReportAllocs()
+			var x exchange // on the heap, as in a client connection
+			for b.Loop() {
+				x = exchange{svc: s}
+				x.chooseArm(pinNone)
+				h, err := x.pick()
+				if err != nil {
+					b.Fatal(err)
+				}
+				h.done()
+			}
+		})
+	}
+}
