@@ -154,7 +154,8 @@ FUZZ_TARGETS = \
   agent:FuzzLoadDesired:4000 \
   gateway:FuzzLoadView:8000 \
   balancer:FuzzRouteLookup:40000 \
-  route:FuzzDecode:40000
+  route:FuzzDecode:40000 \
+  canary:FuzzCountsUnmarshal:40000
 ## fuzz: every fuzz target, FUZZ_ROUNDS × about 5 s each (default about 1 min)
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

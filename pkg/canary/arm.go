@@ -16,7 +16,7 @@ type Arm struct {
 }
 
 // NewArm returns an Arm of the given counts and latencies (copied and
-// sorted), for measurements made elsewhere than in a Sample. It refuses more
+// sorted), for measurements made elsewhere than in Counts. It refuses more
 // errors than requests and negative latencies.
 func NewArm(requests, errors uint64, latencies []time.Duration) (Arm, error) {
 	if errors > requests {

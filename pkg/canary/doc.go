@@ -1,17 +1,25 @@
-// Package canary holds the statistics that judge a canary: what the gateway
-// records of each arm during a step (Sample), and a pure function (Judge)
-// that compares the canary arm (new version) with the baseline arm (old
-// version, started at the same time, given the same share of traffic) and
-// answers Pass, Fail or Inconclusive with the figures and a reason in words.
-// It imports no statistics library; the tests check every formula against
+// Package canary holds the statistics that judge a canary: what the gateways
+// count of each arm (Recorder, Counts), and a pure function (Judge) that
+// compares the canary arm (new version) with the baseline arm (old version,
+// started at the same time, given the same share of traffic) and answers
+// Pass, Fail or Inconclusive with the figures and a reason in words. It
+// imports no statistics library; the tests check every formula against
 // values worked out by hand.
 //
 // # What is measured
 //
-// Per arm and step: the requests, the errors among them (5xx answers and
-// failed exchanges), and a uniform sample of at most DefaultReservoirSize
-// latencies of the requests that did not fail (reservoir sampling, Vitter's
-// Algorithm R), from which the percentiles and the rank test are computed.
+// Per arm: the requests, the errors among them (5xx answers and failed
+// exchanges), and the latencies of the requests that did not fail, counted
+// in NumBuckets log-linear buckets from 1 µs to 137 s, each bucket's
+// midpoint within 3.1 % of the latencies it holds. Every gateway keeps one
+// Recorder per arm, cumulative from its start; a step's Counts are the
+// difference of the snapshots at its end and its start (Counts.Sub), summed
+// over the gateways (Counts.Add). Counts merge exactly, which a sample of
+// latencies does not: a reservoir kept by each gateway could not be combined
+// into a uniform sample of all the requests without knowing how many each
+// had seen and drawing again. Counts.Arm expands the buckets into the
+// latencies Judge reads, at most about 20,000 of them, from which the
+// percentiles and the rank test are computed.
 //
 // # The rules
 //
@@ -37,10 +45,11 @@
 // alone fails good versions on noise: a p99 read from 200 requests rests on
 // its two slowest, and 3 errors in 200 requests from a version that errs
 // 0.5 % of the time happen 8 times in 100. A test alone fails good versions
-// on differences too small to matter: with 4096 latencies per arm the rank
-// test sees a 1 % shift. The limit says how much worse matters; the test says
-// the difference is not chance. And a canary over a limit that the test
-// cannot yet confirm is not passed, only not yet failed.
+// on differences too small to matter: with 20,000 latencies per arm
+// (Counts.Arm's most) the rank test sees a 1 % shift. The limit says how
+// much worse matters; the test says the difference is not chance. And a
+// canary over a limit that the test cannot yet confirm is not passed, only
+// not yet failed.
 //
 // # The statistics, in plain words
 //
@@ -75,8 +84,9 @@
 //   - R. A. Fisher, "On the interpretation of χ² from contingency tables, and
 //     the calculation of P", Journal of the Royal Statistical Society 85(1),
 //     1922.
-//   - J. S. Vitter, "Random sampling with a reservoir", ACM Transactions on
-//     Mathematical Software 11(1), 1985.
+//   - G. Tene, HdrHistogram (http://hdrhistogram.org): the log-linear
+//     buckets, a power of two split into equal sub-buckets, that Counts
+//     uses.
 //   - Kayenta, Netflix and Google's canary judge, classifies each metric
 //     with a Mann–Whitney test and an effect size; Spinnaker's guide asks for
 //     at least 50 data points per metric

@@ -12,11 +12,15 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// maxFuzzLatencies bounds the latencies durations reads, which keeps each
+// run, and the fuzzer's minimizing, fast.
+const maxFuzzLatencies = 4096
+
 // durations reads b as little-endian uint16 values shifted left by shift:
-// small alphabets make ties, shifts reach hours. It reads no more than a
-// reservoir holds, which keeps each run, and the fuzzer's minimizing, fast.
+// small alphabets make ties, shifts reach hours. It reads no more than
+// maxFuzzLatencies of them.
 func durations(b []byte, shift uint8) []time.Duration {
-	b = b[:min(len(b), 2*DefaultReservoirSize)]
+	b = b[:min(len(b), 2*maxFuzzLatencies)]
 	d := make([]time.Duration, 0, len(b)/2)
 	for i := 0; i+1 < len(b); i += 2 {
 		d = append(d, time.Duration(binary.LittleEndian.Uint16(b[i:]))<<(shift%40))
@@ -123,4 +127,48 @@ func floats(b []byte, special bool) []float64 {
 		}
 	}
 	return s
+}
+
+// FuzzCountsUnmarshal: any bytes decode or are refused without a panic;
+// what decodes encodes back to the same bytes (the encoding is unique) and
+// expands into a bounded Arm; what is refused leaves the Counts as it was.
+func FuzzCountsUnmarshal(f *testing.F) {
+	var step Recorder
+	next := latency(1, 10*ms, 5*ms)
+	for i := range 2000 {
+		step.Record(next(), i%50 == 0)
+	}
+	full := Counts{Requests: math.MaxUint64, Errors: math.MaxUint64}
+	for i := range full.Buckets {
+		full.Buckets[i] = math.MaxUint64
+	}
+	for _, c := range []Counts{{}, step.Snapshot(), full} {
+		b, err := c.MarshalBinary()
+		require.NoError(f, err)
+		f.Add(b)
+	}
+	f.Add([]byte{})
+	f.Add([]byte{2, 0, 0})
+	f.Add([]byte{1, 0x80, 0x00, 0})
+	f.Add([]byte{1, 5, 0, 0xc0, 0x03, 5})
+	f.Add([]byte{1, 5, 0, 1, 0})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c := Counts{Requests: 7}
+		c.Buckets[3] = 9
+		before := c
+		if err := c.UnmarshalBinary(data); err != nil {
+			require.Equal(t, before, c, "a refused encoding changes nothing")
+			return
+		}
+		b, err := c.MarshalBinary()
+		require.NoError(t, err)
+		require.Equal(t, data, b)
+		var again Counts
+		require.NoError(t, again.UnmarshalBinary(b))
+		require.Equal(t, c, again)
+		a := c.Arm()
+		require.LessOrEqual(t, a.Errors(), a.Requests())
+		require.LessOrEqual(t, len(a.Latencies()), armPoints+NumBuckets)
+		require.GreaterOrEqual(t, len(a.Latencies()), c.nonEmpty())
+	})
 }

@@ -3,6 +3,7 @@ package canary
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -22,14 +23,17 @@ func latency(seed uint64, base, jitter time.Duration) func() time.Duration {
 // constant always answers d.
 func constant(d time.Duration) func() time.Duration { return func() time.Duration { return d } }
 
-// measured records requests through a Sample, the first errors of them
-// failed, the others answered in next().
+// measured is an arm of the given requests, the first errors of them
+// failed, each answered in next(), the latencies of the others kept exactly.
 func measured(requests, errors int, next func() time.Duration) Arm {
-	s := NewSample(0)
+	lat := make([]time.Duration, 0, requests-errors)
 	for i := range requests {
-		s.Record(next(), i < errors)
+		if d := next(); i >= errors {
+			lat = append(lat, d)
+		}
 	}
-	return s.Snapshot()
+	slices.Sort(lat)
+	return Arm{requests: uint64(requests), errors: uint64(errors), latencies: lat}
 }
 
 // tailed is next, but one request in every is slower by factor.
