@@ -201,6 +201,16 @@ func (s *Service) ArmCounts() [3]canary.Counts {
 	return out
 }
 
+// ArmCounts are the measurements of service's arms (Service.ArmCounts);
+// zero counts for a service the balancer does not have, which it does not
+// add.
+func (b *Balancer) ArmCounts(service string) [3]canary.Counts {
+	if s := (*b.services.Load())[service]; s != nil {
+		return s.ArmCounts()
+	}
+	return [3]canary.Counts{}
+}
+
 // armStats are one arm's measurements and the metric series of the version
 // it runs.
 type armStats struct {

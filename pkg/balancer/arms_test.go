@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/herd-cluster/herd/pkg/canary"
 )
 
 // Canary arms (arms.go): the split, the measurements, the retry on the
@@ -212,6 +214,9 @@ func TestSplitSendsEachArmItsShare(t *testing.T) {
 		assert.Equal(t, int64(100), cf.stable1.hits.Load())
 
 		counts := cf.svc.ArmCounts()
+		assert.Equal(t, counts, cf.b.ArmCounts("predictor"))
+		assert.Equal(t, [3]canary.Counts{}, cf.b.ArmCounts("other"), "a service it does not have")
+		assert.Len(t, *cf.b.services.Load(), 1, "and does not add")
 		for a, want := range []uint64{200, 100, 100} {
 			assert.Equal(t, want, counts[a].Requests, "%s arm's requests", Arm(a))
 			assert.Zero(t, counts[a].Errors, "%s arm's errors", Arm(a))
