@@ -29,12 +29,12 @@ func (g *Gateway) setArms(service string, n membership.Node, up bool) {
 	if up && routable(n, service) {
 		c = n.Tags.Canary
 	}
-	s := g.bal.Service(service)
 	key := canaryKey{service, n.Name}
 	_, had := g.canaries[key]
 	if c == nil && !had {
 		return // the common case: no canary before or now
 	}
+	s := g.bal.Service(service)
 	var ports, baseline []uint16
 	if c != nil {
 		ports, baseline = c.Ports, c.Baseline
