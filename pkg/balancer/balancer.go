@@ -3,7 +3,8 @@
 // It knows nothing about gossip.
 //
 // The parts, a file each: the set and each backend's state that outlives
-// set swaps (hosts.go), the choice of a backend (selection.go), active
+// set swaps (hosts.go), the choice of a backend (selection.go), a canary's
+// arms, their split of the requests and their measurements (arms.go), active
 // health checks (health.go), the keep-alive pool (pool.go), the queue of
 // requests waiting for a backend with room (queue.go), metrics
 // (metrics.go), the listener side (server.go), the HTTP/1.1 wire (http1.go
@@ -177,6 +178,7 @@ type BackendStatus struct {
 	Service  string
 	Addr     netip.AddrPort
 	Node     string
+	Arm      Arm    // ArmStable but during a canary
 	State    string // StateUp, StateDown, StateEjected or StateSlowStart
 	InFlight int64
 	Requests uint64

@@ -45,6 +45,9 @@ type Config struct {
 	// any request that failed to connect, and bodiless GET, HEAD and OPTIONS
 	// requests (or any with an Idempotency-Key header) that failed later. A
 	// request whose body was read is never retried. 0 to 7; default 2.
+	// During a canary, such a request that failed on a canary or baseline
+	// backend, or was answered 5xx there, gets one more, on the stable arm
+	// (arms.go).
 	Retries int
 	// EjectFor is how long a backend that refused or reset a connection gets
 	// no new requests (passive ejection) when active checks are off. With
@@ -77,6 +80,12 @@ type Config struct {
 	// address, so a client cannot make a backend believe it comes from
 	// elsewhere. Default none.
 	TrustedProxies []netip.Prefix
+	// CanaryPinning honours "X-Herd-Canary: always" (the canary arm) and
+	// "never" (the stable arm) on requests from TrustedProxies, for testers
+	// to choose the arm during a canary; such requests are not measured.
+	// From any other client, or when false (the default), the header is
+	// passed on and ignored.
+	CanaryPinning bool
 	// AccessLog logs one line per request, through Logger named "access":
 	// "off" (default), "on", or "sampled" (AccessLogSample of them).
 	AccessLog       string

@@ -195,7 +195,13 @@ func (cc *clientConn) prepare() {
 	if x.svc.Protocol().http2Only() {
 		x.closeAfter = x.closeAfter || !x.bodyInOut
 		cc.answerError(outcomeHTTP2Only, nil)
+		return
 	}
+	p := pinNone
+	if b.cfg.CanaryPinning && cc.trusted {
+		p = req.canaryPin
+	}
+	x.chooseArm(p)
 }
 
 // keepAlive reports whether the connection may carry another exchange
@@ -249,9 +255,15 @@ func (cc *clientConn) choose() bool {
 // counted, without waiting: errNoBackends, or errFull when those that would
 // do are at their cap.
 func (x *exchange) pick() (*host, error) {
-	s := x.svc
+	s, arm := x.svc, x.attemptArm()
 	for {
-		h, full := s.sel.Select(s.reg.set.Load(), x.tried[:x.nTried], time.Now().UnixNano())
+		var h *host
+		var full bool
+		if arm == ArmStable { // as before arms: one call to the selector
+			h, full = s.sel[ArmStable].Select(s.reg.set.Load().arms[ArmStable], x.tried[:x.nTried], time.Now().UnixNano())
+		} else {
+			h, full = s.selectIn(arm, x.tried[:x.nTried], time.Now().UnixNano())
+		}
 		switch {
 		case h == nil && full:
 			return nil, errFull

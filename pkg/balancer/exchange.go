@@ -103,6 +103,9 @@ type failure struct {
 	// request could have been processed: the same backend again on a new
 	// connection, which is neither the backend's failure nor a retry.
 	stale bool
+	// answered: the backend answered (a canary or baseline backend's 5xx,
+	// discarded for the stable arm's answer; err is an *armAnswer).
+	answered bool
 }
 
 // maxAttempts bounds the backends one request is tried on (Retries + 1).
@@ -133,6 +136,17 @@ type exchange struct {
 	skipBody   bool      // the backend answered before the body was sent
 	replayable bool      // bodyInOut, and safe to send twice when it may have been processed
 	closeAfter bool      // close the client connection after this exchange
+
+	// During a canary (arms.go): the arm of the first attempt; whether the
+	// split chose it (its attempts are measured, each from attemptAt, since
+	// started: 8 bytes instead of a time.Time's 24, monotonic all the same)
+	// or X-Herd-Canary did; whether an attempt on a canary or baseline
+	// backend failed (the request gets one more attempt, on the stable arm).
+	arm       Arm
+	measured  bool
+	pinned    bool
+	armFailed bool
+	attemptAt time.Duration
 }
 
 // begin starts an attempt on h, whose request in flight the caller counted.
@@ -142,12 +156,20 @@ func (x *exchange) begin(h *host) {
 	x.nTried++
 	h.requests.Add(1)
 	x.state = stateConnecting
+	if x.measured {
+		x.attemptAt = time.Since(x.started)
+	}
 }
 
 // failAttempt ends the attempt in progress with f. Its backend's request in
 // flight is released, unless f is stale: the same backend is tried again.
+// A failure of a measured attempt counts against its backend's arm.
 func (x *exchange) failAttempt(f failure) {
 	if x.h != nil && !f.stale {
+		if x.measured && !f.answered { // an answer was counted with its head
+			x.svc.record(x.h, 0, 0)
+		}
+		x.armFailed = x.armFailed || x.h.arm != ArmStable
 		x.h.done()
 		x.h = nil
 	}
@@ -165,8 +187,12 @@ func (x *exchange) endAttempt() {
 }
 
 // retry reports whether the failed attempt's request may go to another
-// backend, with retries left out of max.
+// backend, with retries left out of max (and one more after a failure on a
+// canary or baseline backend: arms.go).
 func (x *exchange) retry(max int) bool {
+	if x.armFailed {
+		max++
+	}
 	if x.nTried >= len(x.tried) || x.nTried > max {
 		return false
 	}

@@ -121,7 +121,15 @@ func (s *h2Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st.x.svc, st.x.strip = t.svc, t.strip
-	st.x.replayable = bodyNotRead(r) && (isIdempotent([]byte(r.Method)) || r.Header.Get("Idempotency-Key") != "")
+	// The HTTP/2 server gives every request a Body, even one whose stream
+	// ended with its headers; a length of 0 is what says there is none
+	// (ReverseProxy then sends none).
+	st.x.replayable = r.ContentLength == 0 && (isIdempotent([]byte(r.Method)) || r.Header.Get("Idempotency-Key") != "")
+	p := pinNone
+	if b.cfg.CanaryPinning && cc.trusted {
+		p = parsePin([]byte(r.Header.Get("X-Herd-Canary")))
+	}
+	st.x.chooseArm(p)
 	defer func() {
 		if p := recover(); p != nil { // ReverseProxy gives up on a body it could not copy whole
 			st.x.outcome = outcomeCutShort

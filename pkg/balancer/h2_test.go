@@ -225,3 +225,52 @@ func FuzzH2Request(f *testing.F) {
 		}
 	})
 }
+
+// TestH2BodilessRetriedAfterReset: a GET over HTTP/2 that a backend reads,
+// then resets, is sent to another backend as an HTTP/1.1 one is (the HTTP/2
+// server's request has a Body even when the stream has none); a POST with a
+// body is not.
+func TestH2BodilessRetriedAfterReset(t *testing.T) {
+	cfg := testConfig()
+	cfg.H2C = true
+	cfg.EjectFor = time.Millisecond // the resetting backend stays in rotation
+	b, f := serveBalancer(t, relays[0], cfg)
+	var resets atomic.Int64
+	backends := startBackends(t, 2, func(i int) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			if i == 0 {
+				if c, _, err := w.(http.Hijacker).Hijack(); err == nil {
+					resets.Add(1)
+					c.(*net.TCPConn).SetLinger(0)
+					c.Close()
+				}
+				return
+			}
+			io.WriteString(w, "ok")
+		}
+	})
+	setBackends(b, backends)
+	c := h2cClient()
+	for range 10 {
+		time.Sleep(2 * time.Millisecond) // past the ejection
+		resp, err := c.Get(f.URL + "/predict")
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Equal(t, "ok", string(body))
+	}
+	assert.Positive(t, resets.Load(), "the resetting backend had its turns")
+	failed := 0
+	for range 10 {
+		time.Sleep(2 * time.Millisecond)
+		resp, err := c.Post(f.URL+"/predict", "text/plain", strings.NewReader("payload"))
+		require.NoError(t, err)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusBadGateway {
+			failed++
+		}
+	}
+	assert.Positive(t, failed, "a POST the backend read is not sent again")
+}

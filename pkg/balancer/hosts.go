@@ -19,6 +19,7 @@ type host struct {
 	addr     netip.AddrPort
 	hostPort string
 	node     string
+	arm      Arm // the arm its member announced it in; a move to another arm makes a new host
 	dialer   net.Dialer
 	// pool keeps the goroutine relay's idle connections to it (each event
 	// loop keeps its own).
@@ -38,11 +39,12 @@ type host struct {
 	codes        [6]prometheus.Counter // requests by status class; see metrics
 }
 
-func newHost(addr netip.AddrPort, node string, cfg *Config, queue *waitQueue) *host {
+func newHost(addr netip.AddrPort, node string, arm Arm, cfg *Config, queue *waitQueue) *host {
 	h := &host{
 		addr:     addr,
 		hostPort: addr.String(),
 		node:     node,
+		arm:      arm,
 		dialer:   net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second},
 		pool:     connPool{max: cfg.MaxIdleConnsPerBackend, timeout: cfg.IdleConnTimeout},
 		maxConns: int64(cfg.BackendMaxConns),
@@ -112,23 +114,47 @@ func (h *host) done() {
 // whole on every change. Each member's backends are together, in address
 // order; the members are in no particular order.
 type hostSet struct {
-	hosts []*host
+	hosts []*host // every arm's
+	// arms are each arm's backends, in the same order. Without canary or
+	// baseline backends (most of the time) arms[ArmStable] is hosts itself.
+	arms [numArms][]*host
 }
 
-// registry keeps every backend's host, by address and by member, and
-// publishes the set. Changes are serialised by its lock; readers load the
-// set without it.
+// newHostSet partitions hosts by arm; others is how many are not stable.
+func newHostSet(hosts []*host, others int) *hostSet {
+	s := &hostSet{hosts: hosts}
+	if others == 0 {
+		s.arms[ArmStable] = hosts
+		return s
+	}
+	s.arms[ArmStable] = make([]*host, 0, len(hosts)-others)
+	for _, h := range hosts {
+		s.arms[h.arm] = append(s.arms[h.arm], h)
+	}
+	return s
+}
+
+// nodeArm is one member's backends of one arm: what setNode replaces.
+type nodeArm struct {
+	node string
+	arm  Arm
+}
+
+// registry keeps every backend's host, by address and by member and arm,
+// and publishes the set. Changes are serialised by its lock; readers load
+// the set without it.
 type registry struct {
 	mu     sync.Mutex
 	byAddr map[netip.AddrPort]*host
-	byNode map[string][]*host // each in address order
+	byNode map[nodeArm][]*host // each in address order
+	others int                 // hosts not in the stable arm
 	set    atomic.Pointer[hostSet]
 	swaps  atomic.Uint64
 }
 
 func newRegistry() *registry {
-	r := &registry{byAddr: make(map[netip.AddrPort]*host), byNode: make(map[string][]*host)}
-	r.set.Store(&hostSet{})
+	r := &registry{byAddr: make(map[netip.AddrPort]*host), byNode: make(map[nodeArm][]*host)}
+	r.set.Store(newHostSet(nil, 0))
 	return r
 }
 
@@ -142,15 +168,19 @@ type hostEvents struct {
 	taken func(addr netip.AddrPort, node, owner string)
 }
 
-// setNode replaces the backends node announces (none: the node is gone),
-// reusing the hosts of addresses that stay, and swaps in the new set. It
-// reports false, and does nothing, when the node's backends did not change.
-// It costs one pass over the set's pointers and allocates the new set's
-// array and the node's new hosts only.
-func (r *registry) setNode(node string, addrs []netip.AddrPort, newHost func(netip.AddrPort) *host, ev hostEvents) bool {
+// setNode replaces the backends node announces in arm (none: the node is
+// gone, or has none in that arm), reusing the hosts of addresses that stay,
+// and swaps in the new set. An address the same node announced in another
+// arm moves: its old host leaves, a new one joins (an arm's backends share
+// no state with another's). It reports false, and does nothing, when the
+// node's backends in arm did not change. It costs one pass over the set's
+// pointers and allocates the new set's arrays and the node's new hosts
+// only.
+func (r *registry) setNode(node string, arm Arm, addrs []netip.AddrPort, newHost func(netip.AddrPort) *host, ev hostEvents) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old := r.byNode[node]
+	key := nodeArm{node, arm}
+	old := r.byNode[key]
 	addrs = slices.Clone(addrs)
 	slices.SortFunc(addrs, func(x, y netip.AddrPort) int { return x.Compare(y) })
 	addrs = slices.Compact(addrs)
@@ -162,16 +192,23 @@ func (r *registry) setNode(node string, addrs []netip.AddrPort, newHost func(net
 	}
 	next := make([]*host, 0, len(addrs))
 	keep := make(map[netip.AddrPort]bool, len(addrs))
+	var moved []*host
 	for _, addr := range addrs {
 		h, ok := r.byAddr[addr]
 		switch {
-		case !ok:
-			h = newHost(addr)
-			r.byAddr[addr] = h
-			ev.added(h)
-		case h.node != node:
+		case ok && h.node == node && h.arm != arm:
+			moved = append(moved, h)
+			r.drop(h, ev)
+			ok = false
+		case ok && h.node != node:
 			ev.taken(addr, node, h.node)
 			continue
+		}
+		if !ok {
+			h = newHost(addr)
+			r.byAddr[addr] = h
+			r.count(h, 1)
+			ev.added(h)
 		}
 		keep[addr] = true
 		next = append(next, h)
@@ -179,24 +216,46 @@ func (r *registry) setNode(node string, addrs []netip.AddrPort, newHost func(net
 	for _, h := range old {
 		if !keep[h.addr] {
 			delete(r.byAddr, h.addr)
+			r.count(h, -1)
 			ev.removed(h)
 		}
 	}
 	if len(next) == 0 {
-		delete(r.byNode, node)
+		delete(r.byNode, key)
 	} else {
-		r.byNode[node] = next
+		r.byNode[key] = next
 	}
 	cur := r.set.Load().hosts
-	flat := make([]*host, 0, len(cur)-len(old)+len(next))
+	flat := make([]*host, 0, len(cur)-len(old)-len(moved)+len(next))
 	for _, h := range cur {
-		if h.node != node {
+		if (h.node != node || h.arm != arm) && (len(moved) == 0 || !contains(moved, h)) {
 			flat = append(flat, h)
 		}
 	}
-	r.set.Store(&hostSet{hosts: append(flat, next...)})
+	r.set.Store(newHostSet(append(flat, next...), r.others))
 	r.swaps.Add(1)
 	return true
+}
+
+// drop takes h out of its member's arm, for a move to another arm.
+func (r *registry) drop(h *host, ev hostEvents) {
+	key := nodeArm{h.node, h.arm}
+	rest := slices.DeleteFunc(slices.Clone(r.byNode[key]), func(x *host) bool { return x == h })
+	if len(rest) == 0 {
+		delete(r.byNode, key)
+	} else {
+		r.byNode[key] = rest
+	}
+	delete(r.byAddr, h.addr)
+	r.count(h, -1)
+	ev.removed(h)
+}
+
+// count keeps the number of hosts not in the stable arm.
+func (r *registry) count(h *host, delta int) {
+	if h.arm != ArmStable {
+		r.others += delta
+	}
 }
 
 // each calls f on every registered host, under the registry's lock.

@@ -65,6 +65,7 @@ type head struct {
 	absolute      bool   // the target was in absolute-form: its authority replaces Host
 	requestID     []byte
 	idempotent    bool // Idempotency-Key present
+	canaryPin     pin  // X-Herd-Canary: always or never (honoured with Config.CanaryPinning from a trusted proxy)
 	forwardedFor  []byte
 	// rewrite: some field must be dropped, so the raw head cannot be
 	// forwarded as is.
@@ -296,6 +297,10 @@ func (h *head) addField(line []byte) error {
 		if equalFold(f.name, "X-Request-Id") {
 			h.requestID = f.value
 		}
+	case 13:
+		if equalFold(f.name, "X-Herd-Canary") {
+			h.canaryPin = parsePin(f.value)
+		}
 	case 14:
 		if equalFold(f.name, "Content-Length") {
 			n, ok := parseLength(f.value)
@@ -338,6 +343,18 @@ func (h *head) addField(line []byte) error {
 	h.rewrite = h.rewrite || f.drop
 	h.fields = append(h.fields, f)
 	return nil
+}
+
+// parsePin reads an X-Herd-Canary value; anything but always or never is
+// no pin.
+func parsePin(v []byte) pin {
+	switch {
+	case equalFold(v, "always"):
+		return pinAlways
+	case equalFold(v, "never"):
+		return pinNever
+	}
+	return pinNone
 }
 
 // parseLength reads a Content-Length: plain digits only (no sign, no

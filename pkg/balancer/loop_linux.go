@@ -594,12 +594,22 @@ func (l *loop) answer(cc *clientConn) {
 		}
 		simple = err == nil
 	}
+	if resp.status >= 500 && x.rejects(resp.status) {
+		// For the stable arm: pooled again when it is all here, closed
+		// otherwise; no goroutine needed.
+		x.answered(resp.status)
+		cc.dropAnswer(bc)
+		l.advance(cc)
+		l.readRequest(cc)
+		return
+	}
 	if !simple {
 		// The goroutine reads the head again from the buffer (or the
 		// same error) and takes it from there.
 		l.handOver(cc)
 		return
 	}
+	x.answered(resp.status)
 	cc.respond() // all buffered: one write, which does not wait
 	l.advance(cc)
 	l.readRequest(cc)

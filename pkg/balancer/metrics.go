@@ -22,6 +22,9 @@ type metrics struct {
 	handshakeErrors *prometheus.CounterVec
 	// noRoute counts the answers to requests no route took, by class.
 	noRoute [6]prometheus.Counter
+	// The canaries' measured attempts and the arms' shares (arms.go).
+	canaryRequests *prometheus.CounterVec
+	canaryWeight   *prometheus.GaugeVec
 
 	access      hclog.Logger
 	accessEvery uint64 // log one request in accessEvery (0: none)
@@ -56,6 +59,14 @@ func newMetrics(b *Balancer, reg prometheus.Registerer, access hclog.Logger, acc
 			Name: "herd_gateway_tls_handshake_errors_total",
 			Help: "TLS handshakes that failed, by reason (timeout, protocol: a version, cipher or certificate the client refused or offered wrong).",
 		}, []string{"reason"}),
+		canaryRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herd_gateway_canary_requests_total",
+			Help: "Attempts measured during a canary, by service, arm (stable, canary, baseline), the version it runs, and status class (\"failed\": no answer). Only the arms' current versions are kept.",
+		}, []string{"service", "arm", "version", "code"}),
+		canaryWeight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herd_gateway_canary_weight",
+			Help: "Percent of a service's requests each arm gets (stable, canary, baseline), for the services that have had a canary.",
+		}, []string{"service", "arm"}),
 		access: access, accessEvery: accessEvery,
 	}
 	for i, c := range codeClasses {
@@ -65,7 +76,8 @@ func newMetrics(b *Balancer, reg prometheus.Registerer, access hclog.Logger, acc
 		m.conns[p] = m.connections.WithLabelValues(p.String())
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.connections, m.handshakeErrors, &serviceCollector{b: b})
+		reg.MustRegister(m.requests, m.duration, m.connections, m.handshakeErrors, m.canaryRequests, m.canaryWeight,
+			&serviceCollector{b: b})
 	}
 	return m
 }

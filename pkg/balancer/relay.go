@@ -207,7 +207,37 @@ func (cc *clientConn) receive() {
 		}
 		_, _ = bc.br.Discard(cc.resp.size)
 	}
+	if cc.resp.status >= 500 && cc.x.rejects(cc.resp.status) {
+		cc.x.answered(cc.resp.status)
+		cc.dropAnswer(bc)
+		return
+	}
+	cc.x.answered(cc.resp.status)
 	cc.respond()
+}
+
+// dropAnswer discards the answer whose head is in cc.resp, from a canary or
+// baseline backend, for the request to go to the stable arm (rejects), and
+// fails the attempt. The connection goes back to its pool only when the
+// answer is all buffered and nothing else is, and the backend keeps it
+// open; else it is closed, with whatever of the answer is still coming.
+func (cc *clientConn) dropAnswer(bc *bconn) {
+	resp := &cc.resp
+	n := resp.contentLength
+	if resp.bodyless(cc.req.line[0]) {
+		n = 0
+	}
+	if !resp.close && !resp.chunked && n >= 0 && int64(bc.br.Buffered()) == int64(resp.size)+n {
+		_, _ = bc.br.Discard(bc.br.Buffered())
+		bc.deadline.clear(bc.c)
+		bc.h.put(bc)
+	} else {
+		bc.close()
+	}
+	x := &cc.x
+	cc.b.logger.Debug("answer of a canary arm discarded for the stable arm's", "status", resp.status, "arm", x.h.arm.String(),
+		"backend", x.h.hostPort, "request_id", string(cc.reqID))
+	x.failAttempt(failure{err: &armAnswer{status: resp.status, arm: x.h.arm}, reach: reachedMaybe, answered: true})
 }
 
 // headFailed ends an attempt whose answer's head could not be read from

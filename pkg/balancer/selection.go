@@ -5,14 +5,15 @@ import (
 	"sync/atomic"
 )
 
-// selector chooses the backend of each attempt from the current set.
+// selector chooses the backend of each attempt among hosts (one arm's of
+// the current set; see arms.go).
 //
 // tried are the backends this request has already been sent to (a retry
 // goes elsewhere, preferring another member's); now is the time in unix
 // nanoseconds. When it returns nil, full reports whether a backend would
 // do but is at its cap of requests in flight: the request may wait for room.
 type selector interface {
-	Select(set *hostSet, tried []*host, now int64) (h *host, full bool)
+	Select(hosts []*host, tried []*host, now int64) (h *host, full bool)
 }
 
 func newSelector(cfg *Config) selector {
@@ -29,8 +30,8 @@ type roundRobin struct {
 	slowStart int64
 }
 
-func (r *roundRobin) Select(set *hostSet, tried []*host, now int64) (*host, bool) {
-	return set.scan(r.next.Add(1), tried, now, r.slowStart)
+func (r *roundRobin) Select(hosts []*host, tried []*host, now int64) (*host, bool) {
+	return scan(hosts, r.next.Add(1), tried, now, r.slowStart)
 }
 
 // leastRequest is the power of two choices, as Envoy's least_request: two
@@ -41,19 +42,19 @@ type leastRequest struct {
 	slowStart int64
 }
 
-func (l *leastRequest) Select(set *hostSet, tried []*host, now int64) (*host, bool) {
-	a, full := set.scan(rand.Uint64(), tried, now, l.slowStart)
+func (l *leastRequest) Select(hosts []*host, tried []*host, now int64) (*host, bool) {
+	a, full := scan(hosts, rand.Uint64(), tried, now, l.slowStart)
 	if a == nil {
 		return nil, full
 	}
-	b, _ := set.scan(rand.Uint64(), tried, now, l.slowStart)
+	b, _ := scan(hosts, rand.Uint64(), tried, now, l.slowStart)
 	if b != nil && b.inflight.Load() < a.inflight.Load() && (!b.out(now) || a.out(now)) {
 		return b, false
 	}
 	return a, false
 }
 
-// scan returns the first backend in rotation from index start on, skipping
+// scan returns the first of hosts in rotation from index start on, skipping
 // those out of rotation, those in tried, and (by chance) those in slow
 // start. A retry (tried not empty) prefers a member not tried yet: when a
 // host crashes, all its replicas fail at once. When every backend is out it
@@ -61,14 +62,14 @@ func (l *leastRequest) Select(set *hostSet, tried []*host, now int64) (*host, bo
 // 503 — unless some are only at their cap of requests in flight: then it
 // returns nil and full, and the request waits for room. Nil when all were
 // tried.
-func (s *hostSet) scan(start uint64, tried []*host, now, slowStart int64) (_ *host, full bool) {
-	n := uint64(len(s.hosts))
+func scan(hosts []*host, start uint64, tried []*host, now, slowStart int64) (_ *host, full bool) {
+	n := uint64(len(hosts))
 	if n == 0 {
 		return nil, false
 	}
 	var fallback, sameNode *host
 	for i := uint64(0); i < n; i++ {
-		h := s.hosts[(start+i)%n]
+		h := hosts[(start+i)%n]
 		if contains(tried, h) {
 			continue
 		}

@@ -17,8 +17,8 @@ type Service struct {
 	name   string
 	b      *Balancer
 	reg    *registry
-	sel    selector
-	health *healthChecker // nil: active checks are off
+	sel    [numArms]selector // each arm's, so that an arm's turns are its own
+	health *healthChecker    // nil: active checks are off
 	queue  waitQueue
 
 	retries, ejections, queueTimeouts atomic.Uint64
@@ -34,11 +34,19 @@ type Service struct {
 	proto   atomic.Pointer[Protocol]
 	h2c     *http2.Transport
 	h2cOnce sync.Once
+
+	// The canary's split of the requests among the arms (nil: none) and
+	// each arm's measurements (arms.go).
+	splitMu sync.Mutex // serialises SetSplit
+	split   atomic.Pointer[splitState]
+	arms    [numArms]armStats
 }
 
 func newService(b *Balancer, name string) *Service {
 	s := &Service{name: name, b: b, reg: newRegistry()}
-	s.sel = newSelector(&b.cfg)
+	for a := range s.sel {
+		s.sel[a] = newSelector(&b.cfg)
+	}
 	s.health = newHealthChecker(&b.cfg, b.logger.With("service", name), s.Protocol, func() { s.ejections.Add(1) })
 	for i, c := range codeClasses {
 		s.none[i] = b.m.requests.WithLabelValues(name, "none", c)
@@ -61,35 +69,19 @@ func (s *Service) observer(p proto) prometheus.Observer {
 func (s *Service) Name() string { return s.name }
 
 // SetNode replaces the backends one member announces for this service
-// (none: the member is gone, or announces it no more) and swaps in the new
-// set. Backends that stay keep their state and connections; removed ones
-// get no new requests, finish what they serve, and have their idle
-// connections closed. An address another member announced first stays that
-// member's. When nothing changed for the member it does nothing. Safe from
-// any goroutine.
+// (none: the member is gone, or announces it no more) in the stable arm,
+// and swaps in the new set. Backends that stay keep their state and
+// connections; removed ones get no new requests, finish what they serve,
+// and have their idle connections closed. An address another member
+// announced first stays that member's. When nothing changed for the member
+// it does nothing. Safe from any goroutine. See SetNodeArm for the other
+// arms.
 func (s *Service) SetNode(node string, addrs []netip.AddrPort) {
-	b := s.b
-	s.reg.setNode(node, addrs, func(addr netip.AddrPort) *host {
-		return newHost(addr, node, &b.cfg, &s.queue)
-	}, hostEvents{
-		added: func(h *host) {
-			b.m.added(s.name, h)
-			if s.health != nil && !s.closed.Load() {
-				s.health.watch(h)
-			}
-		},
-		removed: func(h *host) {
-			h.retire()
-			b.m.removed(s.name, h)
-		},
-		taken: func(addr netip.AddrPort, node, owner string) {
-			b.logger.Warn("address announced by two nodes; keeping the first", "service", s.name, "addr", addr,
-				"node", owner, "other", node)
-		},
-	})
+	s.SetNodeArm(node, ArmStable, addrs)
 }
 
-// Len is the number of backends in the service's current set.
+// Len is the number of backends in the service's current set, of every
+// arm.
 func (s *Service) Len() int { return len(s.reg.set.Load().hosts) }
 
 // backends appends the service's backends with their states.
@@ -105,7 +97,7 @@ func (s *Service) backends(out []BackendStatus, now int64) []BackendStatus {
 			state = StateSlowStart
 		}
 		out = append(out, BackendStatus{
-			Service: s.name, Addr: h.addr, Node: h.node, State: state, InFlight: h.inflight.Load(),
+			Service: s.name, Addr: h.addr, Node: h.node, Arm: h.arm, State: state, InFlight: h.inflight.Load(),
 			Requests: h.requests.Load(), Failures: h.failures.Load(),
 		})
 	}
@@ -134,11 +126,13 @@ func (s *Service) close() {
 	for p := range nProtos {
 		s.b.m.duration.DeleteLabelValues(s.name, p.String())
 	}
+	s.b.m.canaryRequests.DeletePartialMatch(prometheus.Labels{"service": s.name})
+	s.b.m.canaryWeight.DeletePartialMatch(prometheus.Labels{"service": s.name})
 	if s.health != nil {
 		s.health.stop()
 	}
 	for _, h := range s.reg.set.Load().hosts {
-		s.SetNode(h.node, nil)
+		s.SetNodeArm(h.node, h.arm, nil)
 	}
 }
 

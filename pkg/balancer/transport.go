@@ -90,7 +90,17 @@ func (t *streamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		x.begin(h)
 		resp, reached, err := t.roundTrip(h, x.svc, req)
+		if err == nil && resp.StatusCode >= 500 && x.rejects(resp.StatusCode) {
+			x.answered(resp.StatusCode)
+			discard(resp)
+			x.failAttempt(failure{err: &armAnswer{status: resp.StatusCode, arm: h.arm}, reach: reachedMaybe, answered: true})
+			x.svc.retries.Add(1)
+			t.b.logger.Debug("answer of a canary arm discarded for the stable arm's", "status", resp.StatusCode,
+				"arm", h.arm.String(), "backend", h.hostPort, "request_id", st.reqID)
+			continue
+		}
 		if err == nil {
+			x.answered(resp.StatusCode)
 			resp.Body = &releasingBody{ReadCloser: resp.Body, x: x}
 			return resp, nil
 		}
@@ -108,6 +118,21 @@ func (t *streamTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		x.svc.retries.Add(1)
 		t.b.logger.Debug("retrying on another backend", "failed", h.hostPort, "method", req.Method, "request_id", st.reqID, "error", err)
 	}
+}
+
+// discard drops an answer that will not be relayed: its connection goes
+// back to its pool only when the body is all buffered already (read
+// without waiting); else closing the body closes the connection (HTTP/1.1)
+// or resets the stream (h2c).
+func discard(resp *http.Response) {
+	n := resp.ContentLength
+	if resp.Request != nil && resp.Request.Method == http.MethodHead {
+		n = 0
+	}
+	if pb, ok := resp.Body.(*pooledBody); ok && n >= 0 && int64(pb.bc.br.Buffered()) == n {
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}
+	_ = resp.Body.Close()
 }
 
 // releasingBody ends the attempt (the backend's request in flight) when

@@ -103,7 +103,8 @@ type Gateway struct {
 	follower       Follower
 
 	// Owned by Run's goroutine: the view file's pending write; the route
-	// fetches under way; the table last given to the balancer.
+	// fetches under way; the table last given to the balancer; the
+	// canaries members announce.
 	dirty         bool
 	saveTimer     *time.Timer
 	runCtx        context.Context
@@ -113,6 +114,7 @@ type Gateway struct {
 	table         []balancer.Route
 	tableFallback string
 	knownServices map[string]bool
+	canaries      map[canaryKey]balancer.Split // canary.go
 
 	eventsTotal       *prometheus.CounterVec
 	eventToSwap       prometheus.Histogram
@@ -161,6 +163,7 @@ func New(cfg Config) (*Gateway, error) {
 		claims: make(map[route.Route][]claimant), pending: make(map[string]string),
 		conflicts: make(map[conflictKey]bool), fetching: make(map[string]string),
 		protoConflicts: make(map[string]membership.Protocol),
+		canaries:       make(map[canaryKey]balancer.Split),
 		eventsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herd_gateway_membership_events_total", Help: "Membership events applied, by type.",
 		}, []string{"type"}),

@@ -96,6 +96,7 @@ func (g *Gateway) setNode(e membership.EventType, n membership.Node) {
 	}
 	if g.cfg.Service != "" { // one service, every request to it
 		g.bal.SetNode(n.Name, backends(g.cfg.Service))
+		g.setArms(g.cfg.Service, n, up)
 		return
 	}
 	prev, had := g.serviceOf[n.Name]
@@ -108,9 +109,11 @@ func (g *Gateway) setNode(e membership.EventType, n membership.Node) {
 	}
 	if had && prev != svc {
 		g.bal.Service(prev).SetNode(n.Name, nil)
+		g.setArms(prev, n, false)
 	}
 	if svc != "" {
 		g.bal.Service(svc).SetNode(n.Name, backends(svc))
+		g.setArms(svc, n, up)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
