@@ -78,6 +78,8 @@ func main() {
 					Usage: "how long a client may take to send a request head, from its first byte (408 after)"},
 				&cli.StringSliceFlag{Name: "trusted-proxies", EnvVars: []string{"HERD_TRUSTED_PROXIES"},
 					Usage: "CIDRs of proxies in front of the gateway whose X-Forwarded-For is kept (others' is replaced); repeatable or comma-separated"},
+				&cli.BoolFlag{Name: "canary-pinning", EnvVars: []string{"HERD_CANARY_PINNING"},
+					Usage: "during a canary, honour X-Herd-Canary: always|never from --trusted-proxies (testers pinned to an arm; not counted in the judgement)"},
 				&cli.StringFlag{Name: "access-log", Value: d.AccessLog, EnvVars: []string{"HERD_ACCESS_LOG"},
 					Usage: "one log line per request: off, on, or sampled (see --access-log-sample)"},
 				&cli.Float64Flag{Name: "access-log-sample", Value: d.AccessLogSample, EnvVars: []string{"HERD_ACCESS_LOG_SAMPLE"},
@@ -132,6 +134,9 @@ func run(c *cli.Context) error {
 	bc.ClientHeaderTimeout = c.Duration("client-header-timeout")
 	if bc.TrustedProxies, err = parsePrefixes(c.StringSlice("trusted-proxies")); err != nil {
 		return cli.Exit("--trusted-proxies: "+err.Error(), 2)
+	}
+	if bc.CanaryPinning = c.Bool("canary-pinning"); bc.CanaryPinning && len(bc.TrustedProxies) == 0 {
+		return cli.Exit("--canary-pinning: the header is only honoured from --trusted-proxies; name them", 2)
 	}
 	bc.BackendMaxConns, bc.QueueTimeout = c.Int("backend-max-conns"), c.Duration("queue-timeout")
 	bc.EventLoop, bc.EventLoopThreads = c.Bool("event-loop"), c.Int("event-loop-threads")

@@ -136,22 +136,15 @@ func (p *process) startAutoscaler() error {
 }
 
 // askOthers sends query name, with msg as JSON (nil: no payload), to every
-// other alive gateway, within settleTimeout, and returns who was asked and
-// what they answered; err wraps membership.ErrIncomplete when some did not.
+// other alive gateway, within settleTimeout; see process.askOthers.
 func (a *autoscaler) askOthers(ctx context.Context, name string, msg any) (others []string, answers map[string][]byte, err error) {
-	if others = a.otherGateways(); len(others) == 0 {
-		return nil, nil, nil
-	}
 	var body []byte
 	if msg != nil {
 		if body, err = json.Marshal(msg); err != nil {
-			return others, nil, err
+			return nil, nil, err
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, settleTimeout)
-	defer cancel()
-	answers, err = a.p.cluster.Query(ctx, name, body, membership.QueryParams{Nodes: others, Timeout: settleTimeout})
-	return others, answers, err
+	return a.p.askOthers(ctx, name, body, settleTimeout)
 }
 
 // settleTimeout bounds the queries that share settings and decisions.
@@ -200,20 +193,32 @@ func (a *autoscaler) share(service string, e autoscale.Event) {
 }
 
 // gateways are the alive gateways' names, sorted.
-func (a *autoscaler) gateways() []string {
+func (a *autoscaler) gateways() []string { return a.p.gateways() }
+
+// askOthers sends query name with body to every other alive gateway,
+// within timeout, and returns who was asked and what they answered; err
+// wraps membership.ErrIncomplete when some did not.
+func (p *process) askOthers(ctx context.Context, name string, body []byte, timeout time.Duration) (others []string, answers map[string][]byte, err error) {
+	self := p.cluster.LocalNode().Name
+	if others = slices.DeleteFunc(p.gateways(), func(n string) bool { return n == self }); len(others) == 0 {
+		return nil, nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	answers, err = p.cluster.Query(ctx, name, body, membership.QueryParams{Nodes: others, Timeout: timeout})
+	return others, answers, err
+}
+
+// gateways are the alive gateways' names, sorted.
+func (p *process) gateways() []string {
 	var out []string
-	for _, n := range a.p.cluster.Members() {
+	for _, n := range p.cluster.Members() {
 		if n.Status == membership.StatusAlive && n.Err == nil && n.Tags.Role == membership.RoleGateway {
 			out = append(out, n.Name)
 		}
 	}
 	slices.Sort(out)
 	return out
-}
-
-func (a *autoscaler) otherGateways() []string {
-	self := a.p.cluster.LocalNode().Name
-	return slices.DeleteFunc(a.gateways(), func(n string) bool { return n == self })
 }
 
 // Decider is the deciding gateway's name.
@@ -244,14 +249,11 @@ func (a *autoscaler) RollingOut(service string) bool {
 // Load sums this gateway's buckets and every other gateway's.
 func (a *autoscaler) Load(ctx context.Context, service string, since time.Time) ([]autoscale.Sample, error) {
 	per := [][]autoscale.Sample{a.meter.Since(service, since)}
-	others := a.otherGateways()
+	others, answers, err := a.p.askOthers(ctx, autoscale.QueryLoad, autoscale.EncodeLoadRequest(service, since),
+		800*time.Millisecond)
 	if len(others) == 0 {
 		return per[0], nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, 800*time.Millisecond)
-	defer cancel()
-	answers, err := a.p.cluster.Query(ctx, autoscale.QueryLoad, autoscale.EncodeLoadRequest(service, since),
-		membership.QueryParams{Nodes: others, Timeout: 800 * time.Millisecond})
 	for node, body := range answers {
 		s, derr := autoscale.DecodeLoad(body)
 		if derr != nil {

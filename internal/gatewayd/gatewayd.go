@@ -135,6 +135,7 @@ func Run(cfg Config) error {
 		}
 	}
 	cfg.Gateway.Queries = autoscaleQueries(&p.auto)
+	cfg.Gateway.Queries[queryCanaryCounts] = p.answerCanaryCounts
 	if p.gw, err = gateway.New(cfg.Gateway); err != nil {
 		return err
 	}
@@ -366,7 +367,7 @@ func (p *process) join() error {
 
 func (p *process) startCoordinatorAndAdmin() error {
 	set, err := rollout.NewSet(rollout.SetConfig{Dir: p.cfg.DataDir, Only: p.cfg.Gateway.Service, Config: rollout.Config{
-		Members: p.cluster, MembersChanged: p.gw.Changed, Logger: p.logger,
+		Members: p.cluster, MembersChanged: p.gw.Changed, Logger: p.logger, Measure: p.measure,
 	}})
 	if err != nil {
 		return err
