@@ -39,6 +39,8 @@ func canaryFlags() []cli.Flag {
 			Usage: "the canary's highest error rate (5xx and failed exchanges), as 1% or 0.01"},
 		&cli.Float64Flag{Name: "max-p99-ratio", Value: 1.2, EnvVars: env("max-p99-ratio"),
 			Usage: "the highest ratio of the canary's p99 latency to the baseline's, above 1"},
+		&cli.DurationFlag{Name: "p99-slack", Value: 5 * time.Millisecond, EnvVars: env("p99-slack"),
+			Usage: "how far the canary's p99 may be above the baseline's whatever the ratio"},
 		&cli.IntFlag{Name: "min-requests", Value: 200, EnvVars: env("min-requests"),
 			Usage: "requests each arm needs before a step can be judged, at least 50"},
 	}
@@ -46,7 +48,7 @@ func canaryFlags() []cli.Flag {
 
 // canaryFlagNames are the flags that only mean something with --canary.
 var canaryFlagNames = []string{"steps", "step-time", "step-deadline", "canary-replicas", "canary-node", "baseline",
-	"max-error-rate", "max-p99-ratio", "min-requests"}
+	"max-error-rate", "max-p99-ratio", "p99-slack", "min-requests"}
 
 // canaryOptionsFrom reads the canary flags: nil without --canary. Every
 // problem is reported at once, before anything is sent.
@@ -72,6 +74,10 @@ func canaryOptionsFrom(c *cli.Context) (*api.CanaryOptions, error) {
 		Steps: steps, StepTime: api.Duration(c.Duration("step-time")), StepDeadline: api.Duration(c.Duration("step-deadline")),
 		Replicas: c.Int("canary-replicas"), Node: c.String("canary-node"), Baseline: c.String("baseline"),
 		MaxErrorRate: rate, MaxP99Ratio: c.Float64("max-p99-ratio"), MinRequests: c.Int("min-requests"),
+		P99Slack: api.Duration(c.Duration("p99-slack")),
+	}
+	if o.P99Slack <= 0 {
+		errs = append(errs, fmt.Errorf("--p99-slack %s: must be positive (1ns for none)", time.Duration(o.P99Slack)))
 	}
 	switch {
 	case o.StepTime <= 0:

@@ -48,7 +48,8 @@ func TestRolloutCanaryFlags(t *testing.T) {
 	assert.Equal(t, 1, code, out)
 	require.Len(t, f.got, 1)
 	assert.Equal(t, &api.CanaryOptions{Steps: []int{5, 25, 50}, StepTime: api.Duration(10 * time.Second), Replicas: 2,
-		Baseline: "stable", MaxErrorRate: 0.02, MaxP99Ratio: 1.5, MinRequests: 200}, f.got[0].Canary)
+		Baseline: "stable", MaxErrorRate: 0.02, MaxP99Ratio: 1.5, MinRequests: 200, P99Slack: api.Duration(5 * time.Millisecond)},
+		f.got[0].Canary)
 	assert.Contains(t, strings.Join(progressLines(f.ro), "\n"), "r1 canary step 1 (5 %): fail: canary error rate 5.0 %",
 		"the plain progress lines name each step's verdict")
 

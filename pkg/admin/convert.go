@@ -72,6 +72,7 @@ func rolloutOf(r rollout.Rollout) api.Rollout {
 			Steps: o.Steps, StepTime: api.Duration(o.StepTime), StepDeadline: api.Duration(o.StepDeadline),
 			Replicas: o.Replicas, Node: o.Node, Baseline: o.Baseline, MaxErrorRate: o.Criteria.MaxErrorRate,
 			MaxP99Ratio: o.Criteria.MaxP99Ratio, MinRequests: o.Criteria.MinRequests, Alpha: o.Criteria.Alpha,
+			P99Slack: api.Duration(o.Criteria.P99Slack),
 		}
 	}
 	if c := r.Canary; c != nil {
@@ -120,6 +121,7 @@ func optionsFrom(o api.RolloutOptions) rollout.Options {
 				Alpha: c.Alpha}}
 		setDuration(&out.Canary.StepTime, c.StepTime)
 		setDuration(&out.Canary.StepDeadline, c.StepDeadline)
+		setDuration(&out.Canary.Criteria.P99Slack, c.P99Slack)
 	}
 	return out
 }

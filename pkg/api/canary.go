@@ -55,6 +55,10 @@ type CanaryOptions struct {
 	// MaxP99Ratio is the highest acceptable ratio of the canary's p99
 	// latency to the baseline's, above 1. Default 1.2.
 	MaxP99Ratio float64 `json:"max_p99_ratio,omitempty"`
+	// P99Slack is how far the canary's p99 may be above the baseline's
+	// whatever the ratio (a ratio of two latencies of a millisecond is
+	// noise). Default 5 ms.
+	P99Slack Duration `json:"p99_slack,omitempty"`
 	// MinRequests is how many requests each arm needs for a step to be
 	// judged. Default 200, at least 50.
 	MinRequests int `json:"min_requests,omitempty"`

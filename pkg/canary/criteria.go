@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 )
 
 // Defaults of Criteria's zero fields.
@@ -20,6 +21,12 @@ const (
 	// DefaultMaxP99Ratio is DefaultCriteria's p99 limit: the canary's p99
 	// may be up to 1.2 times the baseline's.
 	DefaultMaxP99Ratio = 1.2
+	// DefaultP99Slack is what the rollout coordinator sets P99Slack to: a
+	// p99 less than 5 ms above the baseline's passes whatever the ratio.
+	// On a shared host, the p99 of two identical sub-millisecond services
+	// differs by a millisecond or two at random (measured: 1.7 and 2.0 ×
+	// for identical builds, 1 ms apart, in this project's e2e test).
+	DefaultP99Slack = 5 * time.Millisecond
 )
 
 // MinPoints is the fewest values per arm either statistic is computed on:
@@ -40,6 +47,10 @@ type Criteria struct {
 	// latency to the baseline's, above 1 (1.2 allows 20 % slower). 0 turns
 	// the latency check off.
 	MaxP99Ratio float64 `json:"max_p99_ratio,omitempty"`
+	// P99Slack is how far the canary's p99 may be above the baseline's
+	// whatever the ratio: a ratio means little between two latencies of a
+	// millisecond. 0: none.
+	P99Slack time.Duration `json:"p99_slack,omitempty"`
 	// MinRequests is how many requests each arm needs before a verdict;
 	// below it Judge answers Inconclusive. 0 means DefaultMinRequests; else
 	// at least MinPoints.
@@ -74,6 +85,9 @@ func (c Criteria) Validate() error {
 	}
 	if c.MaxP99Ratio != 0 && !(c.MaxP99Ratio > 1 && !math.IsInf(c.MaxP99Ratio, 1)) {
 		errs = append(errs, fmt.Errorf("max p99 ratio %v must be above 1 (1.2 allows a p99 20 %% above the baseline's), or 0 for no latency check", c.MaxP99Ratio))
+	}
+	if c.P99Slack < 0 {
+		errs = append(errs, fmt.Errorf("p99 slack %s must not be negative", c.P99Slack))
 	}
 	if c.MinRequests != 0 && c.MinRequests < MinPoints {
 		errs = append(errs, fmt.Errorf("min requests %d below %d: fewer per arm cannot tell a version from noise", c.MinRequests, MinPoints))

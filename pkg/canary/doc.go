@@ -36,7 +36,8 @@
 //  3. Latency (when MaxP99Ratio is set). Each arm needs MinPoints (50)
 //     latencies of successful requests, else Inconclusive. The canary is
 //     within the limit when its p99 is at most MaxP99Ratio times the
-//     baseline's. Over it, it fails only if the Mann–Whitney test also finds
+//     baseline's, or at most P99Slack above it (a ratio of two latencies
+//     of a millisecond is noise). Over it, it fails only if the Mann–Whitney test also finds
 //     it slower, one-sided, p < Alpha; otherwise Inconclusive, as for errors.
 //  4. Any check that fails fails the canary; else any inconclusive check
 //     makes the verdict Inconclusive; else it passes. Invalid Criteria fail.

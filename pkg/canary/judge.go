@@ -146,6 +146,9 @@ func judgeLatency(f Figures, c Criteria) check {
 	switch {
 	case f.P99Ratio <= c.MaxP99Ratio:
 		return check{Pass, fmt.Sprintf("%s, within %s", ratio, limit)}
+	case cn.P99-bl.P99 <= c.P99Slack:
+		return check{Pass, fmt.Sprintf("%s, above %s but only %s slower, within the %s slack", ratio, limit,
+			short(cn.P99-bl.P99), short(c.P99Slack))}
 	case f.LatencyP < c.Alpha:
 		return check{Fail, fmt.Sprintf("%s, above %s; slower beyond chance (rank test %s, alpha %g)",
 			ratio, limit, pText(f.LatencyP), c.Alpha)}

@@ -87,6 +87,25 @@ func TestJudge(t *testing.T) {
 			c:        def, result: Pass,
 		},
 		{
+			name:     "pass: twice as slow at a millisecond, within the slack",
+			canary:   measured(1000, 0, latency(1, 2*ms, ms/10)),
+			baseline: measured(1000, 0, latency(2, ms, ms/10)),
+			c:        Criteria{MaxErrorRate: 0.01, MaxP99Ratio: 1.2, P99Slack: 5 * ms}, result: Pass,
+			reason: []string{"above the 1.2 × limit but only 985µs slower, within the 5ms slack"},
+		},
+		{
+			name:     "fail: twice as slow at a millisecond, no slack",
+			canary:   measured(1000, 0, latency(1, 2*ms, ms/10)),
+			baseline: measured(1000, 0, latency(2, ms, ms/10)),
+			c:        Criteria{MaxErrorRate: 0.01, MaxP99Ratio: 1.2}, result: Fail,
+		},
+		{
+			name:     "fail: 50 ms slower on 10 ms, beyond the slack",
+			canary:   measured(1000, 0, latency(1, 60*ms, ms)),
+			baseline: measured(1000, 0, latency(2, 10*ms, ms)),
+			c:        Criteria{MaxErrorRate: 0.01, MaxP99Ratio: 1.2, P99Slack: 5 * ms}, result: Fail,
+		},
+		{
 			name:     "pass: latency off",
 			canary:   measured(1000, 0, latency(1, 60*ms, ms)),
 			baseline: measured(1000, 0, latency(2, 10*ms, ms)),

@@ -74,6 +74,9 @@ func (c *CanaryOptions) defaults() {
 	if c.Criteria.MaxP99Ratio == 0 {
 		c.Criteria.MaxP99Ratio = canary.DefaultMaxP99Ratio
 	}
+	if c.Criteria.P99Slack == 0 {
+		c.Criteria.P99Slack = canary.DefaultP99Slack
+	}
 	if c.Criteria.MinRequests == 0 {
 		c.Criteria.MinRequests = canary.DefaultMinRequests
 	}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"math/rand/v2"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -41,13 +42,13 @@ func startPredictLoad(t *testing.T, base string, rate int) *predictLoad {
 		defer tick.Stop()
 		var inflight sync.WaitGroup
 		defer inflight.Wait()
-		for n := 0; ; n++ {
+		for {
 			select {
 			case <-l.stop:
 				return
 			case <-tick.C:
 			}
-			m := n % 2
+			m := rand.IntN(2) // at random: a fault every N-th request must not always land on one method
 			inflight.Go(func() {
 				req, _ := http.NewRequest(http.MethodGet, get, nil)
 				if m == 1 {
