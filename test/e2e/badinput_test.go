@@ -123,6 +123,7 @@ func TestGatewayBadInput(t *testing.T) {
 		"--backend-max-conns=-1": "backend max conns -1: must not be negative",
 		"--service=Tone":         `--service "Tone": want lower-case letters, digits, '.', '_' or '-', at most 63`,
 		"--default-service=a b":  `--default-service "a b": want lower-case letters, digits, '.', '_' or '-', at most 63`,
+		"--canary-pinning":       "--canary-pinning: the header is only honoured from --trusted-proxies; name them",
 	} {
 		code, last = runBinary(t, "gateway", "run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--bind", "127.0.0.1:0",
 			"--data-dir", t.TempDir(), flag)
