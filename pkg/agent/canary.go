@@ -136,13 +136,8 @@ func (a *Agent) deployCanary(ctx context.Context, req membership.DeployRequest, 
 	next := a.tags
 	next.Canary = &membership.Canary{Weight: cr.Weight, Image: img.String(), Ports: ports[:cr.Replicas],
 		Baseline: ports[cr.Replicas:], Count: cr.Replicas}
-	if _, err := next.Encode(); err != nil {
-		return fmt.Errorf("%s: canary of %s: %w", a.cfg.Node, img, err)
-	}
-	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
-	defer cancel()
-	if err := a.rt.Resolve(rctx, img); err != nil {
-		return fmt.Errorf("%s: %w", a.cfg.Node, err)
+	if err := a.canTake(ctx, next, img, "canary of "+img.String()); err != nil {
+		return err
 	}
 	if req.CheckOnly {
 		return nil

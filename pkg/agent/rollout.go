@@ -62,13 +62,8 @@ func (a *Agent) deploy(ctx context.Context, req membership.DeployRequest) error 
 	// withdraw a replica either.
 	next := a.tags
 	next.Want = img.String()
-	if _, err := next.Encode(); err != nil {
-		return fmt.Errorf("%s: image %s: %w", a.cfg.Node, img, err)
-	}
-	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
-	defer cancel()
-	if err := a.rt.Resolve(rctx, img); err != nil {
-		return fmt.Errorf("%s: %w", a.cfg.Node, err)
+	if err := a.canTake(ctx, next, img, "image "+img.String()); err != nil {
+		return err
 	}
 	if req.CheckOnly {
 		return nil
@@ -156,4 +151,19 @@ func truncateReason(s string) string {
 		return s[:membership.MaxFailLen]
 	}
 	return s
+}
+
+// canTake checks what a deploy request needs before the agent says yes:
+// the tags it will announce (next) fit the gossip budget, and the runtime
+// has img. what names the request in the error.
+func (a *Agent) canTake(ctx context.Context, next membership.Tags, img runtime.Image, what string) error {
+	if _, err := next.Encode(); err != nil {
+		return fmt.Errorf("%s: %s: %w", a.cfg.Node, what, err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	if err := a.rt.Resolve(rctx, img); err != nil {
+		return fmt.Errorf("%s: %w", a.cfg.Node, err)
+	}
+	return nil
 }
