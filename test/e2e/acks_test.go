@@ -24,6 +24,8 @@ import (
 // request fails, on any gateway. HERD_CHAOS_REPEAT runs it that many times
 // (make chaos: 10).
 func TestChaosRolloutGatewayLosesGossip(t *testing.T) {
+	// Parallel, with TestAutoscale: see harness_test.go.
+	t.Parallel()
 	repeat := 1
 	if n, err := strconv.Atoi(os.Getenv("HERD_CHAOS_REPEAT")); err == nil && n > 0 {
 		repeat = n

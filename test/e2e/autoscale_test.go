@@ -111,6 +111,8 @@ func replicasOf(t *testing.T, g *gatewayProc) int { return g.scaleStatus(t).Repl
 // autoscaler; a step down scales down only after the stabilization; the
 // deciding gateway killed, the other decides. No request fails.
 func TestAutoscale(t *testing.T) {
+	// Parallel: see harness_test.go.
+	t.Parallel()
 	ga := startGateway(t, "--node", "gw-a")
 	gb := startGateway(t, "--node", "gw-b", "--join", ga.gossip)
 	startScalableAgent(t, ga, "as-1", "127.0.0.2", 1, 8)

@@ -51,6 +51,8 @@ func runToEnd(t *testing.T, env []string, args ...string) (string, int) {
 }
 
 func TestAgentBadInput(t *testing.T) {
+	// Parallel, with TestAutoscale: see harness_test.go.
+	t.Parallel()
 	buildAll(t)
 	busy, err := net.Listen("tcp", "127.0.0.5:0")
 	require.NoError(t, err)
@@ -101,6 +103,8 @@ func TestAgentBadInput(t *testing.T) {
 }
 
 func TestGatewayBadInput(t *testing.T) {
+	// Parallel, with TestAutoscale: see harness_test.go.
+	t.Parallel()
 	buildAll(t)
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -170,6 +174,8 @@ func TestGatewayBalancingFlagsAndMetrics(t *testing.T) {
 }
 
 func TestClusterctlErrors(t *testing.T) {
+	// Parallel, with TestAutoscale: see harness_test.go.
+	t.Parallel()
 	buildAll(t)
 	code, last := runBinary(t, "clusterctl", "--addr", "127.0.0.1:1", "members")
 	assert.Equal(t, 2, code, "unreachable: nothing was done")
@@ -188,6 +194,8 @@ func TestClusterctlErrors(t *testing.T) {
 // TestKeygen: `clusterctl keygen` prints a new 32-byte base64 key each time,
 // one that the gateway accepts as --encrypt.
 func TestKeygen(t *testing.T) {
+	// Parallel, with TestAutoscale: see harness_test.go.
+	t.Parallel()
 	buildAll(t)
 	out1, code := runToEnd(t, os.Environ(), "clusterctl", "keygen")
 	require.Equal(t, 0, code, out1)
@@ -227,6 +235,8 @@ func TestKeygen(t *testing.T) {
 // restarted agent, started with the old key, still gets in (its keyring
 // was saved).
 func TestKeyRotation(t *testing.T) {
+	// Parallel, with TestAutoscale: see harness_test.go.
+	t.Parallel()
 	buildAll(t)
 	oldKey, _ := runToEnd(t, os.Environ(), "clusterctl", "keygen")
 	newKey, _ := runToEnd(t, os.Environ(), "clusterctl", "keygen")

@@ -288,6 +288,8 @@ func getMetrics(t *testing.T, admin string) string {
 // (exit 2); certificates that cannot be served stop the start (exit 1),
 // each with one line naming the flag and the file.
 func TestTLSBadInput(t *testing.T) {
+	// Parallel, with TestAutoscale: see harness_test.go.
+	t.Parallel()
 	buildAll(t)
 	ca := testutil.NewCA(t)
 	base := []string{"gateway", "run", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--bind", "127.0.0.1:0",

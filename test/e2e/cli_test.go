@@ -23,6 +23,8 @@ var programs = []string{"gateway", "agent", "clusterctl"}
 // TestCLIVersionHelpAndExitCodes: every binary has --version and documents
 // its exit codes in --help; a bad flag exits with 2 and names the help.
 func TestCLIVersionHelpAndExitCodes(t *testing.T) {
+	// Parallel, with TestAutoscale: see harness_test.go.
+	t.Parallel()
 	buildAll(t)
 	for _, prog := range programs {
 		out, code := runToEnd(t, nil, prog, "--version")
@@ -47,6 +49,8 @@ func TestCLIVersionHelpAndExitCodes(t *testing.T) {
 // commands and flags from the binary itself; the zsh one is valid zsh and
 // gets names with descriptions.
 func TestCLICompletion(t *testing.T) {
+	// Parallel, with TestAutoscale: see harness_test.go.
+	t.Parallel()
 	buildAll(t)
 	bash := testutil.RequireTool(t, "bash")
 	complete := func(prog string, words ...string) []string {
@@ -61,7 +65,7 @@ COMP_WORDS=(%s); COMP_CWORD=%d; _herd_%s; printf '%%s\n' "${COMPREPLY[@]}"`,
 		return strings.Fields(string(out))
 	}
 	assert.Equal(t, []string{"rollout", "rollback"}, complete("clusterctl", "clusterctl", "rol"))
-	assert.Equal(t, []string{"--batch"}, complete("clusterctl", "clusterctl", "rollout", "--ba"))
+	assert.Equal(t, []string{"--batch", "--baseline"}, complete("clusterctl", "clusterctl", "rollout", "--ba"))
 	assert.Subset(t, complete("clusterctl", "clusterctl", "keys", "''"), []string{"install", "use", "remove", "list"})
 	assert.Contains(t, complete("gateway", "gateway", "run", "--health-"), "--health-rise")
 	assert.Contains(t, complete("agent", "agent", "join", "--rep"), "--replicas")
@@ -87,6 +91,8 @@ COMP_WORDS=(%s); COMP_CWORD=%d; _herd_%s; printf '%%s\n' "${COMPREPLY[@]}"`,
 // and JSON) form a cluster; a flag overrides the file; a typo in a file is
 // refused naming the key.
 func TestConfigFiles(t *testing.T) {
+	// Parallel, with TestAutoscale: see harness_test.go.
+	t.Parallel()
 	buildAll(t)
 	dir := t.TempDir()
 	listen := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "127.0.0.1"))

@@ -213,6 +213,8 @@ func TestDockerAgentStartup(t *testing.T) {
 // TestDockerBadInput: an image missing from the engine and an unreachable
 // engine are one clear line and a non-zero exit, starting nothing.
 func TestDockerBadInput(t *testing.T) {
+	// Parallel, with TestAutoscale: see harness_test.go.
+	t.Parallel()
 	dockerCluster(t, "1.0.0")
 	buildAll(t)
 	node := uniqueNode("dock-bad")

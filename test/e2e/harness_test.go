@@ -1,5 +1,15 @@
 // Package e2e runs Herd's real binaries as processes on loopback: a gateway
 // on 127.0.0.1 and agents on 127.0.0.2, .3, … as distinct hosts.
+//
+// Most tests run one after another: they measure, or put load on the 2
+// cores a CI machine has. TestAutoscale holds two minutes of steady load at
+// a low rate, mostly waiting; it is parallel, and so are the tests that are
+// short and light (bad input, completion, config files, key rotation, a rogue
+// member, a coordinator restart, a gateway losing gossip), which Go runs
+// together once the others are done: they are over within TestAutoscale's
+// first minute, before its steady window begins. Every test has its own
+// gossip cluster, ports (testutil.FreePort) and directories, and none of the
+// parallel ones changes the environment.
 package e2e
 
 import (

@@ -24,6 +24,8 @@ import (
 // naming each, shows its problem in `members`, routes nothing to it, and
 // keeps serving the real agent under load.
 func TestRogueSerfMember(t *testing.T) {
+	// Parallel, with TestAutoscale: see harness_test.go.
+	t.Parallel()
 	serf := testutil.RequireTool(t, "serf")
 	g := startGateway(t)
 	startAgent(t, g, "honest", "127.0.0.2", 2)

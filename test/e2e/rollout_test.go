@@ -148,6 +148,8 @@ func TestRolloutSingleHost(t *testing.T) {
 // again, shows where the rollout stood and resumes it to success. An agent
 // restarted afterwards comes back on the new version.
 func TestRolloutCoordinatorRestart(t *testing.T) {
+	// Parallel, with TestAutoscale: see harness_test.go.
+	t.Parallel()
 	g := startGateway(t)
 	a := startAgent(t, g, "rs-a", "127.0.0.2", 2)
 	startAgent(t, g, "rs-b", "127.0.0.3", 2)

@@ -149,6 +149,8 @@ func TestScaleDuringRollout(t *testing.T) {
 // TestScaleAgentFlags: --max-replicas is checked like --replicas, and a
 // --replicas beyond it is refused naming it.
 func TestScaleAgentFlags(t *testing.T) {
+	// Parallel, with TestAutoscale: see harness_test.go.
+	t.Parallel()
 	buildAll(t)
 	base := []string{"agent", "join", "--node", "bad", "--bind", "127.0.0.5:0", "--join", "127.0.0.1:1",
 		"--admin", "127.0.0.5:0", "--runtime", "process", "--images-dir", filepath.Join(binDir, "images"), "--data-dir", t.TempDir()}

@@ -47,6 +47,8 @@ func selfSigned(t *testing.T) (certFile, keyFile string) {
 // TestAdminTLS: the admin API served over TLS with a token; clusterctl
 // reaches it with --ca-cert and the token, and not without them.
 func TestAdminTLS(t *testing.T) {
+	// Parallel, with TestAutoscale: see harness_test.go.
+	t.Parallel()
 	buildAll(t)
 	cert, key := selfSigned(t)
 	admin := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t, "127.0.0.1"))
