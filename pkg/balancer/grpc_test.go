@@ -145,3 +145,16 @@ func TestH2CServiceHealthCheckedOverH2C(t *testing.T) {
 	require.Eventually(t, func() bool { return countState(b, StateDown) == 0 }, 5*time.Second, 10*time.Millisecond,
 		"GET %s over h2c passes", cfg.HealthPath)
 }
+
+func TestParseGRPCTimeout(t *testing.T) {
+	for in, want := range map[string]time.Duration{"200m": 200 * time.Millisecond, "5S": 5 * time.Second, "1H": time.Hour,
+		"3M": 3 * time.Minute, "7u": 7 * time.Microsecond, "99999999n": 99999999} {
+		got, ok := parseGRPCTimeout(in)
+		assert.True(t, ok, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, bad := range []string{"", "5", "S", "5s", "123456789S", "-1S", "1.5S"} {
+		_, ok := parseGRPCTimeout(bad)
+		assert.False(t, ok, bad)
+	}
+}

@@ -208,6 +208,13 @@ func (s *h2Server) errorHandler(w http.ResponseWriter, r *http.Request, err erro
 	default:
 		o = outcomeBackendFailed
 	}
+	if deadlinePassed(r, x.started) {
+		// A gRPC backend ends a call at its deadline with a stream reset;
+		// the client's own deadline fires at the same moment. Whichever
+		// the client sees first, the truth is the same: the deadline.
+		answerDeadlineExceeded(w, st)
+		return
+	}
 	if o != outcomeNoBackend {
 		backend := "none"
 		if x.last != nil {
@@ -217,6 +224,46 @@ func (s *h2Server) errorHandler(w http.ResponseWriter, r *http.Request, err erro
 			"backend", backend, "attempts", x.nTried, "request_id", st.reqID, "proto", st.proto.String(), "error", err)
 	}
 	s.answerError(w, st, o, err)
+}
+
+// deadlinePassed reports whether r is a gRPC call whose grpc-timeout has run
+// out since it started.
+func deadlinePassed(r *http.Request, started time.Time) bool {
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		return false
+	}
+	d, ok := parseGRPCTimeout(r.Header.Get("Grpc-Timeout"))
+	return ok && time.Since(started) >= d
+}
+
+// parseGRPCTimeout reads a grpc-timeout field: at most 8 digits and a unit
+// (H, M, S, m, u, n), as the gRPC over HTTP/2 protocol defines it.
+func parseGRPCTimeout(s string) (time.Duration, bool) {
+	if len(s) < 2 || len(s) > 9 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s[:len(s)-1], 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	unit := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second, 'm': time.Millisecond,
+		'u': time.Microsecond, 'n': time.Nanosecond}[s[len(s)-1]]
+	if unit == 0 {
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
+}
+
+// answerDeadlineExceeded answers a gRPC call whose deadline passed with a
+// trailers-only response: grpc-status 4, DEADLINE_EXCEEDED.
+func answerDeadlineExceeded(w http.ResponseWriter, st *stream) {
+	st.x.outcome, st.status = outcomeTimedOut, http.StatusOK
+	h := w.Header()
+	h.Set("Content-Type", "application/grpc")
+	h.Set("Grpc-Status", "4")
+	h.Set("Grpc-Message", "deadline exceeded")
+	h.Set("X-Request-Id", st.reqID)
+	w.WriteHeader(http.StatusOK)
 }
 
 // answerError writes the gateway's own short answer for outcome o.
