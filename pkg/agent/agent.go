@@ -52,6 +52,8 @@ type Agent struct {
 	failed    *deployFailure // the deploy to want given up on, until the next request
 
 	results  chan startResult
+	checks   chan checkRound // the round of health checks in flight, when done
+	checking bool            // a round is in flight
 	starts   sync.WaitGroup
 	startCtx context.Context
 	stopAll  context.CancelFunc
@@ -88,6 +90,7 @@ func New(cfg Config, rt Runtime, mcfg *membership.Config) (*Agent, error) {
 		// Room for every slot's one operation in flight: a result never
 		// waits for the loop that takes them.
 		results: make(chan startResult, cfg.maxCount()),
+		checks:  make(chan checkRound, 1),
 		tags: membership.Tags{
 			Role: membership.RoleAgent, Service: cfg.Service, Image: want.String(), Want: want.String(),
 			HostIP: cfg.HostIP, State: membership.StateActive,
