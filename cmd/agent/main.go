@@ -58,6 +58,9 @@ func main() {
 				&cli.StringFlag{Name: "docker-network", Value: "bridge", EnvVars: []string{"HERD_DOCKER_NETWORK"},
 					Usage: "docker runtime: bridge (publish container port 8080 on host-ip:port) or host " +
 						"(the service listens on host-ip:port in the host's network)"},
+				&cli.BoolFlag{Name: "docker-image-healthcheck", EnvVars: []string{"HERD_DOCKER_IMAGE_HEALTHCHECK"},
+					Usage: "docker runtime: keep the image's HEALTHCHECK running in the engine too (the agent checks " +
+						"replicas itself; the engine's checks cost a process per container and interval)"},
 				&cli.StringFlag{Name: "images-dir", EnvVars: []string{"HERD_IMAGES_DIR"},
 					Usage: "process runtime: name:tag runs <images-dir>/<name>/<tag>"},
 				&cli.StringFlag{Name: "health-path", Value: d.HealthPath, EnvVars: []string{"HERD_HEALTH_PATH"},
@@ -179,7 +182,8 @@ func newRuntime(c *cli.Context, node, dataDir string, logger hclog.Logger) (agen
 			Logger:    logger,
 		})
 	case "docker":
-		return docker.New(c.Context, docker.Config{Node: node, Network: c.String("docker-network"), Timeout: 30 * time.Second, Logger: logger})
+		return docker.New(c.Context, docker.Config{Node: node, Network: c.String("docker-network"),
+			ImageHealthcheck: c.Bool("docker-image-healthcheck"), Timeout: 30 * time.Second, Logger: logger})
 	default:
 		return nil, fmt.Errorf("--runtime %q: want docker or process", c.String("runtime"))
 	}

@@ -53,6 +53,8 @@ type Agent struct {
 	canary    *canary        // the canary hosted beside the replicas, if any (canary.go)
 
 	results  chan startResult
+	checks   chan checkRound // the round of health checks in flight, when done
+	checking bool            // a round is in flight
 	starts   sync.WaitGroup
 	startCtx context.Context
 	stopAll  context.CancelFunc
@@ -91,6 +93,7 @@ func New(cfg Config, rt Runtime, mcfg *membership.Config) (*Agent, error) {
 		// included, and a canary's end: a result never waits for the loop
 		// that takes them.
 		results: make(chan startResult, cfg.maxCount()+2*membership.MaxCanaryReplicas+1),
+		checks:  make(chan checkRound, 1),
 		tags: membership.Tags{
 			Role: membership.RoleAgent, Service: cfg.Service, Image: want.String(), Want: want.String(),
 			HostIP: cfg.HostIP, State: membership.StateActive,

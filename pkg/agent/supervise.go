@@ -194,8 +194,12 @@ func (a *Agent) supervise(ctx context.Context) {
 			a.applyStart(res)
 		case q := <-a.queries:
 			a.answer(ctx, q)
+		case round := <-a.checks:
+			a.checking = false
+			a.applyChecks(round)
 		case <-tick.C:
-			a.checkAll(ctx)
+			a.startChecks(ctx)
+			a.restartDue()
 			a.converge()
 			a.advanceCanaryEnd() // a drain that failed is retried after its backoff
 		}
@@ -209,32 +213,78 @@ func (a *Agent) supervise(ctx context.Context) {
 	}
 }
 
-// checkAll runs one round of checks, all replicas at once: the agent's own
-// and a canary's, which are supervised alike.
-func (a *Agent) checkAll(ctx context.Context) {
-	running := a.runningReplicas(ctx)
-	// Replicas beyond the count are a scale-down's to remove (scale.go):
-	// neither checked nor restarted.
-	slots := append(slices.Clip(a.slots[:min(a.count, len(a.slots))]), a.canary.supervised()...)
-	errs := make([]error, len(slots))
-	var wg sync.WaitGroup
-	for i, s := range slots {
-		if s.replica == nil || (s.state != stateHealthy && s.state != stateUnhealthy) {
+// checkRound is one round of health checks of the replicas in service.
+// It runs off the loop: the engine's list and the checks take up to
+// HealthTimeout (tens to hundreds of milliseconds while the engine starts
+// containers), and the loop must meanwhile take the results of starts, to
+// announce the replicas that became healthy, and answer queries.
+type checkRound struct {
+	running map[replicaKey]bool // as the driver lists them; nil when it cannot tell
+	checked []checked
+}
+
+// checked is one replica's check: the slot may hold another replica by the
+// time the round comes back (restarted, replaced or retired), and then the
+// result is about one that is gone.
+type checked struct {
+	slot    *slot
+	replica *runtime.Replica
+	err     error
+}
+
+// supervisedSlots are the slots supervised: the agent's own in service
+// and a canary's, alike. Replicas beyond the count are a scale-down's to
+// remove (scale.go): neither checked nor restarted.
+func (a *Agent) supervisedSlots() []*slot {
+	return append(slices.Clip(a.slots[:min(a.count, len(a.slots))]), a.canary.supervised()...)
+}
+
+// startChecks starts a round of checks of the replicas in service, all at
+// once, unless the last round is still running. The round comes back on
+// a.checks (applyChecks).
+func (a *Agent) startChecks(ctx context.Context) {
+	if a.checking {
+		return
+	}
+	var round checkRound
+	for _, s := range a.supervisedSlots() {
+		if s.replica != nil && (s.state == stateHealthy || s.state == stateUnhealthy) {
+			round.checked = append(round.checked, checked{slot: s, replica: s.replica})
+		}
+	}
+	a.checking = true
+	a.starts.Go(func() {
+		var wg sync.WaitGroup
+		wg.Go(func() { round.running = a.runningReplicas(ctx) })
+		for i := range round.checked {
+			c := &round.checked[i]
+			wg.Go(func() { c.err = a.check(ctx, *c.replica) })
+		}
+		wg.Wait()
+		a.checks <- round // room for it: one round at a time
+	})
+}
+
+// applyChecks acts on a round's results, for the replicas still in their
+// slots and in service.
+func (a *Agent) applyChecks(round checkRound) {
+	live := a.supervisedSlots()
+	for _, c := range round.checked {
+		s := c.slot
+		if s.replica != c.replica || !slices.Contains(live, s) || (s.state != stateHealthy && s.state != stateUnhealthy) {
 			continue
 		}
-		r := *s.replica
-		wg.Go(func() { errs[i] = a.check(ctx, r) })
+		a.judge(s, c.err, round.running)
 	}
-	wg.Wait()
+}
+
+// restartDue restarts the replicas whose backoff is over, and forgets the
+// failures of those stable again.
+func (a *Agent) restartDue() {
 	now := time.Now()
-	for i, s := range slots {
-		switch s.state {
-		case stateHealthy, stateUnhealthy:
-			a.judge(s, errs[i], running)
-		case stateBackoff:
-			if !now.Before(s.retryAt) {
-				a.restart(s, "retrying after backoff")
-			}
+	for _, s := range a.supervisedSlots() {
+		if s.state == stateBackoff && !now.Before(s.retryAt) {
+			a.restart(s, "retrying after backoff")
 		}
 		if s.state == stateHealthy && s.failures > 0 && now.Sub(s.healthySince) >= a.cfg.MaxRestartBackoff {
 			s.failures = 0 // stable again: the next crash restarts at once
@@ -307,7 +357,9 @@ func keyOf(s *slot) replicaKey { return replicaKey{arm: s.arm, index: s.index} }
 func (a *Agent) runningReplicas(ctx context.Context) map[replicaKey]bool {
 	list, err := a.rt.List(ctx)
 	if err != nil {
-		a.logger.Warn("cannot list replicas; relying on health checks", "error", err)
+		if ctx.Err() == nil { // not the agent stopping
+			a.logger.Warn("cannot list replicas; relying on health checks", "error", err)
+		}
 		return nil
 	}
 	out := make(map[replicaKey]bool, len(list))

@@ -66,6 +66,13 @@ type Config struct {
 	// address and port itself (no proxy in the path, and nothing that stops
 	// with the engine).
 	Network string
+	// ImageHealthcheck keeps the image's own HEALTHCHECK running in the
+	// engine, for `docker ps` to show. Off by default: the agent checks
+	// every replica itself, and each of the engine's checks executes a
+	// process in the container, every container at the image's interval,
+	// which slows the starts of new containers beside running ones (a
+	// scale-up). Nothing in Herd reads the engine's health state.
+	ImageHealthcheck bool
 	// Timeout bounds each call to the engine. Default 30 s.
 	Timeout time.Duration
 	Logger  hclog.Logger
@@ -217,6 +224,9 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (runtime.Replica,
 		LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{
 			"max-size": "10m", "max-file": "3",
 		}},
+	}
+	if !d.cfg.ImageHealthcheck {
+		cfg.Healthcheck = &container.HealthConfig{Test: []string{"NONE"}}
 	}
 	if d.cfg.Network == NetworkHost {
 		host.NetworkMode = container.NetworkMode(NetworkHost)

@@ -23,9 +23,16 @@ var loopback = netip.MustParseAddr("127.0.0.1")
 
 func newDriver(t *testing.T, node string) (*Driver, *client.Client) {
 	t.Helper()
+	return newDriverConfig(t, Config{Node: node})
+}
+
+// newDriverConfig is newDriver with cfg's settings.
+func newDriverConfig(t *testing.T, cfg Config) (*Driver, *client.Client) {
+	t.Helper()
 	cli := testutil.RequireDocker(t)
 	testutil.BuildDockerImages(t, cli, "1.0.0")
-	d, err := New(context.Background(), Config{Node: node, Logger: hclog.NewNullLogger()})
+	cfg.Logger = hclog.NewNullLogger()
+	d, err := New(context.Background(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		// Whatever a failed test left behind.
@@ -81,11 +88,11 @@ func TestStartListAdoptStop(t *testing.T) {
 	require.NotNil(t, info.HostConfig.Init)
 	assert.True(t, *info.HostConfig.Init, "an init process forwards SIGTERM to the service")
 
-	// The image's health check (the binary checks itself) turns healthy.
-	require.Eventually(t, func() bool {
-		info, err := cli.ContainerInspect(ctx, started[0].ID)
-		return err == nil && info.State.Health != nil && info.State.Health.Status == container.Healthy
-	}, 30*time.Second, 200*time.Millisecond, "docker reports the container healthy")
+	// The agent checks the replicas: the engine runs no check of its own,
+	// though the image has one.
+	require.NotNil(t, info.Config.Healthcheck)
+	assert.Equal(t, []string{"NONE"}, info.Config.Healthcheck.Test)
+	assert.Nil(t, info.State.Health)
 
 	// A second driver for the same node (a restarted agent) finds both by
 	// their labels; one for another node finds none.
@@ -181,6 +188,22 @@ func TestArms(t *testing.T) {
 		assert.NotEqual(t, runtime.ArmCanary, r.Arm)
 		assert.True(t, r.Running)
 	}
+}
+
+// TestImageHealthcheck: with ImageHealthcheck the engine runs the image's
+// health check (the binary checks itself), and reports the container
+// healthy.
+func TestImageHealthcheck(t *testing.T) {
+	node := "drv-hc-" + strconv.FormatInt(time.Now().UnixNano()%1e6, 10)
+	d, cli := newDriverConfig(t, Config{Node: node, ImageHealthcheck: true})
+	ctx := context.Background()
+	r, err := d.Start(ctx, spec(node, 0, testutil.FreePort(t, "127.0.0.1")))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		info, err := cli.ContainerInspect(ctx, r.ID)
+		return err == nil && info.State.Health != nil && info.State.Health.Status == container.Healthy
+	}, 30*time.Second, 200*time.Millisecond, "docker reports the container healthy")
+	require.NoError(t, d.Stop(ctx, r, time.Second))
 }
 
 func TestStartReplacesStaleContainerOfSameName(t *testing.T) {
