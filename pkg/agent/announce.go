@@ -13,12 +13,12 @@ import (
 
 // announcer puts the agent's tags into effect in its gossip member, in the
 // background and in order, the latest replacing one not yet applied.
-// Setting tags waits for Serf to take them (not for their broadcast to go
-// out, which the next tags cut short): little, but the agent's loop need not
-// wait with it, nor replicas that become healthy meanwhile (a scale-up
-// starts many at once) to be announced, nor queries to be answered. What
-// must know the tags in effect (a withdrawal about to be acknowledged by
-// the gateways, the join) waits for their generation (wait).
+// Setting tags returns only once their broadcast has gone out, a few gossip
+// rounds (up to a second with the LAN timings): the agent's loop must not
+// wait with it, or replicas that become healthy meanwhile (a scale-up
+// starts many at once) wait to be announced, and queries to be answered.
+// What must know the tags in effect (a withdrawal about to be acknowledged
+// by the gateways, the join) waits for their generation (wait).
 //
 // Generations only grow, and tags of a later generation describe the
 // agent at least as recently: a wait for gen is satisfied by any later

@@ -31,11 +31,8 @@ type Cluster struct {
 	deliverDone    chan struct{}
 	queriesDropped atomic.Uint64
 
-	mu   sync.Mutex // guards tags; held by SetTags until Serf has taken them
+	mu   sync.Mutex // guards tags
 	tags Tags
-	// tagsWait is the SetTags waiting for Serf to report its tags in effect
-	// here (settags.go); owned by the loop.
-	tagsWait *tagsWaiter
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -184,6 +181,31 @@ func (c *Cluster) Tags() Tags {
 	return c.tags
 }
 
+// SetTags validates and announces new tags. They reach every member within a
+// few gossip rounds and show there as a member-update event.
+func (c *Cluster) SetTags(t Tags) error {
+	m, err := t.Encode()
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err = c.serf.SetTags(m)
+	// Encode bounds the size, so Serf's only remaining error is a timeout
+	// waiting for the broadcast to go out: the tags are in effect locally
+	// and keep spreading by gossip.
+	c.tags = t
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrTagsUnconfirmed, err)
+	}
+	return nil
+}
+
+// ErrTagsUnconfirmed is returned by SetTags when the new tags are in effect
+// but their broadcast was not confirmed in time. They still spread; callers
+// that must know (draining) confirm with SyncGateways.
+var ErrTagsUnconfirmed = errors.New("tags set; broadcast not confirmed yet")
+
 // Leave announces that this member leaves on purpose, so others remove it at
 // once instead of after failure detection. Call Shutdown afterwards.
 func (c *Cluster) Leave() error {
@@ -272,10 +294,7 @@ func (c *Cluster) loop() {
 
 func (c *Cluster) dispatch(e serf.Event) {
 	switch e := e.(type) {
-	case *tagsWaiter:
-		c.tagsWait = e // replaces one that gave up waiting
 	case serf.MemberEvent:
-		c.localTagsSeen(e)
 		typ, ok := eventTypeOf(e.Type)
 		if !ok {
 			return
