@@ -251,6 +251,15 @@ func (a *armStats) label(m *metrics, service string, arm Arm, version string) {
 	}
 }
 
+// recordUnavailable counts a measured request arm could not take.
+func (s *Service) recordUnavailable(arm Arm) {
+	a := &s.arms[arm]
+	a.rec.Record(0, true)
+	if ser := a.series.Load(); ser != nil {
+		ser.codes[codeFailed].Inc()
+	}
+}
+
 // record counts one measured attempt on h: answered status after took, or
 // failed without an answer (status 0).
 func (s *Service) record(h *host, took time.Duration, status int) {
@@ -289,12 +298,19 @@ func (x *exchange) chooseIn(p pin) {
 
 // selectIn chooses a backend for an attempt in arm among hosts not tried;
 // a canary or baseline arm with none in rotation and with room gives way
-// to the stable arm.
-func (s *Service) selectIn(arm Arm, tried []*host, now int64) (*host, bool) {
+// to the stable arm. A measured request its arm has backends for, all out
+// of rotation (crashed, failing their checks, ejected), counts as a failure
+// of that arm: the arm could not take its share, and a canary that crashed
+// must not pass its step on the requests it served before.
+func (s *Service) selectIn(arm Arm, measured bool, tried []*host, now int64) (*host, bool) {
 	set := s.reg.set.Load()
 	if arm != ArmStable {
-		if h, _ := s.sel[arm].Select(set.arms[arm], tried, now); h != nil && !h.out(now) {
+		h, full := s.sel[arm].Select(set.arms[arm], tried, now)
+		if h != nil && !h.out(now) {
 			return h, false
+		}
+		if measured && !full && len(tried) == 0 && len(set.arms[arm]) > 0 {
+			s.recordUnavailable(arm)
 		}
 	}
 	return s.sel[ArmStable].Select(set.arms[ArmStable], tried, now)

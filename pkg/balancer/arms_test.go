@@ -308,6 +308,11 @@ func TestArmWithoutBackendsGivesWayToStable(t *testing.T) {
 		}
 		assert.Zero(t, cf.can.hits.Load())
 		assert.Equal(t, uint64(80), cf.svc.ArmCounts()[ArmStable].Requests, "measured where they went")
+		can := cf.svc.ArmCounts()[ArmCanary]
+		// Its share of 40 requests (exact per 100 picks, not per 40), none
+		// while it had no backend at all.
+		assert.InDelta(t, 20, can.Requests, 2, "the requests an ejected canary could not take count against it")
+		assert.Equal(t, can.Requests, can.Errors, "each one a failure")
 	})
 }
 
@@ -441,7 +446,8 @@ func TestCanaryFailedExchangeRetriedOnStable(t *testing.T) {
 
 // TestCanaryConnectFailureRetriedOnStable: a canary arm whose backend
 // refuses connections: the first request is retried on stable and counted
-// against the canary; once it is ejected its share goes to stable.
+// against the canary; once it is ejected its share goes to stable, and each
+// of those requests counts against it too (it could not take them).
 func TestCanaryConnectFailureRetriedOnStable(t *testing.T) {
 	eachRelay(t, func(t *testing.T, rl relay) {
 		cfg := testConfig()
@@ -456,7 +462,8 @@ func TestCanaryConnectFailureRetriedOnStable(t *testing.T) {
 			require.Equal(t, "stable", body)
 		}
 		counts := cf.svc.ArmCounts()
-		assert.Equal(t, uint64(1), counts[ArmCanary].Errors, "one refusal, then the canary is out")
+		assert.Equal(t, []uint64{10, 10}, []uint64{counts[ArmCanary].Requests, counts[ArmCanary].Errors},
+			"one refusal, then its share it could not take")
 		assert.Equal(t, uint64(20), counts[ArmStable].Requests)
 	})
 }

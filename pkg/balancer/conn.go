@@ -262,7 +262,7 @@ func (x *exchange) pick() (*host, error) {
 		if arm == ArmStable { // as before arms: one call to the selector
 			h, full = s.sel[ArmStable].Select(s.reg.set.Load().arms[ArmStable], x.tried[:x.nTried], time.Now().UnixNano())
 		} else {
-			h, full = s.selectIn(arm, x.tried[:x.nTried], time.Now().UnixNano())
+			h, full = s.selectIn(arm, x.measured, x.tried[:x.nTried], time.Now().UnixNano())
 		}
 		switch {
 		case h == nil && full:

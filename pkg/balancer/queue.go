@@ -142,7 +142,7 @@ func (x *exchange) waitTurn(b *Balancer, wp **queueWait, front bool) error {
 	if s.queue.push(w.wake, front) {
 		// First in line: a backend may have finished between the pick that
 		// found none with room and the push, waking nobody.
-		if h, _ := s.selectIn(x.attemptArm(), x.tried[:x.nTried], time.Now().UnixNano()); h != nil {
+		if h, _ := s.selectIn(x.attemptArm(), false, x.tried[:x.nTried], time.Now().UnixNano()); h != nil {
 			s.queue.cancel(w.wake)
 			return nil
 		}

@@ -12,7 +12,8 @@ import (
 // HostIP and the canary's weight. The gateway gives the service's balancer
 // those replicas as the member's canary and baseline arms, and the split:
 // the canary arm Weight %, the baseline arm as much while it fits
-// (min(Weight, 100-Weight) %, none without baseline replicas), the stable
+// (min(Weight, (100-Weight)/2) %: the stable replicas keep at least as
+// much; none without baseline replicas), the stable
 // arm the rest. A tag that disappears (the canary ended, the agent left or
 // stopped being routed) takes the arms and the split with it. Should two
 // agents of a service announce a canary, the first by name sets the split;
@@ -73,7 +74,7 @@ func addrsOf(ip netip.Addr, ports []uint16) []netip.AddrPort {
 func splitOf(t membership.Tags, c *membership.Canary) balancer.Split {
 	sp := balancer.Split{Canary: c.Weight, CanaryVersion: c.Image, BaselineVersion: t.Image, StableVersion: t.Image}
 	if len(c.Baseline) > 0 {
-		sp.Baseline = min(c.Weight, 100-c.Weight)
+		sp.Baseline = min(c.Weight, (100-c.Weight)/2)
 	}
 	return sp
 }

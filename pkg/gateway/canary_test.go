@@ -133,11 +133,12 @@ func TestCanaryTagSplitsTheService(t *testing.T) {
 			assert.Equal(t, 25.0, weight(t, reg, "canary"))
 			assert.Equal(t, 50.0, weight(t, reg, "stable"))
 
-			// More than half: the baseline gets what is left.
+			// More than a third: the baseline gets half of what is left, the
+			// stable replicas keep as much.
 			require.NoError(t, agent.SetTags(tags(2, canary(60, base))))
 			require.NoError(t, agent.SyncGateways(context.Background(), 5*time.Second))
-			assert.Equal(t, 40, svc.Split().Baseline)
-			assert.Equal(t, map[string]int{"canary": 60, "baseline": 40}, answers(t, url, 100))
+			assert.Equal(t, 20, svc.Split().Baseline)
+			assert.Equal(t, map[string]int{"canary": 60, "baseline": 20, "stable": 20}, answers(t, url, 100))
 
 			// No baseline replicas: the stable arm is the comparison.
 			require.NoError(t, agent.SetTags(tags(3, canary(10))))

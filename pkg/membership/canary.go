@@ -22,7 +22,8 @@ const MaxCanaryReplicas = 16
 // service's requests every gateway sends the canary arm.
 //
 // A gateway sends the canary arm Weight % of the service's requests and the
-// baseline arm the same share while it fits (min(Weight, 100-Weight) %);
+// baseline arm the same share while the stable replicas keep at least as
+// much (min(Weight, (100-Weight)/2) %);
 // the stable replicas get the rest. With no baseline replicas, the stable
 // fleet is the comparison and gets 100-Weight %.
 type Canary struct {

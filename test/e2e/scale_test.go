@@ -81,7 +81,7 @@ func TestScaleUnderLoad(t *testing.T) {
 	l.finish()
 	t.Logf("MEASURE load through scale 12 → 24 → 6 (GET and POST /predict): sent=%d failed=%d", l.sent.Load(), l.failed.Load())
 	require.Zero(t, l.failed.Load(), "failed requests:\n%s", l.failures())
-	require.Greater(t, l.sent.Load(), int64(500))
+	require.Greater(t, l.sent.Load(), int64(300), "the load ran through both scales")
 
 	for _, tc := range []struct {
 		args []string
