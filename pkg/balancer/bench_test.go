@@ -108,34 +108,7 @@ func BenchmarkSetNode(b *testing.B) {
 // (heads without bodies) are answered "ok" in order, on a goroutine.
 func startBenchBackend(b *testing.B) netip.AddrPort {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(b, err)
-	b.Cleanup(func() { ln.Close() })
-	answer := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadSlice('\n')
-					if err != nil {
-						return
-					}
-					if len(line) == 2 { // the blank line that ends a head
-						if _, err := c.Write(answer); err != nil {
-							return
-						}
-					}
-				}
-			}()
-		}
-	}()
-	return netip.MustParseAddrPort(ln.Addr().String())
+	return serveOK(b, nil)
 }
 
 // BenchmarkRelay: one keep-alive client sends GET after GET through the

@@ -2,7 +2,6 @@ package balancer
 
 import (
 	"bufio"
-	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -26,10 +25,24 @@ type rawBackend struct {
 
 func startRawBackend(t *testing.T) *rawBackend {
 	t.Helper()
+	rb := &rawBackend{}
+	rb.addr = serveOK(t, func(head []byte) {
+		rb.mu.Lock()
+		rb.heads = append(rb.heads, string(head))
+		rb.mu.Unlock()
+	})
+	return rb
+}
+
+// serveOK starts a backend that answers each request head (requests
+// without bodies) on a connection with 200 "ok", in order, after passing
+// the head to onHead when it is set.
+func serveOK(tb testing.TB, onHead func(head []byte)) netip.AddrPort {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { ln.Close() })
-	rb := &rawBackend{addr: netip.MustParseAddrPort(ln.Addr().String())}
+	require.NoError(tb, err)
+	tb.Cleanup(func() { ln.Close() })
+	answer := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -39,29 +52,30 @@ func startRawBackend(t *testing.T) *rawBackend {
 			go func() {
 				defer c.Close()
 				br := bufio.NewReader(c)
+				var head []byte
 				for {
-					var head bytes.Buffer
-					for {
-						line, err := br.ReadString('\n')
-						if err != nil {
-							return
-						}
-						head.WriteString(line)
-						if line == "\r\n" {
-							break
-						}
+					line, err := br.ReadSlice('\n')
+					if err != nil && err != bufio.ErrBufferFull {
+						return
 					}
-					rb.mu.Lock()
-					rb.heads = append(rb.heads, head.String())
-					rb.mu.Unlock()
-					if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+					if onHead != nil {
+						head = append(head, line...)
+					}
+					if err != nil || string(line) != "\r\n" {
+						continue
+					}
+					if onHead != nil {
+						onHead(head)
+						head = head[:0]
+					}
+					if _, err := c.Write(answer); err != nil {
 						return
 					}
 				}
 			}()
 		}
 	}()
-	return rb
+	return netip.MustParseAddrPort(ln.Addr().String())
 }
 
 // take returns the heads received since the last call.
